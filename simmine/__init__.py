@@ -1,0 +1,19 @@
+"""simmine: exact and approximate all-pairs similarity mining of positives for contrastive sequential
+recommendation (strong positives: same target; weak positives: most similar histories).
+
+>>> import simmine
+>>> out = simmine.build(metric="jaccard", alpha=0.05, quiet=True)   # doctest: +SKIP
+>>> pos = simmine.open(out)                                         # doctest: +SKIP
+>>> neighbors, scores = pos.weak(0)                                 # doctest: +SKIP
+"""
+__version__ = "0.1.0"
+
+from .api import build  # noqa: E402
+from .backends import available_backends  # noqa: E402
+from .errors import InputError, SimmineError  # noqa: E402
+from .io import Positives  # noqa: E402
+from .io import open_positives as open  # noqa: E402,A001
+from .metrics import METRICS  # noqa: E402
+
+__all__ = ["build", "open", "Positives", "available_backends", "METRICS", "InputError", "SimmineError",
+           "__version__"]

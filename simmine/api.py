@@ -1,0 +1,243 @@
+"""The public build: validate → load → plan → estimate → dispatch → write. No kernels here."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from . import __version__
+from .backends import get_backend, set_num_threads
+from .engines.local import WeakResult, make_plan, mine_weak, strong_entries, strong_positives
+from .errors import InputError
+from .io import (FORMAT_VERSION, TABLES, sequences_table, sha256_file, strong_table, weak_table, write_json,
+                 write_table)
+from .metrics import Features, prepare_features, resolve_metric
+from .progress import make_progress
+from .select import Selection, k_per_anchor, make_selection
+from .sequences import Log, SequenceSet, build_sequences, read_log
+
+METHODS = ("exact",)
+ENGINES = ("local",)
+ESTIMATE_SAMPLE = 256
+BYTES_PER_WEAK = 8      # uint32 neighbour + float32 score
+BYTES_PER_STRONG = 4
+
+
+def _bucket_list(bucket_by: Union[None, str, Sequence[str]]) -> tuple:
+    if bucket_by is None:
+        return ()
+    if isinstance(bucket_by, str):
+        bucket_by = bucket_by.split(",")
+    cols = tuple(c.strip() for c in bucket_by if c.strip())
+    if not cols:
+        raise InputError("--bucket-by needs at least one column name")
+    return cols
+
+
+def _check_out(out: str) -> None:
+    """Refuses to replace anything that is not an earlier simmine output."""
+    if os.path.isfile(out):
+        raise InputError(f"{out}: exists and is a file; --out must name a directory")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "manifest.json")):
+        raise InputError(f"{out}: exists and is not a simmine output; refusing to overwrite it")
+
+
+def _estimate_bytes(seqs: SequenceSet, features: Features, plan, sel: Selection, backend) -> int:
+    """Output size before computing: exact for k/alpha modes, sampled for min-sim, a lower bound for
+    global alpha (its exact size is checked again once τ is known)."""
+    n = seqs.n
+    k = k_per_anchor(sel, plan.bucket_size)
+    if sel.mode in ("alpha", "k"):
+        weak = int(k.sum())
+    elif sel.mode == "alpha_global":
+        from .select import ceil_fraction
+
+        weak = min(2 * ceil_fraction(sel.alpha, plan.compared_pairs), int(k.sum()))
+    else:
+        weak = _sampled_min_sim_entries(features, plan, sel, backend, k)
+    strong = strong_entries(seqs.target_codes, seqs.bucket_codes)
+    history = int(seqs.indptr[-1]) * 8
+    return weak * BYTES_PER_WEAK + strong * BYTES_PER_STRONG + history + 32 * n
+
+
+def _sampled_min_sim_entries(features, plan, sel, backend, k) -> int:
+    rng = np.random.default_rng(0)
+    n = features.n
+    big = [m for m in plan.members if len(m) > 1]
+    if not big:
+        return 0
+    sample = np.sort(rng.choice(n, size=min(n, ESTIMATE_SAMPLE), replace=False))
+    total, seen = 0, 0
+    for members in big:
+        local = np.flatnonzero(np.isin(members, sample))
+        if not len(local):
+            continue
+        c, _, _ = backend.select(features.tile(members), local.astype(np.int64), k[members[local]], sel.min_sim)
+        total += int(c.sum())
+        seen += len(local)
+    return int(round(total / max(seen, 1) * sum(len(m) for m in big)))
+
+
+def _refuse_size(est_bytes: int, max_output_gb: float, what: str = "estimated") -> None:
+    if est_bytes > max_output_gb * 1e9:
+        raise InputError(f"the output would be about {est_bytes / 1e9:.1f} GB ({what}), over --max-output-gb "
+                         f"{max_output_gb:g}; keep fewer neighbours with --k or --max-per-anchor, or compare "
+                         f"within groups with --bucket-by")
+
+
+def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "jaccard",
+          alpha: Optional[float] = None, alpha_scope: str = "anchor", k: Optional[int] = None,
+          min_sim: Optional[float] = None, max_per_anchor: Optional[int] = None, method: str = "exact",
+          backend: Optional[str] = None, engine: str = "local", bucket_by=None, split: str = "loo",
+          max_len: int = 50, compare: str = "history", ngram_n: int = 2, format: str = "auto",
+          user_col: str = "user_id", item_col: str = "item_id", time_col: Optional[str] = None,
+          max_output_gb: float = 8.0, threads: Optional[int] = None, quiet: bool = False,
+          command: Optional[str] = None) -> str:
+    """Mines strong and weak positives and writes them to ``out``; returns ``out``.
+
+    Keyword names are the CLI flags with underscores. With ``input=None`` the built-in demo log is used.
+    Raises InputError (the CLI's exit code 2) on bad input or flags, before anything is written.
+
+    >>> import simmine
+    >>> path = simmine.build(metric="jaccard", alpha=0.05, out="simmine-out", quiet=True)  # doctest: +SKIP
+    >>> simmine.open(path).weak(0)                                                        # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    timings = {}
+    m = resolve_metric(metric)
+    sel = make_selection(alpha, alpha_scope, k, min_sim, max_per_anchor)
+    if method not in METHODS:
+        raise InputError(f"unknown --method '{method}' (available: {', '.join(METHODS)})")
+    if engine not in ENGINES:
+        raise InputError(f"unknown --engine '{engine}' (available: {', '.join(ENGINES)})")
+    if not isinstance(max_len, (int, np.integer)) or max_len < 1:
+        raise InputError(f"--max-len must be a positive integer, got {max_len}")
+    if not isinstance(ngram_n, (int, np.integer)) or ngram_n < 1:
+        raise InputError(f"--ngram-n must be a positive integer, got {ngram_n}")
+    if not (isinstance(max_output_gb, (int, float)) and max_output_gb > 0):
+        raise InputError(f"--max-output-gb must be positive, got {max_output_gb}")
+    if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise InputError(f"--threads must be a positive integer, got {threads}")
+    be = get_backend(backend)
+    if threads:
+        set_num_threads(threads)
+    buckets = _bucket_list(bucket_by)
+    out = os.fspath(out)
+    _check_out(out)
+    progress = make_progress(quiet)
+
+    if input is None:
+        from .demo import demo_table
+
+        log = Log("<demo>", "demo", demo_table(), "user_id", "item_id", "timestamp", buckets, 0)
+        missing = [c for c in buckets if c not in log.table.column_names]
+        if missing:
+            raise InputError(f"<demo>: no column '{missing[0]}' (columns: {', '.join(log.table.column_names)})")
+        input_info = {"path": None, "demo": True, "bytes": None, "sha256": None}
+    else:
+        input = os.fspath(input)
+        log = read_log(input, format, user_col, item_col, time_col, buckets)
+        input_info = {"path": os.path.abspath(input), "demo": False, "bytes": os.path.getsize(input),
+                      "sha256": sha256_file(input)}
+    seqs = build_sequences(log, split, max_len, compare)
+    if seqs.n == 0:
+        where = log.path
+        raise InputError(f"{where}: no user has a non-empty history after --split {split} "
+                         f"(every one of {seqs.n_users} users was skipped)")
+    timings["load"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    features = prepare_features(seqs, m, ngram_n)
+    plan = make_plan(seqs.n, seqs.bucket_codes)
+    _refuse_size(_estimate_bytes(seqs, features, plan, sel, be), max_output_gb)
+    timings["prepare"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    weak: WeakResult = mine_weak(features, plan, sel, be, progress)
+    timings["score"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    strong_off, strong_nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
+    timings["strong"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    params = {
+        "metric": m.name, "alpha": sel.alpha, "alpha_scope": alpha_scope if sel.alpha is not None else None,
+        "k": sel.k, "min_sim": sel.min_sim, "max_per_anchor": sel.max_per_anchor, "selection": sel.mode,
+        "method": method, "backend": be.name, "engine": engine, "bucket_by": list(buckets) or None,
+        "split": split, "max_len": int(max_len), "compare": compare,
+        "ngram_n": int(ngram_n) if m.name == "ngram" else None, "format": log.fmt,
+        "user_col": log.user_col, "item_col": log.item_col, "time_col": log.time_col,
+        "max_output_gb": max_output_gb,
+    }
+    tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        write_table(os.path.join(tmp, "sequences.arrow"), sequences_table(seqs, seqs.bucket_labels))
+        write_table(os.path.join(tmp, "weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
+        write_table(os.path.join(tmp, "strong.arrow"), strong_table(strong_off, strong_nbr))
+        timings["write"] = time.perf_counter() - t
+        compared = plan.compared_pairs
+        thr = weak.threshold
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "simmine_version": __version__,
+            "command": command if command is not None else _api_command(locals_for_command(
+                input, out, m.name, sel, alpha_scope, method, be.name, engine, buckets, split, max_len,
+                compare, ngram_n)),
+            "input": input_info,
+            "params": params,
+            "n_anchors": seqs.n,
+            "n_users": seqs.n_users,
+            "skipped": seqs.skipped,
+            "n_buckets": len(plan.members),
+            "pairs": {
+                "compared": compared,
+                "weak_kept": int(len(weak.neighbors)),
+                "strong_kept": int(len(strong_nbr)),
+            },
+            "tau": None if thr is None else thr.tau,
+            "realised_fraction": (thr.pairs_at_or_above / compared if thr is not None and compared else None),
+            "method": method,
+            "backend": be.name,
+            "engine": engine,
+            "recall": None,
+            "elapsed_s": {**{k_: round(v, 6) for k_, v in timings.items()},
+                          "total": round(time.perf_counter() - t0, 6)},
+            "files": {f"{name}.arrow": {"sha256": sha256_file(os.path.join(tmp, f"{name}.arrow")),
+                                        "bytes": os.path.getsize(os.path.join(tmp, f"{name}.arrow")),
+                                        "rows": seqs.n} for name in TABLES},
+        }
+        write_json(os.path.join(tmp, "manifest.json"), manifest)
+        if os.path.isdir(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def locals_for_command(input, out, metric, sel, alpha_scope, method, backend, engine, buckets, split, max_len,
+                       compare, ngram_n) -> dict:
+    args = {"input": input, "out": out, "metric": metric, "method": method, "backend": backend,
+            "engine": engine, "split": split, "max_len": max_len, "compare": compare}
+    for key in ("alpha", "k", "min_sim", "max_per_anchor"):
+        if getattr(sel, key) is not None:
+            args[key] = getattr(sel, key)
+    if sel.alpha is not None:
+        args["alpha_scope"] = alpha_scope
+    if buckets:
+        args["bucket_by"] = ",".join(buckets)
+    if metric == "ngram":
+        args["ngram_n"] = ngram_n
+    return args
+
+
+def _api_command(args: dict) -> str:
+    return "simmine.build(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"

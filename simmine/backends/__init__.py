@@ -1,0 +1,61 @@
+"""Backends: interchangeable modules with one interface.
+
+Each has ``name``, ``available()``, ``select(tile, rows, k_row, min_score) -> (counts, cols, scores)`` and
+``histogram(tile, rows, prefix) -> int64[65536]``. ``auto`` takes the fastest available: cpp, numba,
+python. A backend asked for by name that cannot run here raises; there is no silent fallback.
+"""
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from ..errors import BackendUnavailable, InputError
+
+BACKENDS = ("cpp", "numba", "python")  # fastest first
+
+
+def _module(name: str) -> ModuleType:
+    if name == "cpp":
+        from . import cpp as mod
+    elif name == "numba":
+        from . import numba_ as mod
+    elif name == "python":
+        from . import reference as mod
+    elif name == "cuda":
+        raise BackendUnavailable("backend 'cuda' is not available in this build "
+                                 f"(available: {', '.join(available_backends())})")
+    else:
+        raise InputError(f"unknown backend '{name}' (choose from auto, {', '.join(BACKENDS)})")
+    return mod
+
+
+def available_backends() -> list:
+    """Names of the backends that can run on this machine, fastest first."""
+    out = []
+    for name in BACKENDS:
+        try:
+            if _module(name).available():
+                out.append(name)
+        except Exception:
+            continue
+    return out
+
+
+def get_backend(name: str | None = None) -> ModuleType:
+    """The backend module for ``name`` (default: $SIMMINE_BACKEND, else ``auto``)."""
+    name = (name or os.environ.get("SIMMINE_BACKEND") or "auto").strip().lower()
+    if name == "auto":
+        return _module(available_backends()[0])
+    mod = _module(name)
+    if not mod.available():
+        raise BackendUnavailable(f"backend '{name}' is not available here "
+                                 f"(available: {', '.join(available_backends())})")
+    return mod
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for the native backends (OpenMP and Numba)."""
+    for name in ("cpp", "numba"):
+        mod = _module(name)
+        if mod.available():
+            mod.set_num_threads(n)

@@ -1,0 +1,261 @@
+"""Numba backend: the same scorers as the C++ core, for machines where the extension is not built.
+
+One driver handles the three feature kinds (set, cosine, edit) so that the selection logic exists once;
+rows are split into chunks, each chunk running in its own thread with its own O(n) scratch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..metrics import Tile
+
+name = "numba"
+HIST_BINS = 65536
+KIND_SET, KIND_COSINE, KIND_EDIT = 0, 1, 2
+
+try:
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - numba is a dependency, but may fail to import on exotic platforms
+    numba = None
+
+
+def available() -> bool:
+    return numba is not None
+
+
+if numba is not None:
+
+    @njit(cache=True, nogil=True)
+    def _myers64(la, b, peq):
+        one = np.uint64(1)
+        top = one << np.uint64(la - 1)
+        pv = np.uint64(0xFFFFFFFFFFFFFFFF)
+        if la < 64:
+            pv = (one << np.uint64(la)) - one
+        mv = np.uint64(0)
+        score = la
+        for t in range(len(b)):
+            eq = peq[b[t]]
+            xv = eq | mv
+            xh = (((eq & pv) + pv) ^ pv) | eq
+            ph = mv | ~(xh | pv)
+            mh = pv & xh
+            if ph & top:
+                score += 1
+            elif mh & top:
+                score -= 1
+            ph = (ph << one) | one
+            mh = mh << one
+            pv = mh | ~(xv | ph)
+            mv = ph & xv
+        return score
+
+    @njit(cache=True, nogil=True)
+    def _edit_dp(a, b, row):
+        lb = len(b)
+        for j in range(lb + 1):
+            row[j] = j
+        for i in range(1, len(a) + 1):
+            diag = row[0]
+            row[0] = i
+            for j in range(1, lb + 1):
+                up = row[j]
+                best = diag + (0 if a[i - 1] == b[j - 1] else 1)
+                if up + 1 < best:
+                    best = up + 1
+                if row[j - 1] + 1 < best:
+                    best = row[j - 1] + 1
+                row[j] = best
+                diag = up
+        return row[lb]
+
+    @njit(cache=True, nogil=True)
+    def _score_row(kind, i, j_min, indptr, idx, w, norms, pptr, prow, pw,
+                   acc_i, acc_f, touched, peq, dprow, cand_j, cand_s):
+        """Writes (j, s) for every column j >= j_min, j != i, s > 0 into cand_j/cand_s; returns the count."""
+        n = len(indptr) - 1
+        m = 0
+        if kind == KIND_EDIT:
+            a = idx[indptr[i]:indptr[i + 1]]
+            la = len(a)
+            if la <= 64:
+                for p in range(la):
+                    peq[a[p]] |= np.uint64(1) << np.uint64(p)
+            for j in range(j_min, n):
+                if j == i:
+                    continue
+                b = idx[indptr[j]:indptr[j + 1]]
+                d = _myers64(la, b, peq) if la <= 64 else _edit_dp(a, b, dprow)
+                mx = max(la, len(b))
+                s = np.float32(1.0 - d / mx)
+                if s > 0:
+                    cand_j[m] = j
+                    cand_s[m] = s
+                    m += 1
+            if la <= 64:
+                for p in range(la):
+                    peq[a[p]] = np.uint64(0)
+            return m
+        if kind == KIND_COSINE and norms[i] <= 0:
+            return 0
+        nt = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            v = idx[p]
+            q0 = pptr[v]
+            q1 = pptr[v + 1]
+            if j_min > 0:
+                q0 += np.searchsorted(prow[q0:q1], j_min)
+            for q in range(q0, q1):
+                j = prow[q]
+                if acc_i[j] == 0:
+                    touched[nt] = j
+                    nt += 1
+                acc_i[j] += 1
+                if kind == KIND_COSINE:
+                    acc_f[j] += w[p] * pw[q]
+        size_i = indptr[i + 1] - indptr[i]
+        for t in range(nt):
+            j = touched[t]
+            c = acc_i[j]
+            acc_i[j] = 0
+            dot = 0.0
+            if kind == KIND_COSINE:
+                dot = acc_f[j]
+                acc_f[j] = 0.0
+            if j == i:
+                continue
+            s = np.float32(0.0)
+            if kind == KIND_SET:
+                uni = size_i + (indptr[j + 1] - indptr[j]) - c
+                if c > 0 and uni > 0:
+                    s = np.float32(c / uni)
+            elif dot > 0 and norms[j] > 0:
+                s = np.float32(min(dot / (norms[i] * norms[j]), 1.0))
+            if s > 0:
+                cand_j[m] = j
+                cand_s[m] = s
+                m += 1
+        return m
+
+    @njit(cache=True, nogil=True)
+    def _take_best(cand_j, cand_s, m, k, out_col, out_score):
+        """Best min(k, m) candidates in the order score descending, column ascending."""
+        if k <= 0 or m == 0:
+            return 0
+        cj = cand_j[:m]
+        cs = cand_s[:m]
+        if k < m:
+            kth = -np.partition(-cs, k - 1)[k - 1]
+            greater = np.flatnonzero(cs > kth)
+            ties = np.flatnonzero(cs == kth)
+            ties = ties[np.argsort(cj[ties])][: k - len(greater)]
+            sel = np.concatenate((greater, ties))
+        else:
+            sel = np.arange(m)
+        sel = sel[np.argsort(cj[sel])]
+        sel = sel[np.argsort(-cs[sel], kind="mergesort")]
+        for t in range(len(sel)):
+            out_col[t] = cj[sel[t]]
+            out_score[t] = cs[sel[t]]
+        return len(sel)
+
+    @njit(cache=True, parallel=True)
+    def _select(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len,
+                rows, out_off, min_score, nchunks, out_col, out_score, out_count):
+        n = len(indptr) - 1
+        nrows = len(rows)
+        for c in prange(nchunks):
+            lo = c * nrows // nchunks
+            hi = (c + 1) * nrows // nchunks
+            acc_i = np.zeros(n, np.int32)
+            acc_f = np.zeros(n if kind == KIND_COSINE else 1, np.float64)
+            touched = np.empty(n, np.int32)
+            peq = np.zeros(vocab if kind == KIND_EDIT else 1, np.uint64)
+            dprow = np.empty(max_len + 1, np.int64)
+            cand_j = np.empty(n, np.int32)
+            cand_s = np.empty(n, np.float32)
+            for r in range(lo, hi):
+                m = _score_row(kind, rows[r], 0, indptr, idx, w, norms, pptr, prow, pw,
+                               acc_i, acc_f, touched, peq, dprow, cand_j, cand_s)
+                kept = 0
+                for t in range(m):
+                    if cand_s[t] >= min_score:
+                        cand_j[kept] = cand_j[t]
+                        cand_s[kept] = cand_s[t]
+                        kept += 1
+                o = out_off[r]
+                out_count[r] = _take_best(cand_j, cand_s, kept, out_off[r + 1] - o,
+                                          out_col[o:out_off[r + 1]], out_score[o:out_off[r + 1]])
+
+    @njit(cache=True, parallel=True)
+    def _histogram(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, rows, prefix, nchunks):
+        n = len(indptr) - 1
+        nrows = len(rows)
+        hist = np.zeros((nchunks, HIST_BINS), np.int64)
+        for c in prange(nchunks):
+            lo = c * nrows // nchunks
+            hi = (c + 1) * nrows // nchunks
+            acc_i = np.zeros(n, np.int32)
+            acc_f = np.zeros(n if kind == KIND_COSINE else 1, np.float64)
+            touched = np.empty(n, np.int32)
+            peq = np.zeros(vocab if kind == KIND_EDIT else 1, np.uint64)
+            dprow = np.empty(max_len + 1, np.int64)
+            cand_j = np.empty(n, np.int32)
+            cand_s = np.empty(n, np.float32)
+            for r in range(lo, hi):
+                i = rows[r]
+                m = _score_row(kind, i, i + 1, indptr, idx, w, norms, pptr, prow, pw,
+                               acc_i, acc_f, touched, peq, dprow, cand_j, cand_s)
+                bits = cand_s[:m].view(np.uint32)
+                for t in range(m):
+                    b = bits[t]
+                    if prefix < 0:
+                        hist[c, b >> 16] += 1
+                    elif (b >> 16) == prefix:
+                        hist[c, b & 0xFFFF] += 1
+        return hist.sum(axis=0)
+
+
+def _args(tile: Tile):
+    kind = {"set": KIND_SET, "cosine": KIND_COSINE, "edit": KIND_EDIT}[tile.kind]
+    f64 = np.zeros(1, np.float64)
+    i64 = np.zeros(1, np.int64)
+    i32 = np.zeros(1, np.int32)
+    lengths = np.diff(tile.indptr)
+    return (kind, tile.indptr, tile.indices,
+            tile.weights if tile.weights is not None else f64,
+            tile.norms if tile.norms is not None else f64,
+            tile.post_ptr if tile.post_ptr is not None else i64,
+            tile.post_rows if tile.post_rows is not None else i32,
+            tile.post_weights if tile.post_weights is not None else f64,
+            max(tile.vocab, 1), int(lengths.max()) if len(lengths) else 0)
+
+
+def _nchunks(nrows: int) -> int:
+    return max(1, min(nrows, numba.get_num_threads() * 8))
+
+
+def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    cap = np.clip(np.asarray(k_row, dtype=np.int64), 0, max(tile.n - 1, 0))
+    off = np.concatenate(([0], np.cumsum(cap))).astype(np.int64)
+    out_col = np.empty(off[-1], np.int32)
+    out_score = np.empty(off[-1], np.float32)
+    counts = np.zeros(len(rows), np.int64)
+    if len(rows):
+        _select(*_args(tile), rows, off, np.float32(min_score), _nchunks(len(rows)), out_col, out_score, counts)
+    keep = np.repeat(np.arange(len(rows)), counts) if counts.sum() else np.zeros(0, np.int64)
+    pos = off[keep] + (np.arange(len(keep)) - np.repeat(np.cumsum(counts) - counts, counts))
+    return counts, out_col[pos], out_score[pos]
+
+
+def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if not len(rows):
+        return np.zeros(HIST_BINS, np.int64)
+    return _histogram(*_args(tile), rows, int(prefix), _nchunks(len(rows)))
+
+
+def set_num_threads(n: int) -> None:
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))

@@ -1,0 +1,85 @@
+"""The slow, obviously-correct reference backend: every pair scored from the definitions, in Python.
+
+Tests use it as the oracle. Scores are computed in double precision and rounded to float32 once, with dot
+products summed in ascending code order, exactly as the native kernels do.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..metrics import Tile
+
+name = "python"
+HIST_BINS = 65536
+
+
+def available() -> bool:
+    return True
+
+
+def edit_distance(a, b) -> int:
+    """Levenshtein distance with unit-cost insertion, deletion and substitution."""
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+        prev = cur
+    return prev[-1]
+
+
+def pair_score(tile: Tile, i: int, j: int) -> np.float32:
+    """s(i, j) by the metric's definition (SPEC §3)."""
+    a = tile.indices[tile.indptr[i]:tile.indptr[i + 1]]
+    b = tile.indices[tile.indptr[j]:tile.indptr[j + 1]]
+    if tile.kind == "set":
+        inter = len(np.intersect1d(a, b, assume_unique=True))
+        union = len(a) + len(b) - inter
+        return np.float32(inter / union) if inter > 0 else np.float32(0.0)
+    if tile.kind == "cosine":
+        na, nb = float(tile.norms[i]), float(tile.norms[j])
+        if na <= 0 or nb <= 0:
+            return np.float32(0.0)
+        wa = dict(zip(a.tolist(), tile.weights[tile.indptr[i]:tile.indptr[i + 1]].tolist()))
+        wb = dict(zip(b.tolist(), tile.weights[tile.indptr[j]:tile.indptr[j + 1]].tolist()))
+        dot = 0.0
+        for v in sorted(set(wa) & set(wb)):
+            dot += wa[v] * wb[v]
+        return np.float32(min(dot / (na * nb), 1.0)) if dot > 0 else np.float32(0.0)
+    d = edit_distance(a.tolist(), b.tolist())
+    return np.float32(1.0 - d / max(len(a), len(b)))
+
+
+def _candidates(tile: Tile, i: int, j_min: int = 0):
+    for j in range(j_min, tile.n):
+        if j != i:
+            s = pair_score(tile, i, j)
+            if s > 0:
+                yield j, s
+
+
+def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
+    """Per row: columns with s > 0 and s >= min_score, best k_row first (score desc, column asc)."""
+    counts = np.zeros(len(rows), dtype=np.int64)
+    cols, scores = [], []
+    threshold = np.float32(min_score)
+    for r, (i, k) in enumerate(zip(rows.tolist(), k_row.tolist())):
+        cands = sorted(((-float(s), j) for j, s in _candidates(tile, i) if s >= threshold))[: max(k, 0)]
+        counts[r] = len(cands)
+        cols.extend(j for _, j in cands)
+        scores.extend(-s for s, _ in cands)
+    return counts, np.asarray(cols, dtype=np.int32), np.asarray(scores, dtype=np.float32)
+
+
+def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
+    """Counts of float32 bit patterns of s over pairs (i, j > i), s > 0: high 16 bits, or low 16 bits
+    among scores whose high bits equal ``prefix``."""
+    hist = np.zeros(HIST_BINS, dtype=np.int64)
+    for i in rows.tolist():
+        for _, s in _candidates(tile, i, i + 1):
+            bits = int(np.float32(s).view(np.uint32))
+            if prefix < 0:
+                hist[bits >> 16] += 1
+            elif bits >> 16 == prefix:
+                hist[bits & 0xFFFF] += 1
+    return hist

@@ -1,0 +1,173 @@
+"""``inspect`` and ``verify``: read a finished build, summarise it, re-check it."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import InputError
+from .io import TABLES, map_table, read_manifest, sha256_file
+
+
+def _weak_arrays(out: str):
+    weak = map_table(os.path.join(out, "weak.arrow"))
+    nbr = weak.column("neighbors").combine_chunks()
+    counts = np.diff(nbr.offsets.to_numpy())
+    scores = weak.column("scores").combine_chunks().values.to_numpy()
+    return counts, scores
+
+
+def summary_lines(out: str) -> list:
+    """A human summary of a build (what ``simmine inspect`` prints)."""
+    m = read_manifest(out)
+    p = m["params"]
+    counts, scores = _weak_arrays(out)
+    strong = map_table(os.path.join(out, "strong.arrow")).column("neighbors").combine_chunks()
+    s_counts = np.diff(strong.offsets.to_numpy())
+    inp = m["input"]
+    source = "built-in demo log" if inp.get("demo") else f"{inp['path']} ({inp['bytes']:,} bytes, {p['format']})"
+    if p["selection"] == "k":
+        how = f"k={p['k']}"
+    elif p["selection"] == "min_sim":
+        how = f"min-sim={p['min_sim']}"
+    else:
+        how = f"alpha={p['alpha']} ({p['alpha_scope']} scope)"
+    if p["max_per_anchor"]:
+        how += f", max-per-anchor={p['max_per_anchor']}"
+    metric = p["metric"] + (f" (n={p['ngram_n']})" if p.get("ngram_n") else "")
+    lines = [
+        f"simmine build: {out}",
+        f"  input      {source}",
+        f"  anchors    {m['n_anchors']:,} of {m['n_users']:,} users ({m['skipped']:,} skipped), "
+        f"{m['n_buckets']:,} bucket(s){' by ' + ','.join(p['bucket_by']) if p['bucket_by'] else ''}",
+        f"  metric     {metric} on {p['compare']}, split {p['split']}, max-len {p['max_len']}",
+        f"  selection  {how}",
+        f"  run        method {m['method']}, backend {m['backend']}, engine {m['engine']}",
+        f"  pairs      {m['pairs']['compared']:,} compared",
+        f"  weak       {int(counts.sum()):,} kept; per anchor mean {counts.mean():.2f}, max {counts.max()}, "
+        f"{int((counts == 0).sum()):,} anchors with none",
+        f"  strong     {int(s_counts.sum()):,} kept; {int((s_counts > 0).sum()):,} anchors have one or more",
+    ]
+    if len(scores):
+        q = np.quantile(scores, [0.0, 0.5, 1.0])
+        lines.append(f"  scores     min {q[0]:.4f}, median {q[1]:.4f}, max {q[2]:.4f}")
+    if m.get("tau") is not None:
+        lines.append(f"  threshold  tau {m['tau']:.6g}, realised fraction {m['realised_fraction']:.6g}")
+    if m.get("recall") is not None:
+        lines.append(f"  recall     {m['recall']}")
+    el = m["elapsed_s"]
+    lines.append("  elapsed    " + ", ".join(f"{k} {v:.2f}s" for k, v in el.items()))
+    return lines
+
+
+def plot_histograms(out: str, path: str) -> None:
+    """Similarity histogram and neighbour-count histogram of a build, as one PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'simmine[plot]'") from None
+    m = read_manifest(out)
+    counts, scores = _weak_arrays(out)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.hist(scores, bins=50, color="#3b6ea8")
+    a.set_xlabel(f"{m['params']['metric']} similarity of kept weak positives")
+    a.set_ylabel("pairs")
+    a.set_title("weak positive similarity")
+    b.hist(counts, bins=min(50, max(int(counts.max()) + 1, 1)), color="#a8563b")
+    b.set_xlabel("weak positives per anchor")
+    b.set_ylabel("anchors")
+    b.set_title(f"neighbour counts (N={m['n_anchors']:,})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------- verify
+def sequences_from_output(out: str):
+    """The SequenceSet of a build, rebuilt from sequences.arrow alone (items coded in sorted value order,
+    so every history's codes keep the order they had in the build)."""
+    from .sequences import SequenceSet, encode_sorted
+
+    table = map_table(os.path.join(out, "sequences.arrow"))
+    hist = table.column("history").combine_chunks()
+    values = pa.concat_arrays([hist.values, table.column("target").combine_chunks()])
+    codes, dictionary = encode_sorted(values)
+    n_items = len(hist.values)
+    bucket_codes = labels = None
+    bucket = table.column("bucket")
+    if bucket.null_count < len(bucket):
+        bucket_codes, labels = encode_sorted(bucket)
+        labels = labels.to_pylist()
+    return SequenceSet(
+        indptr=hist.offsets.to_numpy().astype(np.int64),
+        items=codes[:n_items], item_values=dictionary, user_values=table.column("user_id").combine_chunks(),
+        target_codes=codes[n_items:], bucket_codes=bucket_codes, bucket_labels=labels,
+        n_users=table.num_rows, skipped=0)
+
+
+def verify(out: str, sample: int = 20, seed: int = 0) -> list:
+    """Problems found in a build (empty: it verifies): checksums, row counts, and a seeded sample of anchors
+    recomputed with the reference backend, weak and strong."""
+    from .backends import reference
+    from .engines.local import make_plan
+    from .io import Positives
+    from .metrics import prepare_features, resolve_metric
+    from .select import k_per_anchor, make_selection, min_score_of
+
+    m = read_manifest(out)
+    problems = []
+    for name, info in m["files"].items():
+        path = os.path.join(out, name)
+        if not os.path.isfile(path):
+            problems.append(f"{name}: missing")
+        elif sha256_file(path) != info["sha256"]:
+            problems.append(f"{name}: checksum mismatch (the file changed after the build)")
+    if problems:
+        return problems
+    for name in TABLES:
+        rows = map_table(os.path.join(out, f"{name}.arrow")).num_rows
+        if rows != m["n_anchors"]:
+            problems.append(f"{name}.arrow: {rows} rows, manifest says {m['n_anchors']}")
+    if problems:
+        return problems
+    p = m["params"]
+    seqs = sequences_from_output(out)
+    features = prepare_features(seqs, resolve_metric(p["metric"]), p["ngram_n"] or 2)
+    plan = make_plan(seqs.n, seqs.bucket_codes)
+    sel = make_selection(p["alpha"], p["alpha_scope"] or "anchor", p["k"], p["min_sim"], p["max_per_anchor"])
+    k_all = k_per_anchor(sel, plan.bucket_size)
+    min_score = min_score_of(sel)
+    if sel.mode == "alpha_global":
+        if m["tau"] is None:
+            k_all[:] = 0
+        else:
+            min_score = m["tau"]
+    bucket_of = np.zeros(seqs.n, dtype=np.int64)
+    for b, members in enumerate(plan.members):
+        bucket_of[members] = b
+    pos = Positives(out)
+    rng = np.random.default_rng(seed)
+    anchors = np.sort(rng.choice(seqs.n, size=min(sample, seqs.n), replace=False))
+    tiles = {}
+    for i in anchors.tolist():
+        b = int(bucket_of[i])
+        members = plan.members[b]
+        local = int(np.searchsorted(members, i))
+        if b not in tiles:
+            tiles[b] = features.tile(members)
+        _, cols, scores = reference.select(tiles[b], np.array([local]), k_all[[i]], min_score)
+        want_n = members[cols].astype(np.uint32)
+        got_n, got_s = pos.weak(i)
+        if len(got_n) != len(want_n) or not np.array_equal(got_n, want_n):
+            problems.append(f"weak.arrow: anchor {i}: neighbours differ from the reference "
+                            f"(stored {got_n[:5].tolist()}..., expected {want_n[:5].tolist()}...)")
+        elif not np.allclose(got_s, scores, rtol=0, atol=1e-6):
+            problems.append(f"weak.arrow: anchor {i}: scores differ from the reference")
+        same = members[(seqs.target_codes[members] == seqs.target_codes[i]) & (members != i)].astype(np.uint32)
+        if not np.array_equal(pos.strong(i), same):
+            problems.append(f"strong.arrow: anchor {i}: strong positives differ from the same-target anchors")
+    return problems

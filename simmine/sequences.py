@@ -1,0 +1,444 @@
+"""Interaction logs → SequenceSet: the CSR of item codes every later stage works on (SPEC §2).
+
+Formats: parquet, csv, tsv, arrow (IPC file or stream, Feather v2), inter (RecBole atomic files with
+``name:type`` headers), lines (``user item item ...`` per line, as SASRec/ICLRec ship) and ml-dat (MovieLens
+``user::item::rating::timestamp``). ``auto`` decides by magic bytes, extension, then content.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InputError
+
+FORMATS = ("auto", "parquet", "csv", "tsv", "arrow", "inter", "lines", "ml-dat")
+SPLITS = ("loo", "none")
+COMPARES = ("history", "full")
+
+_EXTENSIONS = {
+    ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".arrow": "arrow",
+    ".feather": "arrow", ".ipc": "arrow", ".inter": "inter",
+}
+
+
+@dataclass
+class Log:
+    """A loaded log: the columns simmine needs, in file order, and how rows map to file lines."""
+
+    path: str
+    fmt: str
+    table: pa.Table            # user, item, [time], bucket columns, with the user's names
+    user_col: str
+    item_col: str
+    time_col: Optional[str]    # None: file order
+    bucket_cols: tuple
+    first_line: int            # file line of table row 0 (1-based); 0 when rows are not lines
+
+
+@dataclass
+class SequenceSet:
+    """Anchors in seq_id order. ``items[indptr[i]:indptr[i+1]]`` is what anchor i is compared on."""
+
+    indptr: np.ndarray          # int64 [N+1]
+    items: np.ndarray           # int32 item codes; code order = sorted order of the item values
+    item_values: pa.Array       # code -> item as given
+    user_values: pa.Array       # per anchor, as given
+    target_codes: np.ndarray    # int32 per anchor
+    bucket_codes: Optional[np.ndarray]  # int32 per anchor, None without --bucket-by
+    bucket_labels: Optional[list]       # bucket code -> label
+    n_users: int
+    skipped: int
+
+    @property
+    def n(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def target_values(self) -> pa.Array:
+        return self.item_values.take(pa.array(self.target_codes))
+
+    def history_lists(self) -> pa.Array:
+        values = self.item_values.take(pa.array(self.items))
+        return pa.LargeListArray.from_arrays(pa.array(self.indptr, pa.int64()), values)
+
+
+# ---------------------------------------------------------------------------------------------- format sniffing
+def detect_format(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:6] == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
+        return "arrow"
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    first = _first_text_line(path, head)
+    if "::" in first:
+        return "ml-dat"
+    fields = first.split("\t")
+    if len(fields) > 1 and all(re.fullmatch(r"[^:\s]+:[a-z_]+", f.strip()) for f in fields):
+        return "inter"
+    if "\t" in first and not _all_tokens_are_data(first.split("\t")):
+        return "tsv"
+    if "," in first or ";" in first:
+        return "csv"
+    return "lines"
+
+
+def _first_text_line(path: str, head: bytes) -> str:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(head) - exc.start > 4:  # not just a multi-byte character cut by the read window
+            raise InputError(f"{path}: line 1: not a readable log (not UTF-8 text, Parquet or Arrow)") from None
+        text = head[: exc.start].decode("utf-8")
+    for line in text.splitlines():
+        if line.strip():
+            return line
+    raise InputError(f"{path}: the log is empty")
+
+
+def _all_tokens_are_data(tokens: Sequence[str]) -> bool:
+    return all(re.fullmatch(r"-?\d+(\.\d+)?", t.strip() or "x") for t in tokens)
+
+
+# ---------------------------------------------------------------------------------------------- readers
+def read_log(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
+             time_col: Optional[str] = None, bucket_cols: Sequence[str] = ()) -> Log:
+    """Reads the columns simmine needs. ``time_col=None`` takes ``timestamp`` when present, else file order."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a log file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: the log is empty")
+    if fmt not in FORMATS:
+        raise InputError(f"unknown --format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if fmt == "auto":
+        fmt = detect_format(path)
+    reader = {"parquet": _read_parquet, "arrow": _read_arrow, "csv": _read_csv, "tsv": _read_tsv,
+              "inter": _read_inter, "lines": _read_lines, "ml-dat": _read_ml_dat}[fmt]
+    table, first_line = reader(path)
+    explicit_time = time_col is not None
+    time_name = time_col if explicit_time else "timestamp"
+    wanted = [user_col, item_col] + list(bucket_cols)
+    missing = [c for c in wanted if c not in table.column_names]
+    if explicit_time and time_name not in table.column_names:
+        missing.append(time_name)
+    if missing:
+        flag = {user_col: "--user-col", item_col: "--item-col", time_name: "--time-col"}.get(missing[0], "--bucket-by")
+        raise InputError(f"{path}: no column '{missing[0]}' (columns: {', '.join(table.column_names)}); "
+                         f"name the right one with {flag}")
+    has_time = time_name in table.column_names
+    keep = wanted + ([time_name] if has_time else [])
+    table = table.select(list(dict.fromkeys(keep)))
+    if table.num_rows == 0:
+        raise InputError(f"{path}: the log has no interactions")
+    log = Log(path, fmt, table, user_col, item_col, time_name if has_time else None, tuple(bucket_cols), first_line)
+    _check_nulls(log)
+    return log
+
+
+def _arrow_error(path: str, exc: Exception) -> InputError:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputError(f"{path}: {msg}")
+
+
+def _read_parquet(path: str):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path), 0
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({_arrow_error(path, exc).args[0][len(path) + 2:]})") from None
+
+
+def _read_arrow(path: str):
+    try:
+        with pa.memory_map(path) as source:
+            try:
+                return pa.ipc.open_file(source).read_all(), 0
+            except pa.ArrowInvalid:
+                source.seek(0)
+                return pa.ipc.open_stream(source).read_all(), 0
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Arrow file ({str(exc).splitlines()[0]})") from None
+
+
+def _sniff_delimiter(path: str, default: str) -> str:
+    with open(path, "rb") as f:
+        first = _first_text_line(path, f.read(1 << 16))
+    counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else default
+
+
+def _read_csv(path: str):
+    return _read_delimited(path, _sniff_delimiter(path, ","))
+
+
+def _read_tsv(path: str):
+    return _read_delimited(path, "\t")
+
+
+def _read_delimited(path: str, delimiter: str, column_names=None, column_types=None, data: Optional[bytes] = None):
+    """pyarrow's CSV reader; on a parse error, a second plain scan finds the offending line."""
+    import pyarrow.csv as pacsv
+
+    header = column_names is None
+    source = io.BytesIO(data) if data is not None else path
+    read = pacsv.ReadOptions(column_names=column_names, block_size=1 << 24)
+    parse = pacsv.ParseOptions(delimiter=delimiter)
+    convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False,
+                                   quoted_strings_can_be_null=False)
+    try:
+        table = pacsv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        text = str(exc)
+        if "conversion error" in text and column_types is None:
+            # a column inferred as numbers from the first block holds text later: read every column as text
+            names = _header_names(path, delimiter, data) if header else column_names
+            types = {n: pa.string() for n in names}
+            return _read_delimited(path, delimiter, column_names, types, data)
+        raise _locate_bad_line(path, delimiter, header, column_names, data) or _arrow_error(path, exc) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    return table, (2 if header else 1)
+
+
+def _header_names(path: str, delimiter: str, data: Optional[bytes]):
+    text = (data if data is not None else open(path, "rb").read(1 << 16)).decode("utf-8", "replace")
+    return next(csv.reader(io.StringIO(text), delimiter=delimiter))
+
+
+def _locate_bad_line(path, delimiter, header, column_names, data) -> Optional[InputError]:
+    raw = data if data is not None else open(path, "rb").read()
+    expected = None if header else len(column_names)
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            return InputError(f"{path}: line {lineno}: not UTF-8 text")
+        if not text.strip():
+            continue
+        n = len(next(csv.reader([text], delimiter=delimiter)))
+        if expected is None:
+            expected = n
+        elif n != expected:
+            word = "too few" if n < expected else "too many"
+            return InputError(f"{path}: line {lineno}: {word} fields (expected {expected}, got {n})")
+    return None
+
+
+def _read_inter(path: str):
+    """RecBole atomic file: tab-separated, header fields ``name:type`` (token, float, token_seq, float_seq)."""
+    with open(path, "rb") as f:
+        first = _first_text_line(path, f.read(1 << 16))
+    fields = first.rstrip("\r\n").split("\t")
+    names, types = [], {}
+    for field in fields:
+        name, _, kind = field.partition(":")
+        names.append(name)
+        types[name] = pa.float64() if kind == "float" else pa.string()
+    import pyarrow.csv as pacsv
+
+    read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24)
+    try:
+        table = pacsv.read_csv(path, read_options=read, parse_options=pacsv.ParseOptions(delimiter="\t"),
+                               convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
+    except pa.ArrowInvalid as exc:
+        raise _locate_bad_line(path, "\t", True, None, None) or _arrow_error(path, exc) from None
+    return table, 2
+
+
+_INT_RE = re.compile(rb"-?[1-9][0-9]{0,17}|0")
+
+
+def _tokens_to_array(tokens: list) -> pa.Array:
+    """Integers when every token is a canonical integer (so nothing is lost), else strings."""
+    if all(_INT_RE.fullmatch(t) for t in tokens):
+        return pa.array(np.array(tokens).astype(np.int64))
+    return pa.array([t.decode("utf-8") for t in tokens], pa.string())
+
+
+def _read_lines(path: str):
+    users, items, user_rows = [], [], []
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise InputError(f"{path}: line {lineno}: too few fields (expected a user then at least one item)")
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"{path}: line {lineno}: not UTF-8 text") from None
+            users.append(parts[0])
+            user_rows.append(len(parts) - 1)
+            items.extend(parts[1:])
+    if not users:
+        raise InputError(f"{path}: the log is empty")
+    user_arr = _tokens_to_array(users).take(pa.array(np.repeat(np.arange(len(users)), user_rows)))
+    return pa.table({"user_id": user_arr, "item_id": _tokens_to_array(items)}), 0
+
+
+def _read_ml_dat(path: str):
+    data = open(path, "rb").read().replace(b"::", b"\x1f")
+    return _read_delimited(path, "\x1f", ["user_id", "item_id", "rating", "timestamp"], data=data)
+
+
+def _check_nulls(log: Log) -> None:
+    for name in log.table.column_names:
+        col = log.table.column(name)
+        if col.null_count:
+            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(f"{log.path}: {_where(log, row)}column '{name}': missing value")
+
+
+def _where(log: Log, row: int) -> str:
+    return f"line {log.first_line + row}: " if log.first_line else f"row {row + 1}: "
+
+
+# ---------------------------------------------------------------------------------------------- sequences
+def _time_values(log: Log) -> np.ndarray:
+    col = log.table.column(log.time_col)
+    t = col.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        arr = col.to_numpy().astype(np.float64 if pa.types.is_floating(t) else np.int64)
+        if pa.types.is_floating(t) and not np.isfinite(arr).all():
+            row = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise InputError(f"{log.path}: {_where(log, row)}column '{log.time_col}': timestamp is not finite")
+        return arr
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_duration(t):
+        return pc.cast(col, pa.int64()).to_numpy() if not pa.types.is_date(t) else \
+            pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64()).to_numpy()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        values = col.to_pylist()
+        out = np.empty(len(values), dtype=np.float64)
+        for row, v in enumerate(values):
+            try:
+                out[row] = float(v)
+            except ValueError:
+                raise InputError(f"{log.path}: {_where(log, row)}column '{log.time_col}': "
+                                 f"non-numeric timestamp '{v}'") from None
+            if not np.isfinite(out[row]):
+                raise InputError(f"{log.path}: {_where(log, row)}column '{log.time_col}': timestamp is not finite")
+        return out
+    raise InputError(f"{log.path}: column '{log.time_col}': timestamps must be numbers or dates, not {t}")
+
+
+def _check_id_type(log: Log, name: str) -> pa.ChunkedArray:
+    col = log.table.column(name)
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = pc.cast(col, t.value_type)
+        t = col.type
+    if not (pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise InputError(f"{log.path}: column '{name}': IDs must be integers or strings, not {t}")
+    return col
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s + l) for each (s, l), vectorised."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    offsets = np.repeat(starts - (ends - lengths), lengths)
+    return np.arange(total, dtype=np.int64) + offsets
+
+
+def encode_sorted(values) -> tuple:
+    """(codes int32, dictionary) with codes in the sorted order of the values."""
+    uniq = pc.unique(values)
+    uniq = uniq.take(pc.sort_indices(uniq))
+    codes = pc.index_in(values, value_set=uniq)
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    return codes.to_numpy(zero_copy_only=False).astype(np.int32), uniq
+
+
+def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history") -> SequenceSet:
+    """Per SPEC §2: stable time sort per user, split, target = T[-1], history = T[:-1][-max_len:]."""
+    if split not in SPLITS:
+        raise InputError(f"unknown --split '{split}' (choose from {', '.join(SPLITS)})")
+    if compare not in COMPARES:
+        raise InputError(f"unknown --compare '{compare}' (choose from {', '.join(COMPARES)})")
+    if max_len < 1:
+        raise InputError(f"--max-len must be at least 1, got {max_len}")
+    users = _check_id_type(log, log.user_col)
+    items = _check_id_type(log, log.item_col)
+    enc = pc.dictionary_encode(users.combine_chunks())  # dictionary in order of first appearance
+    user_codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    user_dict = enc.dictionary
+    item_codes, item_values = encode_sorted(items)
+    if log.time_col is not None:
+        order = np.lexsort((_time_values(log), user_codes))  # lexsort is stable: ties keep file order
+    else:
+        order = np.argsort(user_codes, kind="stable")
+    n_users = len(user_dict)
+    lengths = np.bincount(user_codes, minlength=n_users).astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    t_len = np.maximum(lengths - 2, 0) if split == "loo" else lengths
+    valid = np.flatnonzero(t_len >= 2)
+    s, tl = starts[valid], t_len[valid]
+    target_pos = s + tl - 1
+    if compare == "history":
+        c_begin = np.maximum(s, target_pos - max_len)
+        c_end = target_pos
+    else:
+        c_begin = np.maximum(s, s + tl - max_len)
+        c_end = s + tl
+    c_len = c_end - c_begin
+    rows = order[_ranges(c_begin, c_len)]
+    target_rows = order[target_pos]
+    bucket_codes = bucket_labels = None
+    if log.bucket_cols:
+        bucket_codes, bucket_labels = _bucket_keys(log, target_rows)
+    return SequenceSet(
+        indptr=np.concatenate(([0], np.cumsum(c_len))).astype(np.int64),
+        items=item_codes[rows],
+        item_values=item_values,
+        user_values=user_dict.take(pa.array(valid)),
+        target_codes=item_codes[target_rows],
+        bucket_codes=bucket_codes,
+        bucket_labels=bucket_labels,
+        n_users=int(n_users),
+        skipped=int(n_users - len(valid)),
+    )
+
+
+def _bucket_keys(log: Log, rows: np.ndarray):
+    """Bucket per anchor from its target row; label = the values joined by '|'."""
+    idx = pa.array(rows)
+    parts, labels_per_col = [], []
+    for name in log.bucket_cols:
+        values = log.table.column(name).take(idx)
+        codes, dictionary = encode_sorted(values)
+        parts.append(codes)
+        labels_per_col.append([str(v) for v in dictionary.to_pylist()])
+    if not len(rows):
+        return np.zeros(0, dtype=np.int32), []
+    keys, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
+    labels = ["|".join(labels_per_col[c][k] for c, k in enumerate(key)) for key in keys]
+    return inverse.reshape(-1).astype(np.int32), labels
+
+
+def load_sequences(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
+                   time_col: Optional[str] = None, bucket_by: Sequence[str] = (), split: str = "loo",
+                   max_len: int = 50, compare: str = "history") -> SequenceSet:
+    """Reads a log and builds its anchors (SPEC §2)."""
+    log = read_log(path, fmt, user_col, item_col, time_col, bucket_by)
+    return build_sequences(log, split, max_len, compare)
