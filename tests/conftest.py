@@ -1,0 +1,42 @@
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import simmine
+
+BACKENDS = simmine.available_backends()
+NATIVE = [b for b in BACKENDS if b != "python"]
+METRICS = ["jaccard", "tfidf", "ngram", "levenshtein"]
+
+
+def random_rows(rng, n_users=25, n_items=15, max_len=12, with_city=False):
+    """A small random log as rows (user, item, time[, city]) with deliberate duplicate times."""
+    rows = []
+    for u in range(n_users):
+        length = int(rng.integers(1, max_len))
+        for t in range(length):
+            row = (f"u{u}", int(rng.integers(0, n_items)), int(rng.integers(0, 6)))
+            rows.append(row + ((f"c{int(rng.integers(0, 3))}",) if with_city else ()))
+    order = rng.permutation(len(rows))
+    return [rows[i] for i in order]
+
+
+def write_parquet(path, rows, with_city=False):
+    cols = {"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "timestamp": [r[2] for r in rows]}
+    if with_city:
+        cols["city"] = [r[3] for r in rows]
+    pq.write_table(pa.table(cols), path)
+    return str(path)
+
+
+def load_weak(out):
+    pos = simmine.open(out)
+    return [pos.weak(i) for i in range(len(pos))], [pos.strong(i) for i in range(len(pos))]
+
+
+@pytest.fixture(autouse=True)
+def _no_env_backend(monkeypatch):
+    monkeypatch.delenv("SIMMINE_BACKEND", raising=False)

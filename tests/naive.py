@@ -1,0 +1,94 @@
+"""An independent, naive implementation of SPEC §2-§4 for small logs, written from the text alone.
+
+rows: list of (user, item, time) in file order. Returns anchors, weak lists and strong lists.
+"""
+import math
+from collections import Counter, OrderedDict
+from fractions import Fraction
+
+import numpy as np
+
+
+def anchors_from_rows(rows, split="loo", max_len=50, compare="history", buckets=None):
+    """-> list of dicts {user, target, history, compared, bucket} in seq_id order; skipped count."""
+    per_user = OrderedDict()
+    for pos, row in enumerate(rows):
+        per_user.setdefault(row[0], []).append((row[2] if row[2] is not None else pos, pos, row))
+    anchors, skipped = [], 0
+    for user, events in per_user.items():
+        events.sort(key=lambda e: (e[0], e[1]))
+        seq = [e[2] for e in events]
+        t = seq[:-2] if split == "loo" else seq
+        if len(t) < 2:
+            skipped += 1
+            continue
+        items = [r[1] for r in t]
+        history = items[:-1][-max_len:]
+        compared = history if compare == "history" else items[-max_len:]
+        bucket = None if buckets is None else buckets(t[-1])
+        anchors.append({"user": user, "target": items[-1], "history": compared, "bucket": bucket})
+    return anchors, skipped
+
+
+def similarity(metric, a, b, n_anchors=None, df=None, n=2):
+    if metric == "jaccard":
+        sa, sb = set(a), set(b)
+        inter = len(sa & sb)
+        return np.float32(inter / len(sa | sb)) if inter else np.float32(0)
+    if metric == "ngram":
+        ga = {tuple(a[i:i + n]) for i in range(len(a) - n + 1)}
+        gb = {tuple(b[i:i + n]) for i in range(len(b) - n + 1)}
+        inter = len(ga & gb)
+        return np.float32(inter / len(ga | gb)) if inter else np.float32(0)
+    if metric == "tfidf":
+        ca, cb = Counter(a), Counter(b)
+        wa = {v: c * math.log(n_anchors / df[v]) for v, c in ca.items()}
+        wb = {v: c * math.log(n_anchors / df[v]) for v, c in cb.items()}
+        na = math.sqrt(sum(w * w for w in wa.values()))
+        nb = math.sqrt(sum(w * w for w in wb.values()))
+        if na == 0 or nb == 0:
+            return np.float32(0)
+        return np.float32(min(sum(wa[v] * wb.get(v, 0.0) for v in wa) / (na * nb), 1.0))
+    if metric == "levenshtein":
+        prev = list(range(len(b) + 1))
+        for i in range(1, len(a) + 1):
+            cur = [i] + [0] * len(b)
+            for j in range(1, len(b) + 1):
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            prev = cur
+        return np.float32(1 - prev[-1] / max(len(a), len(b)))
+    raise ValueError(metric)
+
+
+def mine(anchors, metric, alpha=None, alpha_scope="anchor", k=None, min_sim=None, max_per_anchor=None, n=2):
+    """Weak lists [(neighbors, scores)] and strong lists per SPEC §4."""
+    N = len(anchors)
+    df = Counter(v for a in anchors for v in set(a["history"]))
+    S = {}
+    for i in range(N):
+        for j in range(i + 1, N):
+            if anchors[i]["bucket"] == anchors[j]["bucket"]:
+                S[(i, j)] = S[(j, i)] = similarity(metric, anchors[i]["history"], anchors[j]["history"], N, df, n)
+    tau = None
+    if alpha is not None and alpha_scope == "global":
+        pairs = sorted((S[(i, j)] for (i, j) in S if i < j), reverse=True)
+        r = math.ceil(Fraction(repr(alpha)) * len(pairs))
+        tau = pairs[r - 1] if r else None
+    weak = []
+    for i in range(N):
+        peers = [j for j in range(N) if j != i and anchors[j]["bucket"] == anchors[i]["bucket"]]
+        cands = sorted(((S[(i, j)], j) for j in peers if S[(i, j)] > 0), key=lambda t: (-t[0], t[1]))
+        if alpha is not None and alpha_scope == "anchor":
+            cands = cands[: math.ceil(Fraction(repr(alpha)) * len(peers))]
+        elif alpha is not None:
+            cands = [] if tau is None else [c for c in cands if c[0] >= tau]
+        elif k is not None:
+            cands = cands[:k]
+        else:
+            cands = [c for c in cands if c[0] >= np.float32(min_sim)]
+        if max_per_anchor is not None:
+            cands = cands[:max_per_anchor]
+        weak.append(([j for _, j in cands], [float(s) for s, _ in cands]))
+    strong = [[j for j in range(N) if j != i and anchors[j]["target"] == anchors[i]["target"]
+               and anchors[j]["bucket"] == anchors[i]["bucket"]] for i in range(N)]
+    return weak, strong, tau

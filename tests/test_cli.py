@@ -1,0 +1,153 @@
+"""The command line end to end (SPEC §7): builds, inspect, verify, and every bad-input case."""
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from simmine.cli import main
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "simmine.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_demo_build_inspect_verify(tmp_path):
+    out = tmp_path / "out"
+    r = run("build", "--metric", "jaccard", "--alpha", "0.05", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "weak" in r.stdout
+    assert sorted(os.listdir(out)) == ["manifest.json", "sequences.arrow", "strong.arrow", "weak.arrow"]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["command"].startswith("simmine build --metric jaccard --alpha 0.05")
+    assert m["input"]["demo"] and m["n_anchors"] > 1000 and m["params"]["alpha"] == 0.05
+    assert set(m["elapsed_s"]) >= {"load", "prepare", "score", "strong", "write", "total"}
+    r = run("inspect", str(out), "--plot", str(tmp_path / "h.png"))
+    assert r.returncode == 0 and "anchors" in r.stdout
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run("verify", str(out), "--sample", "10")
+    assert r.returncode == 0, r.stderr
+
+
+def test_demo_runs_in_default_out_dir(tmp_path):
+    assert main(["build", "--metric", "jaccard", "--alpha", "0.05", "--quiet", "--out",
+                 str(tmp_path / "simmine-out")]) == 0
+
+
+def test_verify_catches_corruption(tmp_path):
+    out = tmp_path / "out"
+    assert main(["build", "--k", "5", "--quiet", "--out", str(out)]) == 0
+    data = bytearray((out / "weak.arrow").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "weak.arrow").write_bytes(bytes(data))
+    r = run("verify", str(out))
+    assert r.returncode == 1 and "weak.arrow" in r.stderr and "checksum" in r.stderr
+
+
+def test_verify_catches_a_wrong_neighbour(tmp_path):
+    """A table rewritten with a wrong neighbour and a matching checksum is caught by recomputation."""
+    import numpy as np
+
+    from simmine.io import sha256_file, weak_table, write_table
+
+    out = tmp_path / "out"
+    assert main(["build", "--k", "3", "--quiet", "--out", str(out)]) == 0
+    t = pa.ipc.open_file(str(out / "weak.arrow")).read_all()
+    nbr = t.column("neighbors").combine_chunks()
+    values = nbr.values.to_numpy().copy()
+    values[:] = values[::-1]
+    write_table(str(out / "weak.arrow"), weak_table(nbr.offsets.to_numpy(), values,
+                                                    t.column("scores").combine_chunks().values.to_numpy()))
+    m = json.loads((out / "manifest.json").read_text())
+    m["files"]["weak.arrow"]["sha256"] = sha256_file(str(out / "weak.arrow"))
+    (out / "manifest.json").write_text(json.dumps(m))
+    r = run("verify", str(out), "--sample", "5")
+    assert r.returncode == 1 and "anchor" in r.stderr
+
+
+def _write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text) if isinstance(text, str) else p.write_bytes(text)
+    return str(p)
+
+
+GOOD = "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{i}\n" for u in range(4) for i in range(5))
+
+
+@pytest.mark.parametrize("case,args,needle", [
+    ("missing file", ["--input", "{tmp}/nope.csv"], "nope.csv: no such file"),
+    ("garbage bytes", ["--input", "{garbage}"], "garbage.bin"),
+    ("missing column", ["--input", "{good}", "--item-col", "product"], "no column 'product'"),
+    ("missing time column", ["--input", "{good}", "--time-col", "when"], "no column 'when'"),
+    ("non-numeric timestamp", ["--input", "{badtime}"], "line 3: column 'timestamp': non-numeric"),
+    ("empty log", ["--input", "{empty}"], "empty.csv"),
+    ("header only", ["--input", "{header}"], "no interactions"),
+    ("too few fields", ["--input", "{short}"], "line 4: too few fields"),
+    ("unknown metric", ["--metric", "cosinus"], "unknown metric 'cosinus'"),
+    ("unknown backend", ["--backend", "fortran"], "unknown backend 'fortran'"),
+    ("negative k", ["--k", "-3"], "--k must be a positive integer"),
+    ("conflicting selection", ["--k", "3", "--alpha", "0.1"], "exactly one of"),
+    ("no selection", [], "exactly one of"),
+    ("alpha out of range", ["--alpha", "1.5"], "--alpha must be in (0, 1]"),
+    ("ngram below one", ["--metric", "ngram", "--ngram-n", "0"], "--ngram-n"),
+    ("non-numeric flag", ["--k", "ten"], "expected an integer"),
+    ("unknown flag", ["--frobnicate"], "unrecognized arguments"),
+    ("bad bucket column", ["--input", "{good}", "--bucket-by", "city"], "no column 'city'"),
+    ("unknown format", ["--input", "{good}", "--format", "xml"], "unknown --format"),
+    ("everyone skipped", ["--input", "{tiny}"], "no user has a non-empty history"),
+])
+def test_bad_input_exit_2_one_line_no_output(tmp_path, case, args, needle):
+    files = {
+        "tmp": str(tmp_path),
+        "garbage": _write(tmp_path, "garbage.bin", bytes(range(256)) * 50),
+        "good": _write(tmp_path, "good.csv", GOOD),
+        "badtime": _write(tmp_path, "badtime.csv", "user_id,item_id,timestamp\n1,2,3\n1,3,abc\n1,4,5\n"),
+        "empty": _write(tmp_path, "empty.csv", ""),
+        "header": _write(tmp_path, "header.csv", "user_id,item_id,timestamp\n"),
+        "short": _write(tmp_path, "short.csv", "user_id,item_id,timestamp\n1,2,3\n1,3,4\n1,5\n"),
+        "tiny": _write(tmp_path, "tiny.csv", "user_id,item_id,timestamp\n1,2,3\n"),
+    }
+    out = tmp_path / "out"
+    args = [a.format(**files) for a in args]
+    if not any(a in ("--k", "--alpha", "--min-sim") for a in args) and case != "no selection":
+        args += ["--k", "3"]
+    r = run("build", *args, "--out", str(out))
+    assert r.returncode == 2, (case, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert needle in lines[0], lines[0]
+    assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("out")]
+
+
+def test_refuses_to_overwrite_foreign_directory(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "precious.txt").write_text("keep me")
+    r = run("build", "--k", "3", "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and "refusing to overwrite" in r.stderr
+    assert (tmp_path / "out" / "precious.txt").read_text() == "keep me"
+
+
+def test_rebuild_replaces_previous_output(tmp_path):
+    out = str(tmp_path / "out")
+    assert main(["build", "--k", "3", "--quiet", "--out", out]) == 0
+    assert main(["build", "--k", "1", "--quiet", "--out", out]) == 0
+    assert json.loads(open(os.path.join(out, "manifest.json")).read())["params"]["k"] == 1
+
+
+def test_inspect_of_non_output_is_exit_2(tmp_path):
+    r = run("inspect", str(tmp_path))
+    assert r.returncode == 2 and "not a simmine output" in r.stderr
+
+
+def test_string_ids_csv_build(tmp_path):
+    path = _write(tmp_path, "log.csv", "user_id,item_id,timestamp\n" +
+                  "".join(f"u{u},item-{(u * i) % 7},{i}\n" for u in range(10) for i in range(6)))
+    r = run("build", "--input", path, "--metric", "tfidf", "--k", "2", "--out", str(tmp_path / "o"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    seqs = pa.ipc.open_file(str(tmp_path / "o" / "sequences.arrow")).read_all()
+    assert seqs.column("user_id").to_pylist()[:2] == ["u0", "u1"]
+    assert seqs.column("history").to_pylist()[1] == ["item-0", "item-1", "item-2"]

@@ -1,0 +1,128 @@
+"""Every input format of SPEC §2, written by the tests, yields the same anchors."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+
+import simmine
+from simmine.sequences import detect_format, load_sequences
+
+ROWS = [  # user, item, time: user b has ties at time 5 (file order decides), user c is too short for loo
+    ("a", "x1", 3), ("b", "x2", 5), ("a", "x2", 1), ("b", "x3", 5), ("a", "x3", 2), ("c", "x1", 1),
+    ("a", "x4", 4), ("b", "x1", 1), ("a", "x5", 9), ("b", "x5", 7), ("b", "x4", 8), ("a", "x6", 10),
+]
+# a by time: x2 x3 x1 x4 x5 x6 → T = x2 x3 x1 x4, target x4, history x2 x3 x1
+# b by time: x1 x2 x3 x5 x4 → T = x1 x2 x3, target x3, history x1 x2
+EXPECTED = {"user_id": ["a", "b"], "target": ["x4", "x3"], "history": [["x2", "x3", "x1"], ["x1", "x2"]]}
+
+
+def _table(rows=ROWS):
+    return pa.table({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
+                     "timestamp": [r[2] for r in rows]})
+
+
+def _check(path, **kw):
+    seqs = load_sequences(str(path), **kw)
+    assert seqs.user_values.to_pylist() == EXPECTED["user_id"]
+    assert seqs.target_values.to_pylist() == EXPECTED["target"]
+    assert seqs.history_lists().to_pylist() == EXPECTED["history"]
+    assert seqs.skipped == 1 and seqs.n_users == 3
+    return seqs
+
+
+def test_parquet(tmp_path):
+    pq.write_table(_table(), tmp_path / "log.parquet")
+    assert detect_format(str(tmp_path / "log.parquet")) == "parquet"
+    _check(tmp_path / "log.parquet")
+
+
+def test_arrow_and_feather(tmp_path):
+    feather.write_feather(_table(), tmp_path / "log.feather")
+    _check(tmp_path / "log.feather")
+    with pa.OSFile(str(tmp_path / "log.arrows"), "wb") as sink, pa.ipc.new_stream(sink, _table().schema) as w:
+        w.write_table(_table())
+    assert detect_format(str(tmp_path / "log.arrows")) == "arrow"
+    _check(tmp_path / "log.arrows")
+
+
+@pytest.mark.parametrize("sep,ext", [(",", ".csv"), (";", ".csv"), ("\t", ".tsv"), ("\t", ".txt")])
+def test_delimited(tmp_path, sep, ext):
+    path = tmp_path / f"log{ext}"
+    path.write_text("user_id{0}item_id{0}timestamp\n".format(sep) +
+                    "".join(f"{u}{sep}{i}{sep}{t}\n" for u, i, t in ROWS))
+    _check(path)
+
+
+def test_renamed_columns_and_extra_columns(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("session,product,ts,price\n" + "".join(f"{u},{i},{t},1.5\n" for u, i, t in ROWS))
+    _check(path, user_col="session", item_col="product", time_col="ts")
+
+
+def test_inter(tmp_path):
+    path = tmp_path / "log.inter"
+    path.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" +
+                    "".join(f"{u}\t{i}\t4.0\t{t}\n" for u, i, t in ROWS))
+    assert detect_format(str(path)) == "inter"
+    _check(path)
+
+
+def test_ml_dat(tmp_path):
+    path = tmp_path / "ratings.dat"
+    path.write_text("".join(f"{u}::{i}::5::{t}\n" for u, i, t in ROWS))
+    assert detect_format(str(path)) == "ml-dat"
+    _check(path)
+
+
+def test_lines_keeps_file_order_and_integer_ids(tmp_path):
+    path = tmp_path / "beauty.txt"
+    path.write_text("1 10 11 12 13 14\n2 11 12\n3 12 13 14 15\n")
+    assert detect_format(str(path)) == "lines"
+    seqs = load_sequences(str(path))
+    assert seqs.user_values.to_pylist() == [1, 3]
+    assert seqs.target_values.to_pylist() == [12, 13]
+    assert seqs.history_lists().to_pylist() == [[10, 11], [12]]
+    assert seqs.skipped == 1
+
+
+def test_no_time_column_keeps_file_order(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id\n" + "".join(f"u,{i}\n" for i in (5, 4, 3, 2, 1)))
+    seqs = load_sequences(str(path), split="none")
+    assert seqs.history_lists().to_pylist() == [[5, 4, 3, 2]] and seqs.target_values.to_pylist() == [1]
+
+
+def test_integer_ids_stay_integers_in_output(tmp_path):
+    t = pa.table({"user_id": [7, 7, 7, 9, 9, 9], "item_id": [3, 1, 2, 1, 2, 3], "timestamp": [0, 1, 2, 0, 1, 2]})
+    pq.write_table(t, tmp_path / "log.parquet")
+    out = simmine.build(input=str(tmp_path / "log.parquet"), out=str(tmp_path / "o"), k=1, split="none",
+                        quiet=True)
+    seqs = simmine.open(out).sequences()
+    assert seqs.schema.field("seq_id").type == pa.uint32()
+    assert seqs.column("user_id").to_pylist() == [7, 9] and seqs.column("target").to_pylist() == [2, 3]
+    assert seqs.column("history").to_pylist() == [[3, 1], [1, 2]]
+    assert seqs.column("bucket").null_count == 2
+
+
+def test_max_len_truncates_to_last_items(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\n" + "".join(f"u,{i},{i}\n" for i in range(10)))
+    seqs = load_sequences(str(path), split="loo", max_len=3)
+    assert seqs.history_lists().to_pylist() == [[4, 5, 6]] and seqs.target_values.to_pylist() == [7]
+    seqs = load_sequences(str(path), split="loo", max_len=3, compare="full")
+    assert seqs.history_lists().to_pylist() == [[5, 6, 7]]
+
+
+def test_seq_ids_follow_first_appearance(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp\n" + "".join(f"{u},{i},{i}\n" for i in range(3) for u in "zya"))
+    seqs = load_sequences(str(path), split="none")
+    assert seqs.user_values.to_pylist() == ["z", "y", "a"]
+
+
+def test_bucket_key_comes_from_target_row(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp,city\nu,1,1,A\nu,2,2,A\nu,3,3,B\nv,1,1,B\nv,2,2,B\n")
+    seqs = load_sequences(str(path), split="none", bucket_by=("city",))
+    assert [seqs.bucket_labels[c] for c in seqs.bucket_codes] == ["B", "B"]

@@ -1,0 +1,116 @@
+"""Metric values worked out by hand (SPEC §3), through a whole build, on every backend."""
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import simmine
+from conftest import BACKENDS
+
+
+def _log(tmp_path, histories):
+    """Each history gets a distinct dummy target; split none: T = history + [target]."""
+    rows = []
+    for u, hist in enumerate(histories):
+        for t, item in enumerate(list(hist) + [1000 + u]):
+            rows.append((u, item, t))
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
+                             "timestamp": [r[2] for r in rows]}), path)
+    return str(path)
+
+
+def _score(out, i, j):
+    nbr, sc = simmine.open(out).weak(i)
+    hit = np.flatnonzero(nbr == j)
+    return float(sc[hit[0]]) if len(hit) else 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_jaccard_by_hand(tmp_path, backend):
+    path = _log(tmp_path, [[1, 2, 3, 3], [2, 3, 4], [7, 8], [1, 1]])
+    out = simmine.build(input=path, out=str(tmp_path / "o"), metric="jaccard", min_sim=0.0, split="none",
+                        backend=backend, quiet=True)
+    assert _score(out, 0, 1) == pytest.approx(2 / 4)      # {1,2,3} vs {2,3,4}
+    assert _score(out, 0, 3) == pytest.approx(1 / 3)      # {1,2,3} vs {1}
+    assert _score(out, 0, 2) == 0.0                       # disjoint: never a positive
+    assert 2 not in simmine.open(out).weak(0)[0]
+    assert 0 not in simmine.open(out).weak(0)[0]          # never its own positive
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ngram_by_hand(tmp_path, backend):
+    path = _log(tmp_path, [[1, 2, 3, 4], [2, 3, 4, 5], [9], [4, 3, 2, 1]])
+    out = simmine.build(input=path, out=str(tmp_path / "o"), metric="ngram", ngram_n=2, min_sim=0.0,
+                        split="none", backend=backend, quiet=True)
+    assert _score(out, 0, 1) == pytest.approx(2 / 4)      # {12,23,34} vs {23,34,45}
+    assert _score(out, 0, 3) == 0.0                       # reversed: no shared bigram
+    assert len(simmine.open(out).weak(2)[0]) == 0         # shorter than n: similarity 0 with everything
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_levenshtein_by_hand(tmp_path, backend):
+    path = _log(tmp_path, [[1, 2, 3, 4], [1, 3, 4], [4, 3, 2, 1], [5, 6, 7, 8, 9]])
+    out = simmine.build(input=path, out=str(tmp_path / "o"), metric="levenshtein", min_sim=0.0, split="none",
+                        backend=backend, quiet=True)
+    assert _score(out, 0, 1) == pytest.approx(1 - 1 / 4)  # one deletion
+    assert _score(out, 0, 2) == pytest.approx(1 - 4 / 4)  # d(1234, 4321) = 4 → 0
+    assert _score(out, 0, 3) == pytest.approx(0.0)        # d = 5 = max length
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_levenshtein_long_sequences(tmp_path, backend):
+    """Histories longer than 64 leave the bit-parallel path; both paths agree with the definition."""
+    rng = np.random.default_rng(0)
+    hists = [rng.integers(0, 6, size=int(rng.integers(60, 90))).tolist() for _ in range(6)]
+    path = _log(tmp_path, hists)
+    out = simmine.build(input=path, out=str(tmp_path / "o"), metric="levenshtein", min_sim=0.0, split="none",
+                        max_len=100, backend=backend, quiet=True)
+    from naive import similarity
+
+    for i in range(6):
+        for j in range(6):
+            if i != j:
+                assert _score(out, i, j) == pytest.approx(float(similarity("levenshtein", hists[i], hists[j])),
+                                                          abs=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tfidf_by_hand(tmp_path, backend):
+    hists = [[1, 1, 2], [1, 3], [2, 3, 3], [4]]
+    path = _log(tmp_path, hists)
+    out = simmine.build(input=path, out=str(tmp_path / "o"), metric="tfidf", min_sim=0.0, split="none",
+                        backend=backend, quiet=True)
+    n = 4
+    df = {1: 2, 2: 2, 3: 2, 4: 1}
+    w = [{v: hist.count(v) * math.log(n / df[v]) for v in set(hist)} for hist in hists]
+
+    def cos(a, b):
+        dot = sum(w[a][v] * w[b].get(v, 0) for v in w[a])
+        return dot / math.sqrt(sum(x * x for x in w[a].values())) / math.sqrt(sum(x * x for x in w[b].values()))
+
+    assert _score(out, 0, 1) == pytest.approx(cos(0, 1), abs=1e-6)
+    assert _score(out, 0, 2) == pytest.approx(cos(0, 2), abs=1e-6)
+    assert _score(out, 1, 2) == pytest.approx(cos(1, 2), abs=1e-6)
+    assert _score(out, 3, 0) == 0.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tfidf_zero_vector(tmp_path, backend):
+    """An item in every history has idf 0; a history made only of it is a zero vector: similarity 0."""
+    path = _log(tmp_path, [[1], [1, 2], [1, 2, 3]])
+    out = simmine.build(input=path, out=str(tmp_path / "o"), metric="tfidf", min_sim=0.0, split="none",
+                        backend=backend, quiet=True)
+    assert len(simmine.open(out).weak(0)[0]) == 0
+    assert _score(out, 1, 2) > 0
+
+
+def test_metric_aliases():
+    from simmine.metrics import resolve_metric
+
+    assert resolve_metric("TF-IDF").name == "tfidf"
+    assert resolve_metric("edit").name == "levenshtein"
+    with pytest.raises(simmine.InputError):
+        resolve_metric("cosinus")
