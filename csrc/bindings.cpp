@@ -15,113 +15,160 @@ namespace {
 
 template <class T>
 const T* ptr_of(const py::array& a, const char* name, int64_t expect_len = -1) {
-    if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().is(py::dtype::of<T>())) {
+    if (!a.dtype().is(py::dtype::of<T>())) {
         throw py::type_error(std::string(name) + ": wrong dtype " + std::string(py::str(a.dtype())));
     }
-    if (a.ndim() != 1) throw py::value_error(std::string(name) + ": expected a 1-D array");
     if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": not contiguous");
-    if (expect_len >= 0 && a.shape(0) != expect_len) {
-        throw py::value_error(std::string(name) + ": expected length " + std::to_string(expect_len));
+    if (expect_len >= 0 && a.size() != expect_len) {
+        throw py::value_error(std::string(name) + ": expected " + std::to_string(expect_len) + " elements");
     }
     return static_cast<const T*>(a.data());
 }
 
+const int64_t* checked_rows(const py::array& rows, int64_t n) {
+    const int64_t* r = ptr_of<int64_t>(rows, "rows");
+    for (int64_t t = 0; t < rows.size(); ++t) {
+        if (r[t] < 0 || r[t] >= n) throw py::index_error("rows: index out of range");
+    }
+    return r;
+}
+
 template <class Scorer>
 py::tuple run_select(const Scorer& scorer, const py::array& rows, const py::array& k_row, double min_score) {
-    const int64_t nrows = rows.shape(0);
-    const int64_t* r = ptr_of<int64_t>(rows, "rows");
+    const int64_t nrows = rows.size();
+    const int64_t* r = checked_rows(rows, scorer.n);
     const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
-    for (int64_t t = 0; t < nrows; ++t) {
-        if (r[t] < 0 || r[t] >= scorer.n) throw py::index_error("rows: index out of range");
-    }
-    std::vector<int64_t> off(nrows + 1, 0);
-    for (int64_t t = 0; t < nrows; ++t) off[t + 1] = off[t] + std::max<int64_t>(0, std::min(k[t], scorer.n - 1));
-    std::vector<int32_t> col(off[nrows]);
-    std::vector<float> score(off[nrows]);
-    py::array_t<int64_t> counts(nrows);
-    int64_t* cnt = counts.mutable_data();
+    BlockOutput out;
     {
         py::gil_scoped_release release;
-        select_block(scorer, r, nrows, k, static_cast<float>(min_score), off.data(), col.data(), score.data(), cnt);
+        select_block(scorer, r, nrows, k, static_cast<float>(min_score), out);
     }
     int64_t total = 0;
-    for (int64_t t = 0; t < nrows; ++t) total += cnt[t];
+    for (int64_t t = 0; t < nrows; ++t) total += out.count[t];
+    py::array_t<int64_t> counts(nrows);
     py::array_t<int32_t> out_col(total);
     py::array_t<float> out_score(total);
+    int64_t* cnt = counts.mutable_data();
     int32_t* oc = out_col.mutable_data();
     float* os = out_score.mutable_data();
     for (int64_t t = 0, w = 0; t < nrows; ++t) {
-        std::copy(col.begin() + off[t], col.begin() + off[t] + cnt[t], oc + w);
-        std::copy(score.begin() + off[t], score.begin() + off[t] + cnt[t], os + w);
-        w += cnt[t];
+        const auto& cols = out.cols[out.thread_of[t]];
+        const auto& scores = out.scores[out.thread_of[t]];
+        std::copy(cols.begin() + out.start[t], cols.begin() + out.start[t] + out.count[t], oc + w);
+        std::copy(scores.begin() + out.start[t], scores.begin() + out.start[t] + out.count[t], os + w);
+        cnt[t] = out.count[t];
+        w += out.count[t];
     }
     return py::make_tuple(counts, out_col, out_score);
 }
 
 template <class Scorer>
 py::array_t<int64_t> run_histogram(const Scorer& scorer, const py::array& rows, int64_t prefix) {
-    const int64_t nrows = rows.shape(0);
-    const int64_t* r = ptr_of<int64_t>(rows, "rows");
-    for (int64_t t = 0; t < nrows; ++t) {
-        if (r[t] < 0 || r[t] >= scorer.n) throw py::index_error("rows: index out of range");
-    }
+    const int64_t* r = checked_rows(rows, scorer.n);
     py::array_t<int64_t> hist(kHistBins);
     int64_t* h = hist.mutable_data();
     {
         py::gil_scoped_release release;
-        histogram_block(scorer, r, nrows, prefix, h);
+        histogram_block(scorer, r, rows.size(), prefix, h);
     }
     return hist;
 }
 
-SetScorer make_sets(const py::array& indptr, const py::array& idx, const py::array& pptr, const py::array& prow) {
-    const int64_t n = indptr.shape(0) - 1;
-    return SetScorer{ptr_of<int64_t>(indptr, "indptr"), ptr_of<int32_t>(idx, "indices"),
-                     ptr_of<int64_t>(pptr, "post_ptr"), ptr_of<int32_t>(prow, "post_rows"), n};
+template <class Scorer>
+py::tuple run_pairs(const Scorer& scorer, const py::array& rows, double min_score) {
+    const int64_t* r = checked_rows(rows, scorer.n);
+    std::vector<std::vector<int32_t>> pr, pc;
+    std::vector<std::vector<float>> ps;
+    {
+        py::gil_scoped_release release;
+        pairs_block(scorer, r, rows.size(), static_cast<float>(min_score), pr, pc, ps);
+    }
+    int64_t total = 0;
+    for (const auto& v : pr) total += static_cast<int64_t>(v.size());
+    py::array_t<int32_t> out_r(total), out_c(total);
+    py::array_t<float> out_s(total);
+    int64_t w = 0;
+    for (size_t t = 0; t < pr.size(); ++t) {
+        std::copy(pr[t].begin(), pr[t].end(), out_r.mutable_data() + w);
+        std::copy(pc[t].begin(), pc[t].end(), out_c.mutable_data() + w);
+        std::copy(ps[t].begin(), ps[t].end(), out_s.mutable_data() + w);
+        w += static_cast<int64_t>(pr[t].size());
+    }
+    return py::make_tuple(out_r, out_c, out_s);
 }
 
-CosineScorer make_cosine(const py::array& indptr, const py::array& idx, const py::array& w, const py::array& norms,
-                         const py::array& pptr, const py::array& prow, const py::array& pw) {
-    const int64_t n = indptr.shape(0) - 1;
-    return CosineScorer{ptr_of<int64_t>(indptr, "indptr"), ptr_of<int32_t>(idx, "indices"),
-                        ptr_of<double>(w, "weights", idx.shape(0)), ptr_of<double>(norms, "norms", n),
-                        ptr_of<int64_t>(pptr, "post_ptr"), ptr_of<int32_t>(prow, "post_rows"),
-                        ptr_of<double>(pw, "post_weights", prow.shape(0)), n};
+// Scorers from a tile's arrays, passed as a dict (field name → array) by simmine/backends/cpp.py.
+int64_t rows_of(const py::dict& t) { return py::cast<py::array>(t["indptr"]).size() - 1; }
+py::array arr(const py::dict& t, const char* key) { return py::cast<py::array>(t[key]); }
+
+SetScorer make_sets(const py::dict& t) {
+    const int64_t n = rows_of(t);
+    const int64_t words = py::cast<int64_t>(t["dense_words"]);
+    return SetScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(arr(t, "indices"), "indices"),
+                     ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"), ptr_of<int32_t>(arr(t, "post_rows"), "post_rows"),
+                     n, words, ptr_of<uint64_t>(arr(t, "dense_bits"), "dense_bits", words * n),
+                     ptr_of<uint8_t>(arr(t, "dense_code"), "dense_code")};
 }
 
-EditScorer make_edit(const py::array& indptr, const py::array& idx, int64_t vocab) {
-    const int64_t n = indptr.shape(0) - 1;
-    return EditScorer{ptr_of<int64_t>(indptr, "indptr"), ptr_of<int32_t>(idx, "indices"), n, vocab};
+PrefixSetScorer make_prefix(const py::dict& t) {
+    const int64_t n = rows_of(t);
+    return PrefixSetScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(arr(t, "indices"), "indices"),
+                           ptr_of<int64_t>(arr(t, "prefix_ptr"), "prefix_ptr", n + 1),
+                           ptr_of<int32_t>(arr(t, "prefix_ranks"), "prefix_ranks"),
+                           ptr_of<int64_t>(arr(t, "prefix_post_ptr"), "prefix_post_ptr"),
+                           ptr_of<int32_t>(arr(t, "prefix_post_rows"), "prefix_post_rows"), n,
+                           std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1)};
+}
+
+CosineScorer make_cosine(const py::dict& t) {
+    const int64_t n = rows_of(t);
+    const py::array idx = arr(t, "indices"), prow = arr(t, "post_rows");
+    return CosineScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(idx, "indices"),
+                        ptr_of<double>(arr(t, "weights"), "weights", idx.size()),
+                        ptr_of<double>(arr(t, "norms"), "norms", n), ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"),
+                        ptr_of<int32_t>(prow, "post_rows"),
+                        ptr_of<double>(arr(t, "post_weights"), "post_weights", prow.size()), n,
+                        std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1),
+                        t["heavy"].is_none() ? nullptr : ptr_of<uint8_t>(arr(t, "heavy"), "heavy"),
+                        t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_norm"), "heavy_norm", n),
+                        t["heavy"].is_none() ? nullptr : ptr_of<int32_t>(arr(t, "by_heavy"), "by_heavy", n)};
+}
+
+EditScorer make_edit(const py::dict& t) {
+    const int64_t n = rows_of(t);
+    const py::array prow = arr(t, "post_rows"), mcode = arr(t, "ms_codes");
+    return EditScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(arr(t, "indices"), "indices"),
+                      ptr_of<int64_t>(arr(t, "ms_ptr"), "ms_ptr", n + 1), ptr_of<int32_t>(mcode, "ms_codes"),
+                      ptr_of<int32_t>(arr(t, "ms_counts"), "ms_counts", mcode.size()),
+                      ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"), ptr_of<int32_t>(prow, "post_rows"),
+                      ptr_of<int32_t>(arr(t, "post_counts"), "post_counts", prow.size()), n,
+                      std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1)};
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "simmine C++ core: exact per-anchor selection and score histograms (OpenMP).";
-
-    m.def("select_sets", [](py::array indptr, py::array idx, py::array pptr, py::array prow, py::array rows,
-                            py::array k_row, double min_score) {
-        return run_select(make_sets(indptr, idx, pptr, prow), rows, k_row, min_score);
-    });
-    m.def("select_cosine", [](py::array indptr, py::array idx, py::array w, py::array norms, py::array pptr,
-                              py::array prow, py::array pw, py::array rows, py::array k_row, double min_score) {
-        return run_select(make_cosine(indptr, idx, w, norms, pptr, prow, pw), rows, k_row, min_score);
-    });
-    m.def("select_edit", [](py::array indptr, py::array idx, int64_t vocab, py::array rows, py::array k_row,
-                            double min_score) {
-        return run_select(make_edit(indptr, idx, vocab), rows, k_row, min_score);
-    });
-    m.def("histogram_sets", [](py::array indptr, py::array idx, py::array pptr, py::array prow, py::array rows,
-                               int64_t prefix) {
-        return run_histogram(make_sets(indptr, idx, pptr, prow), rows, prefix);
-    });
-    m.def("histogram_cosine", [](py::array indptr, py::array idx, py::array w, py::array norms, py::array pptr,
-                                 py::array prow, py::array pw, py::array rows, int64_t prefix) {
-        return run_histogram(make_cosine(indptr, idx, w, norms, pptr, prow, pw), rows, prefix);
-    });
-    m.def("histogram_edit", [](py::array indptr, py::array idx, int64_t vocab, py::array rows, int64_t prefix) {
-        return run_histogram(make_edit(indptr, idx, vocab), rows, prefix);
-    });
+    m.def("select", [](const std::string& kind, const py::dict& t, py::array rows, py::array k_row, double min_score) {
+        if (kind == "set") return run_select(make_sets(t), rows, k_row, min_score);
+        if (kind == "prefix") return run_select(make_prefix(t), rows, k_row, min_score);
+        if (kind == "cosine") return run_select(make_cosine(t), rows, k_row, min_score);
+        if (kind == "edit") return run_select(make_edit(t), rows, k_row, min_score);
+        throw py::value_error("unknown scorer kind " + kind);
+    }, "Per row: columns with s > 0 and s >= min_score, best k_row first -> (counts, cols, scores)");
+    m.def("pairs", [](const std::string& kind, const py::dict& t, py::array rows, double min_score) {
+        if (kind == "set") return run_pairs(make_sets(t), rows, min_score);
+        if (kind == "prefix") return run_pairs(make_prefix(t), rows, min_score);
+        if (kind == "cosine") return run_pairs(make_cosine(t), rows, min_score);
+        if (kind == "edit") return run_pairs(make_edit(t), rows, min_score);
+        throw py::value_error("unknown scorer kind " + kind);
+    }, "Threshold join: (rows, cols, scores) of pairs (i, j > i) with s > 0 and s >= min_score, unordered");
+    m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
+        if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
+        if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);
+        if (kind == "edit") return run_histogram(make_edit(t), rows, prefix);
+        throw py::value_error("unknown scorer kind " + kind);
+    }, "Counts of float32 score bit patterns over pairs (i, j > i), s > 0");
     m.def("set_num_threads", [](int n) {
 #ifdef _OPENMP
         if (n > 0) omp_set_num_threads(n);

@@ -1,10 +1,12 @@
 // Scorers (one anchor row against every column of a bucket) and the OpenMP row-block drivers.
 // Memory is O(columns) scratch per thread plus the block's output; no N×N buffer exists anywhere.
+// A scorer reports pairs to a sink: sink.push(j, s) for s > 0, and may skip a pair whose upper bound on s
+// is below sink.floor() (the current k-th best or the threshold), which changes no result.
 #pragma once
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -16,70 +18,172 @@
 
 namespace simmine {
 
-// Sets of unique ascending codes (jaccard, ngram): inverted-index accumulation of intersection counts.
+// A pair whose score is provably below floor · (1 − 1e-6) is skipped before the exact float32 test.
+constexpr double kBelow = 1.0 - 1e-6;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SIMMINE_CLONES __attribute__((target_clones("avx2", "popcnt", "default")))
+#else
+#define SIMMINE_CLONES
+#endif
+
+// acc[j] += popcount(bits_i & bits_j) over w words, for j in [j0, n): the dense (popular-item) part of
+// an intersection count. Compiled for AVX2, POPCNT and baseline x86-64; the loader picks one at run time.
+SIMMINE_CLONES
+inline void add_dense_counts(const uint64_t* bits_i, const uint64_t* bits, int64_t w, int64_t j0, int64_t n,
+                             int32_t* acc) {
+    for (int64_t j = j0; j < n; ++j) {
+        const uint64_t* bj = bits + j * w;
+        int32_t c = 0;
+        for (int64_t t = 0; t < w; ++t) c += __builtin_popcountll(bits_i[t] & bj[t]);
+        acc[j] += c;
+    }
+}
+
+// Sets of unique ascending codes (jaccard, ngram): intersection counts from an inverted index over the
+// rarer codes plus bitmaps over the most popular codes (dense_words 64-bit words per row), because on
+// Zipf logs a handful of popular items make nearly every pair intersect.
 struct SetScorer {
     const int64_t* indptr;   // rows: [indptr[i], indptr[i+1]) into idx
     const int32_t* idx;      // ascending unique local codes
-    const int64_t* pptr;     // postings of code v: [pptr[v], pptr[v+1]) into prow
+    const int64_t* pptr;     // postings of code v: [pptr[v], pptr[v+1]) into prow (empty for dense codes)
     const int32_t* prow;     // ascending rows holding v
     int64_t n;
+    int64_t dense_words;     // 0: no bitmap part
+    const uint64_t* bits;    // n × dense_words
+    const uint8_t* dense_code;  // per code: 1 when counted by the bitmaps instead of the postings
 
     struct Scratch {
         std::vector<int32_t> acc, touched;
         explicit Scratch(const SetScorer& s) : acc(s.n, 0) {}
     };
 
-    // Calls emit(j, s) for every column j >= j_min, j != i, with s > 0.
-    template <class Emit>
-    void score_row(int64_t i, int64_t j_min, Scratch& sc, Emit&& emit) const {
+    template <class Sink>
+    void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
+        const bool dense = dense_words > 0;
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
-            const int32_t v = idx[p];
-            const int32_t* first = prow + pptr[v];
-            const int32_t* last = prow + pptr[v + 1];
+            if (dense && dense_code[idx[p]]) continue;
+            const int32_t* first = prow + pptr[idx[p]];
+            const int32_t* last = prow + pptr[idx[p] + 1];
             if (j_min > 0) first = std::lower_bound(first, last, static_cast<int32_t>(j_min));
             for (const int32_t* q = first; q < last; ++q) {
-                if (sc.acc[*q]++ == 0) sc.touched.push_back(*q);
+                if (sc.acc[*q]++ == 0 && !dense) sc.touched.push_back(*q);
             }
         }
         const int64_t size_i = indptr[i + 1] - indptr[i];
-        for (int32_t j : sc.touched) {
+        auto emit = [&](int64_t j) {
             const int32_t c = sc.acc[j];
             sc.acc[j] = 0;
-            if (j == i) continue;
-            const float s = jaccard_from_counts(c, size_i, indptr[j + 1] - indptr[j]);
-            if (s > 0.0f) emit(j, s);
+            if (c == 0 || j == i) return;
+            const int64_t size_j = indptr[j + 1] - indptr[j];
+            // c / union < floor, tested without a division; the margin keeps borderline pairs for the exact test
+            if (static_cast<double>(c) < kBelow * sink.floor() * static_cast<double>(size_i + size_j - c)) return;
+            const float s = jaccard_from_counts(c, size_i, size_j);
+            if (s > 0.0f) sink.push(static_cast<int32_t>(j), s);
+        };
+        if (dense) {
+            add_dense_counts(bits + i * dense_words, bits, dense_words, j_min, n, sc.acc.data());
+            for (int64_t j = j_min; j < n; ++j) emit(j);
+        } else {
+            for (int32_t j : sc.touched) emit(j);
+            sc.touched.clear();
         }
+    }
+};
+
+// Threshold joins on sets (s >= t > 0): prefix filtering. With codes ranked rarest first, two sets with
+// Jaccard >= t share a code inside both prefixes of length |A| − ⌈t·|A|⌉ + 1, so only prefix postings are
+// probed; candidates pass a size filter (min/max >= t), then are counted exactly by looking their codes up
+// in a table marking row i's codes (no data-dependent branches, unlike a sorted merge).
+struct PrefixSetScorer {
+    const int64_t* indptr;   // full sets, ascending codes (verification)
+    const int32_t* idx;
+    const int64_t* fptr;     // prefix of row i: [fptr[i], fptr[i+1]) into franks (rarity ranks)
+    const int32_t* franks;
+    const int64_t* pptr;     // prefix postings by rank
+    const int32_t* prow;
+    int64_t n;
+    int64_t vocab;
+
+    struct Scratch {
+        std::vector<uint8_t> mark, has;
+        std::vector<int32_t> touched;
+        explicit Scratch(const PrefixSetScorer& s) : mark(s.n, 0), has(s.vocab, 0) {}
+    };
+
+    template <class Sink>
+    void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
+        for (int64_t p = fptr[i]; p < fptr[i + 1]; ++p) {
+            const int32_t* first = prow + pptr[franks[p]];
+            const int32_t* last = prow + pptr[franks[p] + 1];
+            if (j_min > 0) first = std::lower_bound(first, last, static_cast<int32_t>(j_min));
+            for (const int32_t* q = first; q < last; ++q) {
+                if (!sc.mark[*q]) { sc.mark[*q] = 1; sc.touched.push_back(*q); }
+            }
+        }
+        const int64_t a = indptr[i + 1] - indptr[i];
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.has[idx[p]] = 1;
+        for (int32_t j : sc.touched) {
+            sc.mark[j] = 0;
+            if (j == i) continue;
+            const int64_t b = indptr[j + 1] - indptr[j];
+            if (jaccard_from_counts(std::min(a, b), a, b) < sink.floor()) continue;  // size filter
+            int64_t c = 0;
+            for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) c += sc.has[idx[p]];
+            const float s = jaccard_from_counts(c, a, b);
+            if (s > 0.0f) sink.push(j, s);
+        }
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.has[idx[p]] = 0;
         sc.touched.clear();
     }
 };
 
-// Weighted vectors (tfidf): inverted-index accumulation of dot products in ascending code order of row i,
-// which is the order every backend uses, so sums round identically.
+// Weighted vectors (tfidf). Exact dot products are sums over common codes in ascending code order, the
+// order every backend uses, so they round identically. Two paths:
+// - accumulate: inverted-index accumulation over all codes (histograms, small tiles);
+// - bounded: popular ("heavy") codes carry little weight (low idf) but most of the postings. Only light
+//   codes are accumulated; by Cauchy–Schwarz the heavy part of cos(i, j) is at most h_i·h_j, with
+//   h = ‖heavy part‖ / ‖row‖, so a pair is verified exactly only if light part + h_i·h_j can reach the
+//   sink's floor; pairs sharing no light code are visited in descending h_j until h_i·h_j falls below it.
 struct CosineScorer {
     const int64_t* indptr;
     const int32_t* idx;
-    const double* w;         // weight of idx[p]
-    const double* norms;     // per row
+    const double* w;          // weight of idx[p]
+    const double* norms;      // per row
     const int64_t* pptr;
     const int32_t* prow;
-    const double* pw;        // weight of row prow[q] for the posting's code
+    const double* pw;         // weight of row prow[q] for the posting's code
     int64_t n;
+    int64_t vocab;
+    const uint8_t* heavy;     // per code, or nullptr: no bounded path
+    const double* heavy_norm; // per row: h
+    const int32_t* by_heavy;  // rows by descending h
 
+    struct Cand {
+        double ub;
+        int32_t col;
+    };
     struct Scratch {
-        std::vector<double> acc;
+        std::vector<double> acc, table;
         std::vector<uint8_t> mark;
         std::vector<int32_t> touched;
-        explicit Scratch(const CosineScorer& s) : acc(s.n, 0.0), mark(s.n, 0) {}
+        std::vector<Cand> cands;
+        explicit Scratch(const CosineScorer& s) : acc(s.n, 0.0), table(s.vocab, 0.0), mark(s.n, 0) {}
     };
 
-    template <class Emit>
-    void score_row(int64_t i, int64_t j_min, Scratch& sc, Emit&& emit) const {
+    template <class Sink>
+    void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
         if (norms[i] <= 0.0) return;
+        if (heavy != nullptr && sink.selective(n)) bounded(i, j_min, sc, sink);
+        else accumulate(i, j_min, sc, sink);
+    }
+
+    template <class Sink>
+    void accumulate(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
-            const int32_t v = idx[p];
             const double wi = w[p];
-            int64_t q = pptr[v];
-            const int64_t q_end = pptr[v + 1];
+            int64_t q = pptr[idx[p]];
+            const int64_t q_end = pptr[idx[p] + 1];
             if (j_min > 0) q = std::lower_bound(prow + q, prow + q_end, static_cast<int32_t>(j_min)) - prow;
             for (; q < q_end; ++q) {
                 const int32_t j = prow[q];
@@ -93,27 +197,108 @@ struct CosineScorer {
             sc.mark[j] = 0;
             if (j == i) continue;
             const float s = cosine_from_dot(dot, norms[i], norms[j]);
-            if (s > 0.0f) emit(j, s);
+            if (s > 0.0f) sink.push(j, s);
         }
         sc.touched.clear();
     }
+
+    // Exact dot of row i (spread in sc.table) with row j: products added in ascending code order of j,
+    // non-common codes adding an exact 0.0, so the sum rounds as the accumulation does.
+    double dot_with(const Scratch& sc, int64_t j) const {
+        double dot = 0.0;
+        for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) dot += sc.table[idx[p]] * w[p];
+        return dot;
+    }
+
+    template <class Sink>
+    void bounded(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
+        const double ni = norms[i];
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
+            const int32_t v = idx[p];
+            sc.table[v] = w[p];
+            if (heavy[v]) continue;
+            const double wi = w[p];
+            int64_t q = pptr[v];
+            const int64_t q_end = pptr[v + 1];
+            if (j_min > 0) q = std::lower_bound(prow + q, prow + q_end, static_cast<int32_t>(j_min)) - prow;
+            for (; q < q_end; ++q) {
+                const int32_t j = prow[q];
+                if (!sc.mark[j]) { sc.mark[j] = 1; sc.touched.push_back(j); }
+                sc.acc[j] += wi * pw[q];
+            }
+        }
+        const double hi = heavy_norm[i] * (1.0 + 1e-9);
+        sc.cands.clear();
+        for (int32_t j : sc.touched) {
+            if (j != i && norms[j] > 0.0) {
+                sc.cands.push_back(Cand{sc.acc[j] / (ni * norms[j]) * (1.0 + 1e-9) + hi * heavy_norm[j], j});
+            }
+            sc.acc[j] = 0.0;
+        }
+        auto verify = [&](int64_t j) {
+            const float s = cosine_from_dot(dot_with(sc, j), ni, norms[j]);
+            if (s > 0.0f) sink.push(static_cast<int32_t>(j), s);
+        };
+        // the most promising first, to raise the floor before the rest is filtered
+        const int64_t first = std::min<int64_t>(sink.wanted(), static_cast<int64_t>(sc.cands.size()));
+        if (first > 0 && first < static_cast<int64_t>(sc.cands.size())) {
+            std::nth_element(sc.cands.begin(), sc.cands.begin() + first - 1, sc.cands.end(),
+                             [](const Cand& a, const Cand& b) { return a.ub > b.ub; });
+        }
+        for (int64_t t = 0; t < static_cast<int64_t>(sc.cands.size()); ++t) {
+            if (t < first || sc.cands[t].ub >= kBelow * sink.floor()) verify(sc.cands[t].col);
+        }
+        for (int64_t t = 0; t < n; ++t) {  // pairs sharing no light code: bound h_i·h_j, descending
+            const int32_t j = by_heavy[t];
+            if (hi * heavy_norm[j] < kBelow * sink.floor()) break;
+            if (j >= j_min && j != i && !sc.mark[j] && norms[j] > 0.0) verify(j);
+        }
+        for (int32_t j : sc.touched) sc.mark[j] = 0;
+        sc.touched.clear();
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.table[idx[p]] = 0.0;
+    }
 };
 
-// Item sequences (levenshtein): every column is scored; bit-parallel when row i has at most 64 items.
+// Item sequences (levenshtein). Multiset overlaps from an inverted index bound the similarity from above
+// (d >= max(|A|,|B|) − LCS >= max − overlap): pairs with no common item score 0 and are never aligned, and
+// pairs whose bound is below the sink's floor are skipped. Bit-parallel when row i has at most 64 items.
 struct EditScorer {
-    const int64_t* indptr;
-    const int32_t* idx;      // local codes in sequence order
+    const int64_t* indptr;   // sequences, local codes in order
+    const int32_t* idx;
+    const int64_t* mptr;     // multiset of row i: [mptr[i], mptr[i+1]) codes in mcode, counts in mcnt
+    const int32_t* mcode;
+    const int32_t* mcnt;
+    const int64_t* pptr;     // postings of code v: rows in prow, counts in pcnt
+    const int32_t* prow;
+    const int32_t* pcnt;
     int64_t n;
-    int64_t vocab;           // local codes are < vocab
+    int64_t vocab;
 
+    struct Cand {
+        float bound;  // 1 − (max(|A|,|B|) − overlap) / max(|A|,|B|) >= s
+        int32_t col;
+    };
     struct Scratch {
         std::vector<uint64_t> peq;
         std::vector<int64_t> row;
-        explicit Scratch(const EditScorer& s) : peq(s.vocab, 0) {}
+        std::vector<int32_t> acc, touched;
+        std::vector<Cand> cands;
+        explicit Scratch(const EditScorer& s) : peq(s.vocab, 0), acc(s.n, 0) {}
     };
 
-    template <class Emit>
-    void score_row(int64_t i, int64_t j_min, Scratch& sc, Emit&& emit) const {
+    template <class Sink>
+    void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
+        for (int64_t p = mptr[i]; p < mptr[i + 1]; ++p) {
+            const int32_t ci = mcnt[p];
+            int64_t q = pptr[mcode[p]];
+            const int64_t q_end = pptr[mcode[p] + 1];
+            if (j_min > 0) q = std::lower_bound(prow + q, prow + q_end, static_cast<int32_t>(j_min)) - prow;
+            for (; q < q_end; ++q) {
+                const int32_t j = prow[q];
+                if (sc.acc[j] == 0) sc.touched.push_back(j);
+                sc.acc[j] += std::min(ci, pcnt[q]);
+            }
+        }
         const int32_t* a = idx + indptr[i];
         const int64_t la = indptr[i + 1] - indptr[i];
         const bool bitparallel = la <= 64;
@@ -122,10 +307,25 @@ struct EditScorer {
         }
         const uint64_t* peq = sc.peq.data();
         auto lookup = [peq](int32_t c) { return peq[c]; };
-        for (int64_t j = j_min; j < n; ++j) {
+        sc.cands.clear();
+        for (int32_t j : sc.touched) {
+            const int32_t overlap = sc.acc[j];
+            sc.acc[j] = 0;
             if (j == i) continue;
-            const int32_t* b = idx + indptr[j];
             const int64_t lb = indptr[j + 1] - indptr[j];
+            sc.cands.push_back(Cand{levenshtein_from_distance(std::max(la, lb) - overlap, la, lb), j});
+        }
+        sc.touched.clear();
+        // the highest bounds first, to raise the floor before the rest is filtered
+        const int64_t first = std::min<int64_t>(sink.wanted(), static_cast<int64_t>(sc.cands.size()));
+        if (first > 0 && first < static_cast<int64_t>(sc.cands.size())) {
+            std::nth_element(sc.cands.begin(), sc.cands.begin() + first - 1, sc.cands.end(),
+                             [](const Cand& x, const Cand& y) { return x.bound > y.bound; });
+        }
+        for (const Cand& c : sc.cands) {
+            if (c.bound < sink.floor()) continue;
+            const int32_t* b = idx + indptr[c.col];
+            const int64_t lb = indptr[c.col + 1] - indptr[c.col];
             int64_t d;
             if (bitparallel) {
                 d = levenshtein_myers64(la, b, lb, lookup);
@@ -134,7 +334,7 @@ struct EditScorer {
                 d = levenshtein_dp(a, la, b, lb, sc.row.data());
             }
             const float s = levenshtein_from_distance(d, la, lb);
-            if (s > 0.0f) emit(static_cast<int32_t>(j), s);
+            if (s > 0.0f) sink.push(c.col, s);
         }
         if (bitparallel) {
             for (int64_t p = 0; p < la; ++p) sc.peq[a[p]] = 0;
@@ -142,30 +342,121 @@ struct EditScorer {
     }
 };
 
-// For each rows[r]: candidates j != i with s > 0 and s >= min_score, best k_row[r] of them written at
-// out_off[r] (capacity min(k_row[r], n - 1)); out_count[r] receives how many.
+// Output of select_block: per row, where its kept candidates lie in one thread's buffers.
+struct BlockOutput {
+    std::vector<std::vector<int32_t>> cols;   // per thread
+    std::vector<std::vector<float>> scores;   // per thread
+    std::vector<int32_t> thread_of;           // per row
+    std::vector<int64_t> start, count;        // per row, inside its thread's buffers
+};
+
+// For each rows[r]: candidates j != i with s > 0 and s >= min_score, the best k_row[r] of them, appended to
+// the calling thread's buffers (no per-row capacity is reserved, so threshold joins cost what they keep).
 template <class Scorer>
 void select_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, const int64_t* k_row, float min_score,
-                  const int64_t* out_off, int32_t* out_col, float* out_score, int64_t* out_count) {
+                  BlockOutput& out) {
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+#endif
+    out.cols.assign(nthreads, {});
+    out.scores.assign(nthreads, {});
+    out.thread_of.assign(nrows, 0);
+    out.start.assign(nrows, 0);
+    out.count.assign(nrows, 0);
 #pragma omp parallel
     {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
         typename Scorer::Scratch scratch(scorer);
-        std::vector<Cand> cands;
+        BestK best;
+        std::vector<int32_t>& cols = out.cols[tid];
+        std::vector<float>& scores = out.scores[tid];
 #pragma omp for schedule(dynamic, 4)
         for (int64_t r = 0; r < nrows; ++r) {
-            cands.clear();
-            scorer.score_row(rows[r], 0, scratch, [&](int32_t j, float s) {
-                if (s >= min_score) cands.push_back(Cand{s, j});
-            });
-            out_count[r] = take_best(cands, out_off[r + 1] - out_off[r], out_col + out_off[r], out_score + out_off[r]);
+            const int64_t k = std::max<int64_t>(0, std::min<int64_t>(k_row[r], scorer.n - 1));
+            best.reset(k, min_score);
+            scorer.score_row(rows[r], 0, scratch, best);
+            const int64_t at = static_cast<int64_t>(cols.size());
+            cols.resize(at + k);
+            scores.resize(at + k);
+            const int64_t m = best.take(cols.data() + at, scores.data() + at);
+            cols.resize(at + m);
+            scores.resize(at + m);
+            out.thread_of[r] = tid;
+            out.start[r] = at;
+            out.count[r] = m;
+        }
+    }
+}
+
+// Pair sink: every (i, j, s) with s >= min_score, appended to the calling thread's buffers.
+struct PairSink {
+    float min_score;
+    int32_t row;
+    std::vector<int32_t>* rows;
+    std::vector<int32_t>* cols;
+    std::vector<float>* scores;
+    float floor() const { return min_score; }
+    bool selective(int64_t) const { return min_score >= 0.1f; }
+    int64_t wanted() const { return 0; }
+    void push(int32_t j, float s) {
+        if (s < min_score) return;
+        rows->push_back(row);
+        cols->push_back(j);
+        scores->push_back(s);
+    }
+};
+
+// Threshold join, each unordered pair scored once: (rows[r], j) for j > rows[r], s > 0, s >= min_score.
+template <class Scorer>
+void pairs_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, float min_score,
+                 std::vector<std::vector<int32_t>>& out_rows, std::vector<std::vector<int32_t>>& out_cols,
+                 std::vector<std::vector<float>>& out_scores) {
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+#endif
+    out_rows.assign(nthreads, {});
+    out_cols.assign(nthreads, {});
+    out_scores.assign(nthreads, {});
+#pragma omp parallel
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        typename Scorer::Scratch scratch(scorer);
+        PairSink sink{min_score, 0, &out_rows[tid], &out_cols[tid], &out_scores[tid]};
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t r = 0; r < nrows; ++r) {
+            sink.row = static_cast<int32_t>(rows[r]);
+            scorer.score_row(rows[r], rows[r] + 1, scratch, sink);
         }
     }
 }
 
 constexpr int64_t kHistBins = 65536;
 
-// Histogram of the float32 bit patterns of s over pairs (rows[r], j), j > rows[r], s > 0:
-// by the high 16 bits when prefix < 0, else by the low 16 bits among scores whose high bits equal prefix.
+// Histogram sink: counts float32 bit patterns by the high 16 bits (prefix < 0) or, among scores whose
+// high bits equal prefix, by the low 16 bits.
+struct HistSink {
+    int64_t prefix;
+    int64_t* hist;
+    float floor() const { return std::numeric_limits<float>::denorm_min(); }
+    bool selective(int64_t) const { return false; }  // every positive pair is needed
+    int64_t wanted() const { return 0; }
+    void push(int32_t, float s) {
+        uint32_t bits;
+        std::memcpy(&bits, &s, sizeof bits);
+        if (prefix < 0) ++hist[bits >> 16];
+        else if (static_cast<int64_t>(bits >> 16) == prefix) ++hist[bits & 0xFFFFu];
+    }
+};
+
+// Histogram over pairs (rows[r], j), j > rows[r], s > 0 (see HistSink).
 template <class Scorer>
 void histogram_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, int64_t prefix, int64_t* hist) {
     std::fill(hist, hist + kHistBins, 0);
@@ -173,15 +464,9 @@ void histogram_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, i
     {
         typename Scorer::Scratch scratch(scorer);
         std::vector<int64_t> local(kHistBins, 0);
+        HistSink sink{prefix, local.data()};
 #pragma omp for schedule(dynamic, 4)
-        for (int64_t r = 0; r < nrows; ++r) {
-            scorer.score_row(rows[r], rows[r] + 1, scratch, [&](int32_t, float s) {
-                uint32_t bits;
-                std::memcpy(&bits, &s, sizeof bits);
-                if (prefix < 0) ++local[bits >> 16];
-                else if (static_cast<int64_t>(bits >> 16) == prefix) ++local[bits & 0xFFFFu];
-            });
-        }
+        for (int64_t r = 0; r < nrows; ++r) scorer.score_row(rows[r], rows[r] + 1, scratch, sink);
 #pragma omp critical
         for (int64_t b = 0; b < kHistBins; ++b) hist[b] += local[b];
     }

@@ -17,7 +17,7 @@ from .io import (FORMAT_VERSION, TABLES, sequences_table, sha256_file, strong_ta
                  write_table)
 from .metrics import Features, prepare_features, resolve_metric
 from .progress import make_progress
-from .select import Selection, k_per_anchor, make_selection
+from .select import Selection, check_output_size, k_per_anchor, make_selection
 from .sequences import Log, SequenceSet, build_sequences, read_log
 
 METHODS = ("exact",)
@@ -80,13 +80,6 @@ def _sampled_min_sim_entries(features, plan, sel, backend, k) -> int:
         total += int(c.sum())
         seen += len(local)
     return int(round(total / max(seen, 1) * sum(len(m) for m in big)))
-
-
-def _refuse_size(est_bytes: int, max_output_gb: float, what: str = "estimated") -> None:
-    if est_bytes > max_output_gb * 1e9:
-        raise InputError(f"the output would be about {est_bytes / 1e9:.1f} GB ({what}), over --max-output-gb "
-                         f"{max_output_gb:g}; keep fewer neighbours with --k or --max-per-anchor, or compare "
-                         f"within groups with --bucket-by")
 
 
 def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "jaccard",
@@ -153,11 +146,11 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
     t = time.perf_counter()
     features = prepare_features(seqs, m, ngram_n)
     plan = make_plan(seqs.n, seqs.bucket_codes)
-    _refuse_size(_estimate_bytes(seqs, features, plan, sel, be), max_output_gb)
+    check_output_size(_estimate_bytes(seqs, features, plan, sel, be), max_output_gb)
     timings["prepare"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    weak: WeakResult = mine_weak(features, plan, sel, be, progress)
+    weak: WeakResult = mine_weak(features, plan, sel, be, progress, max_output_gb)
     timings["score"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -7,7 +7,8 @@ so sums run in the same order everywhere) and the inverted index (postings) of t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -53,34 +54,71 @@ class Features:
     indices: np.ndarray                # int32 codes (ascending unique per row for set/cosine)
     weights: Optional[np.ndarray] = None   # float64 aligned with indices (cosine)
     norms: Optional[np.ndarray] = None     # float64 per row (cosine)
+    _last_tile: tuple = field(default=(None, None), repr=False)
 
     @property
     def n(self) -> int:
         return len(self.indptr) - 1
 
     def tile(self, members: np.ndarray) -> "Tile":
-        """The features of anchors ``members`` (ascending seq_ids) with local codes and postings."""
+        """The features of anchors ``members`` (ascending seq_ids) with local codes and postings.
+        The last tile is kept, so the output-size estimate and the mining of one bucket share it."""
         members = np.asarray(members, dtype=np.int64)
-        lengths = self.indptr[members + 1] - self.indptr[members]
+        key = hashlib.blake2b(members.tobytes(), digest_size=16).digest()
+        if self._last_tile[0] != key:
+            self._last_tile = (key, self._make_tile(members))
+        return self._last_tile[1]
+
+    def _make_tile(self, members: np.ndarray) -> "Tile":
         from .sequences import _ranges
 
+        lengths = self.indptr[members + 1] - self.indptr[members]
         pos = _ranges(self.indptr[members], lengths)
         codes = self.indices[pos]
-        vocab_codes, local = np.unique(codes, return_inverse=True)
-        local = local.astype(np.int32).reshape(-1)
-        indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-        vocab = len(vocab_codes)
-        weights = self.weights[pos] if self.weights is not None else None
-        norms = self.norms[members] if self.norms is not None else None
-        post_ptr = post_rows = post_weights = None
-        if self.kind in ("set", "cosine"):
-            row_of = np.repeat(np.arange(len(members), dtype=np.int32), lengths)
-            order = np.argsort(local, kind="stable")  # rows ascending within each code
-            post_rows = row_of[order]
-            post_ptr = np.concatenate(([0], np.cumsum(np.bincount(local, minlength=vocab)))).astype(np.int64)
-            if weights is not None:
-                post_weights = np.ascontiguousarray(weights[order])
-        return Tile(self.kind, indptr, local, vocab, weights, norms, post_ptr, post_rows, post_weights)
+        present = np.zeros(int(self.indices.max()) + 2 if len(self.indices) else 1, dtype=bool)
+        present[codes] = True
+        remap = np.cumsum(present, dtype=np.int64) - 1  # order-keeping compaction of the codes in use
+        tile = Tile(self.kind, np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+                    remap[codes].astype(np.int32), int(present.sum()))
+        if self.weights is not None:
+            tile.weights = self.weights[pos]
+            tile.norms = self.norms[members]
+        if self.kind == "edit":  # multisets of the sequences, for overlap bounds
+            tile.ms_ptr, tile.ms_codes, counts = _unique_per_row(tile.indptr, tile.indices)
+            tile.ms_counts = counts.astype(np.int32)
+            tile.post_ptr, tile.post_rows, order = _postings(tile.ms_ptr, tile.ms_codes, tile.vocab)
+            tile.post_counts = tile.ms_counts[order]
+        else:
+            tile.post_ptr, tile.post_rows, order = _postings(tile.indptr, tile.indices, tile.vocab)
+            if tile.weights is not None:
+                tile.post_weights = np.ascontiguousarray(tile.weights[order])
+                tile.add_heavy_bounds()
+        if self.kind == "set":
+            tile.add_dense_bitmaps()
+        return tile
+
+
+# TF-IDF: codes held by at least HEAVY_FRACTION of a tile's rows are bounded, not accumulated.
+HEAVY_MIN_ROWS = 256
+HEAVY_FRACTION = 1 / 16
+# Popular codes move from the postings to per-row bitmaps when one 64-code word of them would cost the
+# inverted index more than DENSE_WORD_GAIN · n² accumulations (sum of (df/n)² over the word's codes).
+DENSE_MIN_ROWS = 256
+DENSE_WORD_GAIN = 1.0
+MAX_DENSE_WORDS = 8
+
+
+def _postings(indptr: np.ndarray, codes: np.ndarray, vocab: int):
+    """Inverted index of a CSR: (post_ptr, post_rows ascending per code, entry order)."""
+    n = len(indptr) - 1
+    row_of = np.repeat(np.arange(n, dtype=np.int32), np.diff(indptr))
+    order = np.argsort(codes, kind="stable")  # rows ascending within each code
+    post_ptr = np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=vocab)))).astype(np.int64)
+    return post_ptr, row_of[order], order
+
+
+def _csr_ptr(rows: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=n)))).astype(np.int64)
 
 
 @dataclass
@@ -91,15 +129,87 @@ class Tile:
     indptr: np.ndarray
     indices: np.ndarray
     vocab: int
-    weights: Optional[np.ndarray]
-    norms: Optional[np.ndarray]
-    post_ptr: Optional[np.ndarray]
-    post_rows: Optional[np.ndarray]
-    post_weights: Optional[np.ndarray]
+    weights: Optional[np.ndarray] = None
+    norms: Optional[np.ndarray] = None
+    post_ptr: Optional[np.ndarray] = None
+    post_rows: Optional[np.ndarray] = None
+    post_weights: Optional[np.ndarray] = None
+    post_counts: Optional[np.ndarray] = None
+    ms_ptr: Optional[np.ndarray] = None
+    ms_codes: Optional[np.ndarray] = None
+    ms_counts: Optional[np.ndarray] = None
+    dense_words: int = 0
+    dense_bits: Optional[np.ndarray] = None
+    dense_code: Optional[np.ndarray] = None
+    heavy: Optional[np.ndarray] = None
+    heavy_norm: Optional[np.ndarray] = None
+    by_heavy: Optional[np.ndarray] = None
+    _prefix: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return len(self.indptr) - 1
+
+    def add_heavy_bounds(self) -> None:
+        """Marks popular codes; per row h = ‖popular part‖/‖row‖ and the rows in descending h."""
+        df = np.diff(self.post_ptr)
+        if self.n < HEAVY_MIN_ROWS or not len(df):
+            return
+        heavy = df >= max(2, self.n * HEAVY_FRACTION)
+        if not heavy.any():
+            return
+        row_of = np.repeat(np.arange(self.n), np.diff(self.indptr))
+        part = np.bincount(row_of, weights=np.where(heavy[self.indices], self.weights, 0.0) ** 2, minlength=self.n)
+        self.heavy_norm = np.sqrt(part) / np.where(self.norms > 0, self.norms, 1.0)
+        self.by_heavy = np.argsort(-self.heavy_norm, kind="stable").astype(np.int32)
+        self.heavy = heavy.astype(np.uint8)
+
+    def add_dense_bitmaps(self) -> None:
+        n = self.n
+        df = np.diff(self.post_ptr)
+        order = np.argsort(-df, kind="stable")
+        words = 0
+        if n >= DENSE_MIN_ROWS:
+            share = (df[order].astype(np.float64) / n) ** 2
+            while words < MAX_DENSE_WORDS and share[words * 64:(words + 1) * 64].sum() >= DENSE_WORD_GAIN:
+                words += 1
+        self.dense_words = words
+        self.dense_code = np.zeros(max(self.vocab, 1), dtype=np.uint8)
+        self.dense_bits = np.zeros(n * words, dtype=np.uint64)
+        if not words:
+            return
+        top = order[:64 * words]
+        bit_of = np.full(self.vocab, -1, dtype=np.int64)
+        bit_of[top] = np.arange(len(top))
+        self.dense_code[top] = 1
+        row_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.indptr))
+        bit = bit_of[self.indices]
+        dense = bit >= 0
+        slot = row_of[dense] * words + bit[dense] // 64
+        np.bitwise_or.at(self.dense_bits, slot, np.left_shift(np.uint64(1), (bit[dense] % 64).astype(np.uint64)))
+
+    def prefix(self, threshold: float) -> dict:
+        """Prefix-filter index for Jaccard >= threshold: each row's rarest |A| − ⌈t·|A|⌉ + 1 codes and the
+        postings of those prefixes (t lowered by 1e-6 so float32 rounding can only add candidates)."""
+        key = float(threshold)
+        if key not in self._prefix:
+            n, lengths = self.n, np.diff(self.indptr)
+            df = np.diff(self.post_ptr)
+            rank = np.empty(self.vocab, dtype=np.int32)
+            rank[np.lexsort((np.arange(self.vocab), df))] = np.arange(self.vocab, dtype=np.int32)
+            row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)
+            ranks = rank[self.indices]
+            order = np.lexsort((ranks, row_of))
+            t = key * (1 - 1e-6)
+            keep_len = lengths - np.ceil(t * lengths - 1e-9).astype(np.int64) + 1
+            pos_in_row = np.arange(len(order)) - np.repeat(self.indptr[:-1], lengths)
+            keep = pos_in_row < keep_len[row_of]
+            p_ranks, p_rows = ranks[order][keep], row_of[keep]
+            p_ptr = _csr_ptr(p_rows, n)
+            post_ptr, post_rows, _ = _postings(p_ptr, p_ranks, self.vocab)
+            self._prefix[key] = {"prefix_ptr": p_ptr, "prefix_ranks": p_ranks.astype(np.int32),
+                                 "prefix_post_ptr": post_ptr, "prefix_post_rows": post_rows}
+        return self._prefix[key]
 
 
 def _unique_per_row(indptr: np.ndarray, codes: np.ndarray):

@@ -131,3 +131,11 @@ def global_threshold(alpha: float, pairs: int, hist_high, hist_low_of) -> Global
     lo, _, above_lo = find_bin(low, r_in_hi)
     tau = bits_to_float((hi << 16) | lo)
     return GlobalThreshold(tau, rank, above_hi + above_lo + int(low[lo]))
+
+
+def check_output_size(est_bytes: int, max_output_gb: float, what: str = "estimated") -> None:
+    """Refuses a build whose output would pass --max-output-gb, suggesting how to keep less."""
+    if est_bytes > max_output_gb * 1e9:
+        raise InputError(f"the output would be about {est_bytes / 1e9:.1f} GB ({what}), over --max-output-gb "
+                         f"{max_output_gb:g}; keep fewer neighbours with --k or --max-per-anchor, or compare "
+                         f"within groups with --bucket-by")

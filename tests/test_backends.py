@@ -39,6 +39,9 @@ def test_select_and_histogram_equal_reference(backend, metric, histories, k, min
     got = be.select(tile, rows, k_row, min_score)
     for w, g in zip(want, got):
         np.testing.assert_array_equal(g, w)
+    want_pairs = sorted(zip(*[a.tolist() for a in reference.pairs(tile, rows, min_score)]))
+    got_pairs = sorted(zip(*[a.tolist() for a in be.pairs(tile, rows, min_score)]))
+    assert got_pairs == want_pairs
     hist_w = reference.histogram(tile, rows, -1)
     np.testing.assert_array_equal(be.histogram(tile, rows, -1), hist_w)
     prefix = int(np.flatnonzero(hist_w)[-1]) if hist_w.any() else 0
@@ -85,3 +88,24 @@ def test_cpp_extension_required_in_ci():
         assert "cpp" in simmine.available_backends()
     else:
         pytest.skip("SIMMINE_REQUIRE_CPP not set")
+
+
+@pytest.mark.parametrize("backend", NATIVE)
+@pytest.mark.parametrize("gain", [0.0, 0.5])
+def test_dense_bitmap_path_equals_reference(backend, gain, monkeypatch):
+    """Popular codes counted by bitmaps (forced here on a small tile) give the same selection and histogram."""
+    import simmine.metrics as metrics
+
+    monkeypatch.setattr(metrics, "DENSE_MIN_ROWS", 0)
+    monkeypatch.setattr(metrics, "DENSE_WORD_GAIN", gain)
+    rng = np.random.default_rng(9)
+    hists = [(rng.zipf(1.3, size=int(rng.integers(1, 40))) % 150).tolist() for _ in range(120)]
+    tile = prepare_features(_seqs(hists), resolve_metric("jaccard")).tile(np.arange(120))
+    assert tile.dense_words >= 1
+    be = get_backend(backend)
+    rows = np.arange(120, dtype=np.int64)
+    for k, min_score in ((5, 0.0), (119, 0.0), (119, 0.1), (10, 0.3)):
+        k_row = np.full(120, k, dtype=np.int64)
+        for w, g in zip(reference.select(tile, rows, k_row, min_score), be.select(tile, rows, k_row, min_score)):
+            np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(be.histogram(tile, rows, -1), reference.histogram(tile, rows, -1))

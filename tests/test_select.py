@@ -81,3 +81,19 @@ def test_output_size_refusal(tmp_path):
         simmine.build(input=path, out=str(tmp_path / "o"), metric="jaccard", min_sim=0.0, split="none",
                       max_output_gb=1e-9, quiet=True)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_strong_positives_small_and_large_groups(seed):
+    from simmine.engines.local import strong_entries, strong_positives
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(100, 400))
+    targets = rng.integers(0, 3 if seed % 2 else 40, size=n)  # groups above and below the 64-member switch
+    buckets = rng.integers(0, 2, size=n) if seed > 1 else None
+    offsets, nbrs = strong_positives(targets, buckets)
+    assert strong_entries(targets, buckets) == len(nbrs)
+    for i in range(n):
+        want = [j for j in range(n) if j != i and targets[j] == targets[i]
+                and (buckets is None or buckets[j] == buckets[i])]
+        assert nbrs[offsets[i]:offsets[i + 1]].tolist() == want

@@ -1,6 +1,7 @@
 """Backends: interchangeable modules with one interface.
 
-Each has ``name``, ``available()``, ``select(tile, rows, k_row, min_score) -> (counts, cols, scores)`` and
+Each has ``name``, ``available()``, ``select(tile, rows, k_row, min_score) -> (counts, cols, scores)``,
+``pairs(tile, rows, min_score) -> (rows, cols, scores)`` (each unordered pair j > i once) and
 ``histogram(tile, rows, prefix) -> int64[65536]``. ``auto`` takes the fastest available: cpp, numba,
 python. A backend asked for by name that cannot run here raises; there is no silent fallback.
 """

@@ -1,4 +1,5 @@
-"""The C++ core (simmine._core): OpenMP over anchor rows, inverted-index or bit-parallel scorers."""
+"""The C++ core (simmine._core): OpenMP over anchor rows; inverted index + popular-item bitmaps for sets,
+prefix filtering for set threshold joins, inverted index for tfidf, bounded bit-parallel Levenshtein."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +7,20 @@ import numpy as np
 from ..metrics import Tile
 
 name = "cpp"
+PREFIX_MIN_THRESHOLD = 0.4  # below it, prefix candidates are many and plain accumulation is faster
 
 try:
     from .. import _core
 except ImportError:  # not built on this machine
     _core = None
+
+_FIELDS = {
+    "set": ("indptr", "indices", "post_ptr", "post_rows", "dense_words", "dense_bits", "dense_code"),
+    "cosine": ("indptr", "indices", "weights", "norms", "post_ptr", "post_rows", "post_weights", "vocab", "heavy",
+               "heavy_norm", "by_heavy"),
+    "edit": ("indptr", "indices", "ms_ptr", "ms_codes", "ms_counts", "post_ptr", "post_rows", "post_counts",
+             "vocab"),
+}
 
 
 def available() -> bool:
@@ -21,22 +31,27 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(int(n))
 
 
-def _args(tile: Tile):
-    if tile.kind == "set":
-        return "sets", (tile.indptr, tile.indices, tile.post_ptr, tile.post_rows)
-    if tile.kind == "cosine":
-        return "cosine", (tile.indptr, tile.indices, tile.weights, tile.norms, tile.post_ptr, tile.post_rows,
-                          tile.post_weights)
-    return "edit", (tile.indptr, tile.indices, int(max(tile.vocab, 1)))
+def _fields(tile: Tile) -> dict:
+    return {f: getattr(tile, f) for f in _FIELDS[tile.kind]}
+
+
+def _scorer(tile: Tile, min_score: float):
+    if tile.kind == "set" and min_score >= PREFIX_MIN_THRESHOLD:
+        return "prefix", {"indptr": tile.indptr, "indices": tile.indices, "vocab": tile.vocab,
+                          **tile.prefix(min_score)}
+    return tile.kind, _fields(tile)
 
 
 def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
-    kind, args = _args(tile)
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    k_row = np.ascontiguousarray(k_row, dtype=np.int64)
-    return getattr(_core, f"select_{kind}")(*args, rows, k_row, float(np.float32(min_score)))
+    min_score = float(np.float32(min_score))
+    return _core.select(*_scorer(tile, min_score), np.ascontiguousarray(rows, dtype=np.int64),
+                        np.ascontiguousarray(k_row, dtype=np.int64), min_score)
+
+
+def pairs(tile: Tile, rows: np.ndarray, min_score: float):
+    min_score = float(np.float32(min_score))
+    return _core.pairs(*_scorer(tile, min_score), np.ascontiguousarray(rows, dtype=np.int64), min_score)
 
 
 def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
-    kind, args = _args(tile)
-    return getattr(_core, f"histogram_{kind}")(*args, np.ascontiguousarray(rows, dtype=np.int64), int(prefix))
+    return _core.histogram(tile.kind, _fields(tile), np.ascontiguousarray(rows, dtype=np.int64), int(prefix))

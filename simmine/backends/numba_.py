@@ -11,6 +11,7 @@ from ..metrics import Tile
 
 name = "numba"
 HIST_BINS = 65536
+PAIRS_BLOCK_ENTRIES = 1 << 22
 KIND_SET, KIND_COSINE, KIND_EDIT = 0, 1, 2
 
 try:
@@ -248,6 +249,22 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     keep = np.repeat(np.arange(len(rows)), counts) if counts.sum() else np.zeros(0, np.int64)
     pos = off[keep] + (np.arange(len(keep)) - np.repeat(np.cumsum(counts) - counts, counts))
     return counts, out_col[pos], out_score[pos]
+
+
+def pairs(tile: Tile, rows: np.ndarray, min_score: float):
+    """Threshold join from the per-row selection, keeping each unordered pair once (j > i)."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    step = max(1, PAIRS_BLOCK_ENTRIES // max(tile.n, 1))  # bounds select's per-row capacity buffers
+    parts = []
+    for lo in range(0, len(rows), step):
+        sub = rows[lo:lo + step]
+        counts, cols, scores = select(tile, sub, np.full(len(sub), max(tile.n - 1, 0), np.int64), min_score)
+        owner = np.repeat(sub, counts)
+        upper = cols > owner
+        parts.append((owner[upper].astype(np.int32), cols[upper], scores[upper]))
+    if not parts:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    return tuple(np.concatenate(p) for p in zip(*parts))
 
 
 def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:

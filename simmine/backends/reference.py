@@ -71,6 +71,14 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     return counts, np.asarray(cols, dtype=np.int32), np.asarray(scores, dtype=np.float32)
 
 
+def pairs(tile: Tile, rows: np.ndarray, min_score: float):
+    """Threshold join: every (i, j > i) with s > 0 and s >= min_score, as (rows, cols, scores)."""
+    threshold = np.float32(min_score)
+    found = [(i, j, s) for i in rows.tolist() for j, s in _candidates(tile, i, i + 1) if s >= threshold]
+    return (np.asarray([f[0] for f in found], dtype=np.int32), np.asarray([f[1] for f in found], dtype=np.int32),
+            np.asarray([f[2] for f in found], dtype=np.float32))
+
+
 def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
     """Counts of float32 bit patterns of s over pairs (i, j > i), s > 0: high 16 bits, or low 16 bits
     among scores whose high bits equal ``prefix``."""

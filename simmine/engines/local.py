@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..metrics import Features
-from ..select import GlobalThreshold, Selection, global_threshold, k_per_anchor, min_score_of
+from ..select import GlobalThreshold, Selection, check_output_size, global_threshold, k_per_anchor
 
 BLOCK_ENTRIES = 1 << 22
 MAX_BLOCK_ROWS = 4096
@@ -63,19 +63,29 @@ def _blocks(k_rows: np.ndarray):
         start = end
 
 
-def mine_weak(features: Features, plan: Plan, sel: Selection, backend, progress: Callable = None) -> WeakResult:
-    """Weak positives of every anchor per ``sel`` (SPEC §4)."""
+def mine_weak(features: Features, plan: Plan, sel: Selection, backend, progress: Callable = None,
+              max_output_gb: float = float("inf")) -> WeakResult:
+    """Weak positives of every anchor per ``sel`` (SPEC §4).
+
+    Top-k modes (alpha anchor scope, k) select per anchor row; threshold modes (min-sim, global alpha) score
+    each unordered pair once through ``backend.pairs`` and keep it both ways.
+    """
     n = features.n
-    k_all = k_per_anchor(sel, plan.bucket_size)
-    min_score = min_score_of(sel)
-    threshold = None
     total_rows = sum(len(m) for m in plan.members if len(m) > 1)
     if sel.mode == "alpha_global":
         threshold = _global_threshold(features, plan, sel, backend, progress, total_rows)
         if threshold.tau is None:
-            k_all = np.zeros(n, dtype=np.int64)
-        else:
-            min_score = threshold.tau
+            empty = np.zeros(0, dtype=np.uint32)
+            return WeakResult(np.zeros(n + 1, dtype=np.int64), empty, empty.astype(np.float32), threshold)
+        kept = 2 * threshold.pairs_at_or_above
+        if sel.max_per_anchor is not None:
+            kept = min(kept, n * sel.max_per_anchor)
+        check_output_size(kept * 8, max_output_gb, "exact, now that the threshold is known")
+        return _mine_threshold(features, plan, threshold.tau, sel.max_per_anchor, backend, progress,
+                               total_rows, threshold)
+    if sel.mode == "min_sim":
+        return _mine_threshold(features, plan, sel.min_sim, sel.max_per_anchor, backend, progress, total_rows)
+    k_all = k_per_anchor(sel, plan.bucket_size)
     counts = np.zeros(n, dtype=np.int64)
     chunks = []
     tick = progress("score", total_rows) if progress else None
@@ -85,9 +95,8 @@ def mine_weak(features: Features, plan: Plan, sel: Selection, backend, progress:
         tile = features.tile(members)
         k_rows = k_all[members]
         for lo, hi in _blocks(np.minimum(k_rows, len(members) - 1)):
-            rows = np.arange(lo, hi, dtype=np.int64)
             if k_rows[lo:hi].any():
-                c, cols, s = backend.select(tile, rows, k_rows[lo:hi], min_score)
+                c, cols, s = backend.select(tile, np.arange(lo, hi, dtype=np.int64), k_rows[lo:hi], 0.0)
                 anchors = members[lo:hi]
                 counts[anchors] = c
                 chunks.append((anchors, c, members[cols].astype(np.uint32), s))
@@ -96,7 +105,43 @@ def mine_weak(features: Features, plan: Plan, sel: Selection, backend, progress:
     if tick:
         tick(0, done=True)
     offsets, neighbors, scores = _assemble(n, counts, chunks)
-    return WeakResult(offsets, neighbors, scores, threshold)
+    return WeakResult(offsets, neighbors, scores)
+
+
+def _mine_threshold(features, plan, min_score, cap, backend, progress, total_rows, threshold=None) -> WeakResult:
+    """Every pair with s >= min_score (and s > 0), both ways, each anchor's list sorted and capped."""
+    n = features.n
+    heads, tails, scores = [], [], []
+    tick = progress("score", total_rows) if progress else None
+    for members in plan.members:
+        if len(members) < 2:
+            continue
+        tile = features.tile(members)
+        for lo in range(0, len(members), MAX_BLOCK_ROWS):
+            hi = min(lo + MAX_BLOCK_ROWS, len(members))
+            r, c, s = backend.pairs(tile, np.arange(lo, hi, dtype=np.int64), min_score)
+            heads.append(members[r])
+            tails.append(members[c])
+            scores.append(s)
+            if tick:
+                tick(hi - lo)
+    if tick:
+        tick(0, done=True)
+    i = np.concatenate(heads) if heads else np.zeros(0, np.int64)
+    j = np.concatenate(tails) if tails else np.zeros(0, np.int64)
+    s = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    anchor, nbr, score = np.concatenate((i, j)), np.concatenate((j, i)), np.concatenate((s, s))
+    order = np.lexsort((nbr, -score, anchor))  # per anchor: score descending, then seq_id ascending
+    anchor, nbr, score = anchor[order], nbr[order], score[order]
+    counts = np.bincount(anchor, minlength=n).astype(np.int64)
+    if cap is not None:
+        rank = np.arange(len(anchor)) - np.repeat(np.cumsum(counts) - counts, counts)
+        keep = rank < cap
+        nbr, score = nbr[keep], score[keep]
+        counts = np.minimum(counts, cap)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return WeakResult(offsets, nbr.astype(np.uint32), score.astype(np.float32), threshold)
 
 
 def _global_threshold(features, plan, sel, backend, progress, total_rows) -> GlobalThreshold:
@@ -137,30 +182,39 @@ def _assemble(n, counts, chunks):
 
 
 def strong_positives(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray]):
-    """Per anchor, the other anchors of its bucket with the same target, ascending: (offsets, neighbors)."""
+    """Per anchor, the other anchors of its bucket with the same target, ascending: (offsets, neighbors).
+
+    Groups of equal size are written together: a group G of size s gives, for its member at position p,
+    G without G[p], scattered straight to that member's row (one pass over the output per size class).
+    """
     n = len(target_codes)
     bucket = bucket_codes if bucket_codes is not None else np.zeros(n, dtype=np.int32)
-    order = np.lexsort((np.arange(n), target_codes, bucket))  # groups, seq_id ascending inside
+    order = np.lexsort((target_codes, bucket))  # stable: seq_id ascending inside each group
     key_b, key_t = bucket[order], target_codes[order]
     new = np.ones(n, dtype=bool)
     new[1:] = (key_b[1:] != key_b[:-1]) | (key_t[1:] != key_t[:-1])
-    group_start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
-    group_id = np.cumsum(new) - 1
-    sizes = np.bincount(group_id)
-    g_start = np.empty(n, dtype=np.int64)
-    g_size = np.empty(n, dtype=np.int64)
-    g_start[order] = group_start
-    g_size[order] = sizes[group_id]
-    counts = g_size - 1
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.append(starts, n))
+    counts = np.empty(n, dtype=np.int64)
+    counts[order] = np.repeat(sizes - 1, sizes)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    from ..sequences import _ranges
-
-    pos = _ranges(g_start, g_size)                  # every member of each anchor's group, self included
-    owner = np.repeat(np.arange(n), g_size)
-    members = order[pos]
-    keep = members != owner
-    return offsets, members[keep].astype(np.uint32)
+    neighbors = np.empty(offsets[-1], dtype=np.uint32)
+    for size in np.unique(sizes[sizes > 1]).tolist():
+        if size > 64:  # a large group: two slice copies per member beat an s×s mask
+            for start in starts[sizes == size].tolist():
+                group = order[start:start + size].astype(np.uint32)
+                for p, member in enumerate(group.tolist()):
+                    o = offsets[member]
+                    neighbors[o:o + p] = group[:p]
+                    neighbors[o + p:o + size - 1] = group[p + 1:]
+            continue
+        groups = order[starts[sizes == size][:, None] + np.arange(size)].astype(np.uint32)  # (m, size)
+        others = ~np.eye(size, dtype=bool)
+        values = np.broadcast_to(groups[:, None, :], (len(groups), size, size))[:, others]
+        dest = offsets[groups.astype(np.int64)][:, :, None] + np.arange(size - 1)
+        neighbors[dest.reshape(len(groups), -1)] = values
+    return offsets, neighbors
 
 
 def strong_entries(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray]) -> int:
