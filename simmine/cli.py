@@ -79,6 +79,18 @@ def _add_verify(sub) -> None:
     p.add_argument("--seed", type=_int, default=0)
 
 
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="write a synthetic log (Zipf items, log-normal lengths) to Parquet")
+    p.add_argument("out", help="output .parquet file")
+    p.add_argument("--users", type=_int, required=True)
+    p.add_argument("--items", type=_int, default=50_000)
+    p.add_argument("--mean-len", type=_number, default=40.0)
+    p.add_argument("--zipf", type=_number, default=1.0, help="popularity exponent s (default 1.0)")
+    p.add_argument("--cities", type=_int, default=0, help="add a city column with this many cities (Zipf)")
+    p.add_argument("--days", type=_int, default=0, help="add a day column with this many days")
+    p.add_argument("--seed", type=_int, default=0)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="simmine", description="Similarity mining of positives for contrastive sequential "
                                                  "recommendation.")
@@ -89,6 +101,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_build(sub)
     _add_inspect(sub)
     _add_verify(sub)
+    _add_synth(sub)
     return parser
 
 
@@ -132,6 +145,16 @@ def _run_verify(args) -> int:
     return 0
 
 
+def _run_synth(args) -> int:
+    from .synth import synth
+
+    stats = synth(args.out, users=args.users, items=args.items, mean_len=args.mean_len, zipf=args.zipf,
+                  cities=args.cities, days=args.days, seed=args.seed)
+    print(f"{stats['path']}: {stats['users']:,} users, {stats['rows']:,} interactions "
+          f"(mean length {stats['mean_len']:.1f}), {stats['items']:,} items, Zipf s={stats['zipf']}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = make_parser()
     try:
@@ -139,7 +162,8 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return {"build": _run_build, "inspect": _run_inspect, "verify": _run_verify}[args.command](args)
+        return {"build": _run_build, "inspect": _run_inspect, "verify": _run_verify,
+                "synth": _run_synth}[args.command](args)
     except InputError as exc:
         message = str(exc).replace("\n", " ")
         print(f"simmine: error: {message}", file=sys.stderr)
