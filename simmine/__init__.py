@@ -17,3 +17,13 @@ from .metrics import METRICS  # noqa: E402
 
 __all__ = ["build", "open", "Positives", "available_backends", "METRICS", "InputError", "SimmineError",
            "__version__"]
+
+
+def batch_similarity(a, b, metric: str = "jaccard", **kwargs):
+    """B×B similarity of two batches of padded histories (torch tensors); see simmine.torch.batch_similarity."""
+    from .torch.similarity import batch_similarity as _impl
+
+    return _impl(a, b, metric, **kwargs)
+
+
+__all__.append("batch_similarity")

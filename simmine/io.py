@@ -112,6 +112,23 @@ class _ListColumn:
     def __len__(self) -> int:
         return int(self.starts[-1])
 
+    def gather(self, rows: np.ndarray):
+        """Rows ``rows`` at once: (offsets int64 [len(rows)+1], concatenated values)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"anchor out of range [0, {len(self)})")
+        if len(self.offsets) != 1:  # several record batches: row by row
+            parts = [self[int(i)] for i in rows]
+            lengths = np.array([len(p) for p in parts], dtype=np.int64)
+            values = np.concatenate(parts) if parts else self.values[0][:0]
+            return np.concatenate(([0], np.cumsum(lengths))), values
+        offs = self.offsets[0]
+        starts, ends = offs[rows].astype(np.int64), offs[rows + 1].astype(np.int64)
+        lengths = ends - starts
+        from .sequences import _ranges
+
+        return np.concatenate(([0], np.cumsum(lengths))).astype(np.int64), self.values[0][_ranges(starts, lengths)]
+
     def __getitem__(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):
             raise IndexError(f"anchor {i} out of range [0, {len(self)})")
@@ -155,6 +172,17 @@ class Positives:
         """The other anchors with the same target (and bucket), ascending."""
         self._open()
         return self._strong[i]
+
+    def gather_weak(self, anchors: np.ndarray):
+        """Weak lists of many anchors: (offsets, neighbors, scores), offsets of length len(anchors) + 1."""
+        self._open()
+        offsets, neighbors = self._weak_n.gather(anchors)
+        return offsets, neighbors, self._weak_s.gather(anchors)[1]
+
+    def gather_strong(self, anchors: np.ndarray):
+        """Strong lists of many anchors: (offsets, neighbors)."""
+        self._open()
+        return self._strong.gather(anchors)
 
     def sequences(self) -> pa.Table:
         return map_table(os.path.join(self.path, "sequences.arrow"))

@@ -1,0 +1,144 @@
+"""Similarity of two batches of padded histories, on any device, by the definitions of SPEC §3.
+
+Histories are LongTensors [B, L] of item ids with ``pad`` (default 0) where there is no item; padding may sit
+on either side. Everything is computed from item-equality masks, so it runs unchanged on CPU and GPU.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+
+
+def _compact(x: torch.Tensor, pad: int):
+    """Non-pad items moved to the front in order: (items [B, L], lengths [B])."""
+    valid = x != pad
+    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
+    return torch.gather(x, 1, order), valid.sum(dim=1)
+
+
+def _first_occurrence(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """[B, L] mask of valid positions whose item did not occur earlier in the row (set semantics)."""
+    eq = (x[:, :, None] == x[:, None, :]) & valid[:, None, :]
+    earlier = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril(-1)
+    return valid & ~(eq & earlier).any(dim=2)
+
+
+def _grams(x: torch.Tensor, lengths: torch.Tensor, n: int):
+    """n-grams as [B, G, n] with a validity mask [B, G] (a gram must lie inside the history)."""
+    g = max(x.shape[1] - n + 1, 0)
+    grams = torch.stack([x[:, t:t + g] for t in range(n)], dim=2) if g else x.new_zeros(x.shape[0], 0, n)
+    valid = torch.arange(g, device=x.device)[None, :] + n <= lengths[:, None]
+    return grams, valid
+
+
+def _set_jaccard(ea: torch.Tensor, first_a, first_b) -> torch.Tensor:
+    """Jaccard from an element-equality tensor ea [Ba, Bb, La, Lb] and first-occurrence masks."""
+    inter = (ea & first_b[None, :, None, :]).any(dim=3)
+    inter = (inter & first_a[:, None, :]).sum(dim=2).to(torch.float64)
+    size_a = first_a.sum(dim=1).to(torch.float64)
+    size_b = first_b.sum(dim=1).to(torch.float64)
+    union = size_a[:, None] + size_b[None, :] - inter
+    return torch.where(inter > 0, inter / union.clamp_min(1), torch.zeros_like(inter))
+
+
+def _levenshtein(a, la, b, lb) -> torch.Tensor:
+    """Edit distances [Ba, Bb] by the dynamic programme, vectorised over all pairs."""
+    ba, bb, lmax_b = a.shape[0], b.shape[0], b.shape[1]
+    col = torch.arange(lmax_b + 1, device=a.device, dtype=torch.int64)
+    row = col.expand(ba, bb, lmax_b + 1).clone()
+    dist = row[:, :, 0].clone()
+    dist = torch.where(la[:, None] == 0, lb[None, :].expand(ba, bb), dist)
+    for i in range(1, a.shape[1] + 1):
+        cost = (a[:, None, i - 1:i] != b[None, :, :]).to(torch.int64)  # [Ba, Bb, Lb]
+        new = torch.empty_like(row)
+        new[:, :, 0] = i
+        sub = row[:, :, :-1] + cost
+        dele = row[:, :, 1:] + 1
+        best = torch.minimum(sub, dele)
+        for j in range(1, lmax_b + 1):  # insertion depends on the left neighbour
+            new[:, :, j] = torch.minimum(best[:, :, j - 1], new[:, :, j - 1] + 1)
+        row = new
+        done = la == i
+        if done.any():
+            d = torch.gather(row, 2, lb[None, :, None].expand(ba, bb, 1)).squeeze(2)
+            dist = torch.where(done[:, None], d, dist)
+    return dist
+
+
+def batch_similarity(a: torch.Tensor, b: torch.Tensor, metric: str = "jaccard", pad: int = 0, ngram_n: int = 2,
+                     idf: Optional[torch.Tensor] = None, chunk: int = 64) -> torch.Tensor:
+    """sim[u, c] = s(a[u], b[c]) as float32 [Ba, Bb] on a's device, for metric jaccard, tfidf (needs ``idf``,
+    indexed by item id, e.g. from ``idf_from_build``), ngram or levenshtein (SPEC §3).
+
+    >>> a = torch.tensor([[1, 2, 3], [0, 4, 5]])
+    >>> batch_similarity(a, a, "jaccard")
+    tensor([[1., 0.],
+            [0., 1.]])
+    """
+    from ..metrics import resolve_metric
+
+    name = resolve_metric(metric).name
+    if name == "tfidf" and idf is None:
+        raise ValueError("tfidf needs idf (a tensor indexed by item id): see simmine.torch.idf_from_build")
+    a, la = _compact(a.long(), pad)
+    b, lb = _compact(b.long().to(a.device), pad)
+    va = torch.arange(a.shape[1], device=a.device)[None, :] < la[:, None]
+    vb = torch.arange(b.shape[1], device=a.device)[None, :] < lb[:, None]
+    out = []
+    for lo in range(0, a.shape[0], chunk):  # bounded memory: chunk × Bb × La × Lb booleans at a time
+        ac, lac, vac = a[lo:lo + chunk], la[lo:lo + chunk], va[lo:lo + chunk]
+        if name == "levenshtein":
+            d = _levenshtein(ac, lac, b, lb).to(torch.float64)
+            m = torch.maximum(lac[:, None], lb[None, :]).to(torch.float64)
+            out.append(torch.where(m > 0, 1.0 - d / m.clamp_min(1), torch.zeros_like(d)))
+            continue
+        if name == "ngram":
+            ga, gva = _grams(ac, lac, ngram_n)
+            gb, gvb = _grams(b, lb, ngram_n)
+            eq = (ga[:, None, :, None, :] == gb[None, :, None, :, :]).all(dim=4)
+            eq &= gva[:, None, :, None] & gvb[None, :, None, :]
+            fa = _first_occurrence_grams(ga, gva)
+            fb = _first_occurrence_grams(gb, gvb)
+            out.append(_set_jaccard(eq, fa, fb))
+            continue
+        eq = (ac[:, None, :, None] == b[None, :, None, :]) & vac[:, None, :, None] & vb[None, :, None, :]
+        if name == "jaccard":
+            out.append(_set_jaccard(eq, _first_occurrence(ac, vac), _first_occurrence(b, vb)))
+            continue
+        w = idf.to(a.device, torch.float64)
+        wa2 = torch.where(vac, w[ac.clamp_min(0)] ** 2, torch.zeros((), dtype=torch.float64, device=a.device))
+        dot = (eq.to(torch.float64) * wa2[:, None, :, None]).sum(dim=(2, 3))  # Σ_v tf_a tf_b idf²
+        self_a = ((ac[:, :, None] == ac[:, None, :]) & vac[:, :, None] & vac[:, None, :]).to(torch.float64)
+        wb2 = torch.where(vb, w[b.clamp_min(0)] ** 2, torch.zeros((), dtype=torch.float64, device=a.device))
+        self_b = ((b[:, :, None] == b[:, None, :]) & vb[:, :, None] & vb[:, None, :]).to(torch.float64)
+        na = (self_a * wa2[:, :, None]).sum(dim=(1, 2)).sqrt()
+        nb = (self_b * wb2[:, :, None]).sum(dim=(1, 2)).sqrt()
+        denom = na[:, None] * nb[None, :]
+        out.append(torch.where((denom > 0) & (dot > 0), (dot / denom.clamp_min(1e-300)).clamp(max=1.0),
+                               torch.zeros_like(dot)))
+    return torch.cat(out, dim=0).to(torch.float32)
+
+
+def _first_occurrence_grams(g: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    eq = (g[:, :, None, :] == g[:, None, :, :]).all(dim=3) & valid[:, None, :]
+    earlier = torch.ones(g.shape[1], g.shape[1], dtype=torch.bool, device=g.device).tril(-1)
+    return valid & ~(eq & earlier).any(dim=2)
+
+
+def idf_from_build(positives, size: Optional[int] = None) -> torch.Tensor:
+    """ln(N / df) per integer item id from a build's sequences.arrow (0 for items in no history)."""
+    from ..io import Positives
+
+    pos = positives if isinstance(positives, Positives) else Positives(os.fspath(positives))
+    hist = pos.sequences().column("history").combine_chunks()
+    n = len(hist)
+    owner = np.repeat(np.arange(n), np.diff(hist.offsets.to_numpy()))
+    items = hist.values.to_numpy().astype(np.int64)
+    pairs = np.unique(owner * (int(items.max()) + 1) + items) % (int(items.max()) + 1)
+    df = np.bincount(pairs, minlength=size or int(items.max()) + 1)
+    idf = np.zeros(len(df), dtype=np.float64)
+    idf[df > 0] = np.log(n / df[df > 0])
+    return torch.from_numpy(idf)

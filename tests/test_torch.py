@@ -1,0 +1,180 @@
+"""simmine.torch: sampler distribution and determinism, DataLoader workers, resume, loss, batch similarity."""
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import simmine  # noqa: E402
+from simmine.torch import (AnchorSampler, PositiveSampler, RelativeContrastiveLoss, WithPositives,  # noqa: E402
+                           batch_similarity)
+from naive import similarity  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    return simmine.build(metric="jaccard", k=8, out=str(tmp_path_factory.mktemp("t") / "o"), quiet=True)
+
+
+def test_weak_frequencies_follow_scores_and_strong_is_uniform(build):
+    pos = simmine.open(build)
+    anchor = next(i for i in range(len(pos)) if len(pos.weak(i)[0]) == 8 and len(pos.strong(i)) >= 3)
+    nbrs, scores = pos.weak(anchor)
+    sampler = PositiveSampler(pos, seed=123)
+    weak_counts, strong_counts = {}, {}
+    draws = 6000
+    for epoch in range(draws):
+        sampler.set_epoch(epoch)
+        pb = sampler.sample(torch.tensor([anchor]))
+        weak_counts[int(pb.weak[0])] = weak_counts.get(int(pb.weak[0]), 0) + 1
+        strong_counts[int(pb.strong[0])] = strong_counts.get(int(pb.strong[0]), 0) + 1
+        assert pb.weak_score[0] == scores[nbrs.tolist().index(int(pb.weak[0]))]
+    expected = scores / scores.sum() * draws
+    chi2 = sum((weak_counts.get(int(j), 0) - e) ** 2 / e for j, e in zip(nbrs, expected))
+    assert chi2 < 24.3  # chi-square, 7 degrees of freedom, p = 0.001
+    strong = pos.strong(anchor)
+    assert set(strong_counts) == set(strong.tolist())
+    e = draws / len(strong)
+    assert sum((c - e) ** 2 / e for c in strong_counts.values()) < 10.83 + 3 * len(strong)
+
+
+def test_determinism_batch_independence_and_epochs(build):
+    sampler = PositiveSampler(simmine.open(build), seed=7)
+    sampler.set_epoch(2)
+    batch = torch.arange(0, 200)
+    first, again = sampler.sample(batch), sampler.sample(batch)
+    assert torch.equal(first.weak, again.weak) and torch.equal(first.strong, again.strong)
+    single = sampler.sample(torch.tensor([57]))
+    assert single.weak[0] == first.weak[57] and single.strong[0] == first.strong[57]
+    sampler.set_epoch(3)
+    assert not torch.equal(sampler.sample(batch).weak, first.weak)
+    other = PositiveSampler(build, seed=8)
+    other.set_epoch(2)
+    assert not torch.equal(other.sample(batch).weak, first.weak)
+
+
+def test_masks_point_at_the_anchor(build):
+    pos = simmine.open(build)
+    sampler = PositiveSampler(pos)
+    anchors = torch.arange(len(pos))
+    pb = sampler.sample(anchors)
+    no_strong = torch.tensor([len(pos.strong(i)) == 0 for i in range(len(pos))])
+    assert torch.equal(~pb.strong_mask, no_strong)
+    assert torch.equal(pb.strong[no_strong], anchors[no_strong])
+    assert bool(pb.weak_mask.all())
+    assert all(int(pb.strong[i]) in pos.strong(i).tolist() for i in range(0, len(pos), 50) if pb.strong_mask[i])
+
+
+def test_dataloader_with_two_workers_matches_one_process(build):
+    n = len(simmine.open(build))
+    ds = WithPositives(torch.utils.data.TensorDataset(torch.arange(n)), build, seed=3)
+    ds.set_epoch(1)
+    loader = torch.utils.data.DataLoader(ds, batch_size=64, num_workers=2, shuffle=False)
+    got = torch.cat([b["weak_index"] for b in loader])
+    want = PositiveSampler(build, seed=3)
+    want.set_epoch(1)
+    assert torch.equal(got, want.sample(torch.arange(n)).weak)
+
+
+def test_anchor_sampler_resumes_and_shards():
+    s = AnchorSampler(103, seed=1, rank=0, world_size=1)
+    s.set_epoch(4)
+    it = iter(s)
+    head = [next(it) for _ in range(40)]
+    state = s.state_dict()
+    resumed = AnchorSampler(103, seed=1, rank=0, world_size=1)
+    resumed.load_state_dict(state)
+    full = AnchorSampler(103, seed=1, rank=0, world_size=1)
+    full.set_epoch(4)
+    assert head + list(resumed) == list(full)
+    ranks = [list(AnchorSampler(103, seed=1, rank=r, world_size=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 52 and set(ranks[0]) | set(ranks[1]) == set(range(103))
+    sampler = PositiveSampler.__new__(PositiveSampler)
+    sampler.seed = sampler.epoch = 0
+    sampler.load_state_dict({"seed": 5, "epoch": 9, "path": "x"})
+    assert (sampler.seed, sampler.epoch) == (5, 9)
+
+
+def slow_rcl(h, ks, kw, ws, ms, mw, sim, tau, eps):
+    """The formulas of the loss, one anchor at a time."""
+    b = len(h)
+    total = 0.0
+    for u in range(b):
+        if ms[u]:
+            keys = [c for c in range(b) if ms[c]]
+            den = sum(math.exp(float(h[u] @ ks[c]) / tau) for c in keys)
+            l_pair = -math.log(math.exp(float(h[u] @ ks[u]) / tau) / den)
+        else:
+            l_pair = 0.0
+        term = l_pair if ms[u] else 0.0
+        if mw[u]:
+            s = lambda c: max(float(ws[u]) if c == u else float(sim[u, c]), eps)  # noqa: E731
+            keys = [c for c in range(b) if mw[c]]
+            den = sum(s(c) * math.exp(float(h[u] @ kw[c]) / tau) for c in keys)
+            l_w = -math.log(s(u) * math.exp(float(h[u] @ kw[u]) / tau) / den)
+            term += max(l_w, l_pair) if ms[u] else l_w
+        total += term
+    return total / b
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_loss_equals_slow_formula(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, d = 7, 5
+    h, ks, kw = (torch.randn(b, d, generator=g, dtype=torch.float64) * 0.5 for _ in range(3))
+    sim = torch.rand(b, b, generator=g, dtype=torch.float64)
+    sim[sim < 0.3] = 0.0
+    ws = sim.diagonal().clone()
+    ms = torch.rand(b, generator=g) < 0.7
+    mw = torch.rand(b, generator=g) < 0.8
+    for tau, eps in ((0.1, 1e-3), (0.5, 0.05)):
+        got = RelativeContrastiveLoss(tau, eps)(h, ks, kw, ws, ms, mw, sim)
+        assert float(got) == pytest.approx(slow_rcl(h, ks, kw, ws, ms, mw, sim, tau, eps), rel=1e-9)
+
+
+def test_weak_pair_inside_the_boundary_gets_no_gradient():
+    """When L_w(u) < L_max(u), the max keeps L_max: h_u's gradient is that of its strong terms alone."""
+    torch.manual_seed(0)
+    b, d = 4, 6
+    ks, kw = torch.randn(b, d, dtype=torch.float64), torch.randn(b, d, dtype=torch.float64)
+    h = torch.randn(b, d, dtype=torch.float64)
+    kw[0] = h[0] * 3  # anchor 0's weak key is much closer than its strong key
+    sim = torch.full((b, b), 0.5, dtype=torch.float64)
+    ms = mw = torch.ones(b, dtype=torch.bool)
+    loss_fn = RelativeContrastiveLoss(0.5)
+
+    def grad_h0(fn):
+        x = h.clone().requires_grad_(True)
+        fn(x).backward()
+        return x.grad[0]
+
+    from simmine.torch.loss import info_nce
+
+    full = grad_h0(lambda x: loss_fn(x, ks, kw, sim.diagonal(), ms, mw, sim))
+    strong_only = grad_h0(lambda x: 2 * info_nce(x @ ks.T / 0.5, ms)[0] / b)
+    assert torch.allclose(full, strong_only)
+    kw[0] = -h[0] * 3  # now the weak key is far: the weak term is active and moves h_0
+    far = grad_h0(lambda x: loss_fn(x, ks, kw, sim.diagonal(), ms, mw, sim))
+    assert not torch.allclose(far, grad_h0(lambda x: 2 * info_nce(x @ ks.T / 0.5, ms)[0] / b))
+
+
+@pytest.mark.parametrize("metric", ["jaccard", "tfidf", "ngram", "levenshtein"])
+def test_batch_similarity_matches_definitions(metric):
+    rng = np.random.default_rng(1)
+    hists = [rng.integers(1, 8, size=int(rng.integers(1, 9))).tolist() for _ in range(12)]
+    padded = torch.zeros(12, 10, dtype=torch.long)
+    for u, hist in enumerate(hists):
+        if u % 2:
+            padded[u, :len(hist)] = torch.tensor(hist)          # right padding
+        else:
+            padded[u, 10 - len(hist):] = torch.tensor(hist)     # left padding
+    n = len(hists)
+    df = {v: sum(v in set(hh) for hh in hists) for v in range(1, 8)}
+    idf = torch.tensor([0.0] + [math.log(n / df[v]) if df[v] else 0.0 for v in range(1, 8)], dtype=torch.float64)
+    got = batch_similarity(padded, padded, metric, idf=idf, ngram_n=2, chunk=5)
+    for u in range(n):
+        for c in range(n):
+            want = similarity(metric, hists[u], hists[c], n, df, 2)
+            assert float(got[u, c]) == pytest.approx(float(want), abs=1e-6), (u, c)
+    assert torch.equal(simmine.batch_similarity(padded, padded, metric, idf=idf), got)
