@@ -178,3 +178,15 @@ def test_batch_similarity_matches_definitions(metric):
             want = similarity(metric, hists[u], hists[c], n, df, 2)
             assert float(got[u, c]) == pytest.approx(float(want), abs=1e-6), (u, c)
     assert torch.equal(simmine.batch_similarity(padded, padded, metric, idf=idf), got)
+
+
+def test_batch_similarity_large_ids_and_ngram_fallback():
+    a = torch.tensor([[0, 2**40, 2**40 + 1, 7], [5, 6, 7, 8]])
+    b = torch.tensor([[2**40, 2**40 + 1, 7, 0], [8, 7, 6, 5]])
+    hists_a = [[2**40, 2**40 + 1, 7], [5, 6, 7, 8]]
+    hists_b = [[2**40, 2**40 + 1, 7], [8, 7, 6, 5]]
+    for metric, n in (("jaccard", 2), ("ngram", 2), ("ngram", 3)):
+        got = batch_similarity(a, b, metric, ngram_n=n)
+        for u in range(2):
+            for c in range(2):
+                assert float(got[u, c]) == pytest.approx(float(similarity(metric, hists_a[u], hists_b[c], n=n)))

@@ -5,6 +5,7 @@ on either side. Everything is computed from item-equality masks, so it runs unch
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional
 
@@ -17,13 +18,6 @@ def _compact(x: torch.Tensor, pad: int):
     valid = x != pad
     order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
     return torch.gather(x, 1, order), valid.sum(dim=1)
-
-
-def _first_occurrence(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """[B, L] mask of valid positions whose item did not occur earlier in the row (set semantics)."""
-    eq = (x[:, :, None] == x[:, None, :]) & valid[:, None, :]
-    earlier = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device).tril(-1)
-    return valid & ~(eq & earlier).any(dim=2)
 
 
 def _grams(x: torch.Tensor, lengths: torch.Tensor, n: int):
@@ -68,10 +62,47 @@ def _levenshtein(a, la, b, lb) -> torch.Tensor:
     return dist
 
 
+def _unique_counts(x: torch.Tensor, valid: torch.Tensor):
+    """Per row: ascending unique items (invalid slots = -1, first) and their counts, [B, L] each."""
+    v = torch.where(valid, x, torch.full_like(x, -1))
+    v, _ = torch.sort(v, dim=1)
+    first = torch.ones_like(v, dtype=torch.bool)
+    first[:, 1:] = v[:, 1:] != v[:, :-1]
+    first &= v >= 0
+    # count of each unique item = distance to the next "first" position (or the row end)
+    pos = torch.arange(v.shape[1], device=v.device).expand_as(v)
+    nxt = torch.where(first, pos, torch.full_like(pos, v.shape[1]))
+    nxt = torch.flip(torch.cummin(torch.flip(torch.cat([nxt[:, 1:], torch.full_like(nxt[:, :1], v.shape[1])], 1),
+                                             [1]), dim=1).values, [1])
+    counts = torch.where(first, nxt - pos, torch.zeros_like(pos))
+    return torch.where(first, v, torch.full_like(v, -1)), counts
+
+
+def _lookup_counts(a_items, a_counts, b_items):
+    """For every (u, c, j): how often b_items[c, j] occurs in row u of a ([Ba, Bb, L]; 0 for b's -1 slots)."""
+    ba, bb, lb = a_items.shape[0], b_items.shape[0], b_items.shape[1]
+    keys, order = torch.sort(a_items, dim=1)  # -1 slots first; unique items ascending
+    cnt = torch.gather(a_counts, 1, order)
+    query = b_items.reshape(1, -1).expand(ba, -1).contiguous()
+    idx = torch.searchsorted(keys, query).clamp(max=keys.shape[1] - 1)
+    hit = (torch.gather(keys, 1, idx) == query) & (query >= 0)
+    return torch.where(hit, torch.gather(cnt, 1, idx), torch.zeros_like(idx)).reshape(ba, bb, lb)
+
+
+def _gram_ids(x: torch.Tensor, lengths: torch.Tensor, n: int, base: int):
+    """Each contiguous n-gram as one exact integer (base-``base`` digits); validity mask."""
+    grams, valid = _grams(x, lengths, n)
+    ids = torch.zeros(grams.shape[:2], dtype=torch.int64, device=x.device)
+    for t in range(n):
+        ids = ids * base + grams[:, :, t]
+    return ids, valid
+
+
 def batch_similarity(a: torch.Tensor, b: torch.Tensor, metric: str = "jaccard", pad: int = 0, ngram_n: int = 2,
                      idf: Optional[torch.Tensor] = None, chunk: int = 64) -> torch.Tensor:
     """sim[u, c] = s(a[u], b[c]) as float32 [Ba, Bb] on a's device, for metric jaccard, tfidf (needs ``idf``,
-    indexed by item id, e.g. from ``idf_from_build``), ngram or levenshtein (SPEC §3).
+    indexed by item id, e.g. from ``idf_from_build``), ngram or levenshtein (SPEC §3). Item ids must be
+    non-negative.
 
     >>> a = torch.tensor([[1, 2, 3], [0, 4, 5]])
     >>> batch_similarity(a, a, "jaccard")
@@ -87,38 +118,52 @@ def batch_similarity(a: torch.Tensor, b: torch.Tensor, metric: str = "jaccard", 
     b, lb = _compact(b.long().to(a.device), pad)
     va = torch.arange(a.shape[1], device=a.device)[None, :] < la[:, None]
     vb = torch.arange(b.shape[1], device=a.device)[None, :] < lb[:, None]
-    out = []
-    for lo in range(0, a.shape[0], chunk):  # bounded memory: chunk × Bb × La × Lb booleans at a time
-        ac, lac, vac = a[lo:lo + chunk], la[lo:lo + chunk], va[lo:lo + chunk]
-        if name == "levenshtein":
-            d = _levenshtein(ac, lac, b, lb).to(torch.float64)
-            m = torch.maximum(lac[:, None], lb[None, :]).to(torch.float64)
+    if name == "levenshtein":
+        out = []
+        for lo in range(0, a.shape[0], chunk):
+            d = _levenshtein(a[lo:lo + chunk], la[lo:lo + chunk], b, lb).to(torch.float64)
+            m = torch.maximum(la[lo:lo + chunk, None], lb[None, :]).to(torch.float64)
             out.append(torch.where(m > 0, 1.0 - d / m.clamp_min(1), torch.zeros_like(d)))
-            continue
-        if name == "ngram":
-            ga, gva = _grams(ac, lac, ngram_n)
-            gb, gvb = _grams(b, lb, ngram_n)
-            eq = (ga[:, None, :, None, :] == gb[None, :, None, :, :]).all(dim=4)
-            eq &= gva[:, None, :, None] & gvb[None, :, None, :]
-            fa = _first_occurrence_grams(ga, gva)
-            fb = _first_occurrence_grams(gb, gvb)
-            out.append(_set_jaccard(eq, fa, fb))
-            continue
-        eq = (ac[:, None, :, None] == b[None, :, None, :]) & vac[:, None, :, None] & vb[None, :, None, :]
-        if name == "jaccard":
-            out.append(_set_jaccard(eq, _first_occurrence(ac, vac), _first_occurrence(b, vb)))
-            continue
-        w = idf.to(a.device, torch.float64)
-        wa2 = torch.where(vac, w[ac.clamp_min(0)] ** 2, torch.zeros((), dtype=torch.float64, device=a.device))
-        dot = (eq.to(torch.float64) * wa2[:, None, :, None]).sum(dim=(2, 3))  # Σ_v tf_a tf_b idf²
-        self_a = ((ac[:, :, None] == ac[:, None, :]) & vac[:, :, None] & vac[:, None, :]).to(torch.float64)
-        wb2 = torch.where(vb, w[b.clamp_min(0)] ** 2, torch.zeros((), dtype=torch.float64, device=a.device))
-        self_b = ((b[:, :, None] == b[:, None, :]) & vb[:, :, None] & vb[:, None, :]).to(torch.float64)
-        na = (self_a * wa2[:, :, None]).sum(dim=(1, 2)).sqrt()
-        nb = (self_b * wb2[:, :, None]).sum(dim=(1, 2)).sqrt()
-        denom = na[:, None] * nb[None, :]
-        out.append(torch.where((denom > 0) & (dot > 0), (dot / denom.clamp_min(1e-300)).clamp(max=1.0),
-                               torch.zeros_like(dot)))
+        return torch.cat(out, dim=0).to(torch.float32)
+    if name == "ngram":
+        base = int(max(int(a.max()) if a.numel() else 0, int(b.max()) if b.numel() else 0)) + 1
+        if ngram_n * math.log2(max(base, 2)) >= 62:
+            return _ngram_by_equality(a, la, b, lb, ngram_n, chunk)
+        a, va = _gram_ids(a, la, ngram_n, base)
+        b, vb = _gram_ids(b, lb, ngram_n, base)
+    a_items, a_counts = _unique_counts(a, va)
+    b_items, b_counts = _unique_counts(b, vb)
+    in_a = _lookup_counts(a_items, a_counts, b_items)       # tf_u(v) for each unique v of b_c
+    if name in ("jaccard", "ngram"):
+        inter = (in_a > 0).sum(dim=2).to(torch.float64)
+        size_a = (a_items >= 0).sum(dim=1).to(torch.float64)
+        size_b = (b_items >= 0).sum(dim=1).to(torch.float64)
+        union = size_a[:, None] + size_b[None, :] - inter
+        return torch.where(inter > 0, inter / union.clamp_min(1), torch.zeros_like(inter)).to(torch.float32)
+    w = idf.to(a.device, torch.float64)
+    w2_b = torch.where(b_items >= 0, w[b_items.clamp_min(0)] ** 2, torch.zeros((), dtype=torch.float64,
+                                                                                device=a.device))
+    dot = (in_a.to(torch.float64) * (b_counts.to(torch.float64) * w2_b)[None, :, :]).sum(dim=2)
+    w2_a = torch.where(a_items >= 0, w[a_items.clamp_min(0)] ** 2, torch.zeros((), dtype=torch.float64,
+                                                                                device=a.device))
+    na = (a_counts.to(torch.float64) ** 2 * w2_a).sum(dim=1).sqrt()
+    nb = (b_counts.to(torch.float64) ** 2 * w2_b).sum(dim=1).sqrt()
+    denom = na[:, None] * nb[None, :]
+    return torch.where((denom > 0) & (dot > 0), (dot / denom.clamp_min(1e-300)).clamp(max=1.0),
+                       torch.zeros_like(dot)).to(torch.float32)
+
+
+def _ngram_by_equality(a, la, b, lb, n, chunk):
+    """n-gram Jaccard from gram-equality tensors, for ids too large to pack exactly into one integer."""
+    ga, gva = _grams(a, la, n)
+    gb, gvb = _grams(b, lb, n)
+    fb = _first_occurrence_grams(gb, gvb)
+    out = []
+    for lo in range(0, a.shape[0], chunk):
+        gac, gvac = ga[lo:lo + chunk], gva[lo:lo + chunk]
+        eq = (gac[:, None, :, None, :] == gb[None, :, None, :, :]).all(dim=4)
+        eq &= gvac[:, None, :, None] & gvb[None, :, None, :]
+        out.append(_set_jaccard(eq, _first_occurrence_grams(gac, gvac), fb))
     return torch.cat(out, dim=0).to(torch.float32)
 
 
