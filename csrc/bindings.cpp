@@ -97,6 +97,81 @@ py::tuple run_pairs(const Scorer& scorer, const py::array& rows, double min_scor
     return py::make_tuple(out_r, out_c, out_s);
 }
 
+template <class Scorer>
+py::array_t<float> run_listed(const Scorer& scorer, const py::array& row_ids, const py::array& ptr,
+                              const py::array& cols) {
+    const int64_t nrows = row_ids.size();
+    const int64_t* r = checked_rows(row_ids, scorer.n);
+    const int64_t* p = ptr_of<int64_t>(ptr, "ptr", nrows + 1);
+    const int32_t* c = ptr_of<int32_t>(cols, "cols", p[nrows]);
+    for (int64_t t = 0; t < cols.size(); ++t) {
+        if (c[t] < 0 || c[t] >= scorer.n) throw py::index_error("cols: index out of range");
+    }
+    py::array_t<float> out(cols.size());
+    float* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        score_listed(scorer, r, nrows, p, c, o);
+    }
+    return out;
+}
+
+// Scored unordered pairs → per-anchor lists both ways: s > 0 and s >= min_score, best k_per_anchor[a] first
+// (score descending, seq_id ascending). Counting sort by anchor, then a bounded sort inside each anchor.
+py::tuple assemble_pairs(int64_t n, const py::array& pi, const py::array& pj, const py::array& ps,
+                         const py::array& k_per_anchor, double min_score) {
+    const int64_t m = pi.size();
+    const int64_t* a = ptr_of<int64_t>(pi, "i");
+    const int64_t* b = ptr_of<int64_t>(pj, "j", m);
+    const float* s = ptr_of<float>(ps, "s", m);
+    const int64_t* k = ptr_of<int64_t>(k_per_anchor, "k_per_anchor", n);
+    for (int64_t t = 0; t < m; ++t) {
+        if (a[t] < 0 || a[t] >= n || b[t] < 0 || b[t] >= n) throw py::index_error("pair index out of range");
+    }
+    const float floor = static_cast<float>(min_score);
+    std::vector<int64_t> start(n + 1, 0);
+    py::array_t<int64_t> offsets(n + 1);
+    int64_t* off = offsets.mutable_data();
+    std::vector<Cand> cand;
+    {
+        py::gil_scoped_release release;
+        for (int64_t t = 0; t < m; ++t) {
+            if (s[t] > 0.0f && s[t] >= floor) { ++start[a[t] + 1]; ++start[b[t] + 1]; }
+        }
+        for (int64_t x = 0; x < n; ++x) start[x + 1] += start[x];
+        cand.resize(start[n]);
+        std::vector<int64_t> fill(start.begin(), start.end() - 1);
+        for (int64_t t = 0; t < m; ++t) {
+            if (s[t] > 0.0f && s[t] >= floor) {
+                cand[fill[a[t]]++] = Cand{s[t], static_cast<int32_t>(b[t])};
+                cand[fill[b[t]]++] = Cand{s[t], static_cast<int32_t>(a[t])};
+            }
+        }
+        off[0] = 0;
+#pragma omp parallel for schedule(dynamic, 256)
+        for (int64_t x = 0; x < n; ++x) {
+            auto first = cand.begin() + start[x], last = cand.begin() + start[x + 1];
+            const int64_t keep = std::min<int64_t>(std::max<int64_t>(k[x], 0), last - first);
+            if (keep < last - first) std::nth_element(first, first + keep, last, better);
+            std::sort(first, first + keep, better);
+        }
+        for (int64_t x = 0; x < n; ++x) {
+            off[x + 1] = off[x] + std::min<int64_t>(std::max<int64_t>(k[x], 0), start[x + 1] - start[x]);
+        }
+    }
+    py::array_t<uint32_t> nbr(off[n]);
+    py::array_t<float> score(off[n]);
+    uint32_t* on = nbr.mutable_data();
+    float* os = score.mutable_data();
+    for (int64_t x = 0; x < n; ++x) {
+        for (int64_t t = 0; t < off[x + 1] - off[x]; ++t) {
+            on[off[x] + t] = static_cast<uint32_t>(cand[start[x] + t].col);
+            os[off[x] + t] = cand[start[x] + t].score;
+        }
+    }
+    return py::make_tuple(offsets, nbr, score);
+}
+
 // Scorers from a tile's arrays, passed as a dict (field name → array) by simmine/backends/cpp.py.
 int64_t rows_of(const py::dict& t) { return py::cast<py::array>(t["indptr"]).size() - 1; }
 py::array arr(const py::dict& t, const char* key) { return py::cast<py::array>(t[key]); }
@@ -107,7 +182,8 @@ SetScorer make_sets(const py::dict& t) {
     return SetScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(arr(t, "indices"), "indices"),
                      ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"), ptr_of<int32_t>(arr(t, "post_rows"), "post_rows"),
                      n, words, ptr_of<uint64_t>(arr(t, "dense_bits"), "dense_bits", words * n),
-                     ptr_of<uint8_t>(arr(t, "dense_code"), "dense_code")};
+                     ptr_of<uint8_t>(arr(t, "dense_code"), "dense_code"),
+                     std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1)};
 }
 
 PrefixSetScorer make_prefix(const py::dict& t) {
@@ -163,6 +239,26 @@ PYBIND11_MODULE(_core, m) {
         if (kind == "edit") return run_pairs(make_edit(t), rows, min_score);
         throw py::value_error("unknown scorer kind " + kind);
     }, "Threshold join: (rows, cols, scores) of pairs (i, j > i) with s > 0 and s >= min_score, unordered");
+    m.def("score_pairs", [](const std::string& kind, const py::dict& t, py::array row_ids, py::array ptr,
+                            py::array cols) {
+        if (kind == "set") return run_listed(make_sets(t), row_ids, ptr, cols);
+        if (kind == "cosine") return run_listed(make_cosine(t), row_ids, ptr, cols);
+        if (kind == "edit") return run_listed(make_edit(t), row_ids, ptr, cols);
+        throw py::value_error("unknown scorer kind " + kind);
+    }, "Exact scores of listed pairs: row_ids[r] against cols[ptr[r]:ptr[r+1]]");
+    m.def("assemble_pairs", &assemble_pairs, "Per-anchor lists from scored unordered pairs (both ways)");
+    m.def("minhash", [](py::array indptr, py::array codes, int64_t num_perm, uint64_t seed) {
+        const int64_t n = indptr.size() - 1;
+        const int64_t* ip = ptr_of<int64_t>(indptr, "indptr");
+        const int64_t* cd = ptr_of<int64_t>(codes, "codes", ip[n]);
+        py::array_t<uint32_t> sig({n, num_perm});
+        uint32_t* out = sig.mutable_data();
+        {
+            py::gil_scoped_release release;
+            minhash_block(ip, cd, n, num_perm, seed, out);
+        }
+        return sig;
+    }, "MinHash signatures [n, num_perm] (uint32) of the code sets of a CSR");
     m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
         if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
         if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);

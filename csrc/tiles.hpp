@@ -53,10 +53,25 @@ struct SetScorer {
     const uint64_t* bits;    // n × dense_words
     const uint8_t* dense_code;  // per code: 1 when counted by the bitmaps instead of the postings
 
+    int64_t vocab;
+
     struct Scratch {
         std::vector<int32_t> acc, touched;
-        explicit Scratch(const SetScorer& s) : acc(s.n, 0) {}
+        std::vector<uint8_t> has;
+        explicit Scratch(const SetScorer& s) : acc(s.n, 0), has(s.vocab, 0) {}
     };
+
+    void listed_begin(int64_t i, Scratch& sc) const {
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.has[idx[p]] = 1;
+    }
+    float listed_score(int64_t i, int64_t j, Scratch& sc) const {
+        int64_t c = 0;
+        for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) c += sc.has[idx[p]];
+        return jaccard_from_counts(c, indptr[i + 1] - indptr[i], indptr[j + 1] - indptr[j]);
+    }
+    void listed_end(int64_t i, Scratch& sc) const {
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.has[idx[p]] = 0;
+    }
 
     template <class Sink>
     void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
@@ -202,6 +217,16 @@ struct CosineScorer {
         sc.touched.clear();
     }
 
+    void listed_begin(int64_t i, Scratch& sc) const {
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.table[idx[p]] = w[p];
+    }
+    float listed_score(int64_t i, int64_t j, Scratch& sc) const {
+        return cosine_from_dot(dot_with(sc, j), norms[i], norms[j]);
+    }
+    void listed_end(int64_t i, Scratch& sc) const {
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.table[idx[p]] = 0.0;
+    }
+
     // Exact dot of row i (spread in sc.table) with row j: products added in ascending code order of j,
     // non-common codes adding an exact 0.0, so the sum rounds as the accumulation does.
     double dot_with(const Scratch& sc, int64_t j) const {
@@ -285,6 +310,32 @@ struct EditScorer {
         std::vector<Cand> cands;
         explicit Scratch(const EditScorer& s) : peq(s.vocab, 0), acc(s.n, 0) {}
     };
+
+    void listed_begin(int64_t i, Scratch& sc) const {
+        if (indptr[i + 1] - indptr[i] <= 64) {
+            for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.peq[idx[p]] |= uint64_t(1) << (p - indptr[i]);
+        }
+    }
+    float listed_score(int64_t i, int64_t j, Scratch& sc) const {
+        const int32_t* a = idx + indptr[i];
+        const int64_t la = indptr[i + 1] - indptr[i];
+        const int32_t* b = idx + indptr[j];
+        const int64_t lb = indptr[j + 1] - indptr[j];
+        int64_t d;
+        if (la <= 64) {
+            const uint64_t* peq = sc.peq.data();
+            d = levenshtein_myers64(la, b, lb, [peq](int32_t c) { return peq[c]; });
+        } else {
+            if (static_cast<int64_t>(sc.row.size()) < lb + 1) sc.row.resize(lb + 1);
+            d = levenshtein_dp(a, la, b, lb, sc.row.data());
+        }
+        return levenshtein_from_distance(d, la, lb);
+    }
+    void listed_end(int64_t i, Scratch& sc) const {
+        if (indptr[i + 1] - indptr[i] <= 64) {
+            for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.peq[idx[p]] = 0;
+        }
+    }
 
     template <class Sink>
     void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
@@ -434,6 +485,50 @@ void pairs_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, float
         for (int64_t r = 0; r < nrows; ++r) {
             sink.row = static_cast<int32_t>(rows[r]);
             scorer.score_row(rows[r], rows[r] + 1, scratch, sink);
+        }
+    }
+}
+
+// Listed pairs: scores[t] = s(rows_i[t], cols[t]) for pairs grouped by row (CSR ptr over distinct rows).
+// Each scorer spreads row i once (score_listed_begin), scores its columns, then clears (…_end).
+template <class Scorer>
+void score_listed(const Scorer& scorer, const int64_t* row_ids, int64_t nrows, const int64_t* ptr,
+                  const int32_t* cols, float* scores) {
+#pragma omp parallel
+    {
+        typename Scorer::Scratch scratch(scorer);
+#pragma omp for schedule(dynamic, 8)
+        for (int64_t r = 0; r < nrows; ++r) {
+            scorer.listed_begin(row_ids[r], scratch);
+            for (int64_t t = ptr[r]; t < ptr[r + 1]; ++t) scores[t] = scorer.listed_score(row_ids[r], cols[t], scratch);
+            scorer.listed_end(row_ids[r], scratch);
+        }
+    }
+}
+
+// MinHash signature of every row of a set CSR: sig[i, p] = min over codes v of row i of h_p(v), with
+// h_p = splitmix64(v ⊕ seed_p) truncated to 32 bits; rows without codes get 0xFFFFFFFF everywhere.
+inline uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+inline void minhash_block(const int64_t* indptr, const int64_t* codes, int64_t n, int64_t num_perm, uint64_t seed,
+                          uint32_t* sig) {
+    std::vector<uint64_t> seeds(num_perm);
+    for (int64_t p = 0; p < num_perm; ++p) seeds[p] = splitmix64(seed * 0x100000001B3ull + static_cast<uint64_t>(p));
+#pragma omp parallel for schedule(dynamic, 64)
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t* out = sig + i * num_perm;
+        for (int64_t p = 0; p < num_perm; ++p) out[p] = 0xFFFFFFFFu;
+        for (int64_t q = indptr[i]; q < indptr[i + 1]; ++q) {
+            const uint64_t v = static_cast<uint64_t>(codes[q]);
+            for (int64_t p = 0; p < num_perm; ++p) {
+                const uint32_t h = static_cast<uint32_t>(splitmix64(v ^ seeds[p]));
+                if (h < out[p]) out[p] = h;
+            }
         }
     }
 }

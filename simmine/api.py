@@ -20,7 +20,7 @@ from .progress import make_progress
 from .select import Selection, check_output_size, k_per_anchor, make_selection
 from .sequences import Log, SequenceSet, build_sequences, read_log
 
-METHODS = ("exact",)
+METHODS = ("exact", "minhash")
 ENGINES = ("local",)
 ESTIMATE_SAMPLE = 256
 BYTES_PER_WEAK = 8      # uint32 neighbour + float32 score
@@ -89,7 +89,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
           max_len: int = 50, compare: str = "history", ngram_n: int = 2, format: str = "auto",
           user_col: str = "user_id", item_col: str = "item_id", time_col: Optional[str] = None,
           max_output_gb: float = 8.0, threads: Optional[int] = None, quiet: bool = False,
-          command: Optional[str] = None) -> str:
+          num_perm: int = 128, bands: Optional[int] = None, rows: Optional[int] = None,
+          recall_sample: int = 500, seed: int = 0, command: Optional[str] = None) -> str:
     """Mines strong and weak positives and writes them to ``out``; returns ``out``.
 
     Keyword names are the CLI flags with underscores. With ``input=None`` the built-in demo log is used.
@@ -115,6 +116,13 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         raise InputError(f"--max-output-gb must be positive, got {max_output_gb}")
     if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
         raise InputError(f"--threads must be a positive integer, got {threads}")
+    for flag, value in (("--num-perm", num_perm), ("--bands", bands), ("--rows", rows)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise InputError(f"{flag} must be a positive integer, got {value}")
+    if not isinstance(recall_sample, (int, np.integer)) or recall_sample < 0:
+        raise InputError(f"--recall-sample must be a non-negative integer, got {recall_sample}")
+    if method == "minhash" and sel.mode == "alpha_global":
+        raise InputError("--alpha-scope global needs every pair's score: use --method exact")
     be = get_backend(backend)
     if threads:
         set_num_threads(threads)
@@ -150,7 +158,13 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
     timings["prepare"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    weak: WeakResult = mine_weak(features, plan, sel, be, progress, max_output_gb)
+    if method == "minhash":
+        from .approx.minhash import MinHashParams, mine_minhash
+
+        weak: WeakResult = mine_minhash(features, plan, sel, be, seqs.bucket_codes,
+                                        MinHashParams(num_perm, bands, rows, seed, recall_sample), progress)
+    else:
+        weak = mine_weak(features, plan, sel, be, progress, max_output_gb)
     timings["score"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -166,6 +180,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         "ngram_n": int(ngram_n) if m.name == "ngram" else None, "format": log.fmt,
         "user_col": log.user_col, "item_col": log.item_col, "time_col": log.time_col,
         "max_output_gb": max_output_gb,
+        **({"num_perm": num_perm, "bands": bands, "rows": rows, "recall_sample": recall_sample, "seed": seed}
+           if method != "exact" else {}),
     }
     tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -199,7 +215,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             "method": method,
             "backend": be.name,
             "engine": engine,
-            "recall": None,
+            "recall": weak.stats.get("recall"),
+            "approximate": {k_: v for k_, v in weak.stats.items() if k_ != "recall"} or None,
             "elapsed_s": {**{k_: round(v, 6) for k_, v in timings.items()},
                           "total": round(time.perf_counter() - t0, 6)},
             "files": {f"{name}.arrow": {"sha256": sha256_file(os.path.join(tmp, f"{name}.arrow")),

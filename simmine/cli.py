@@ -58,7 +58,13 @@ def _add_build(sub) -> None:
     sel.add_argument("--max-per-anchor", type=_int)
     sel.add_argument("--max-output-gb", type=_number, default=8.0)
     run = p.add_argument_group("execution (SPEC §5)")
-    run.add_argument("--method", default="exact")
+    run.add_argument("--method", default="exact", help="exact | minhash")
+    run.add_argument("--num-perm", type=_int, default=128, help="MinHash permutations (default 128)")
+    run.add_argument("--bands", type=_int, default=None, help="LSH bands (default: chosen from the selection)")
+    run.add_argument("--rows", type=_int, default=None, help="LSH rows per band (default: chosen)")
+    run.add_argument("--recall-sample", type=_int, default=500,
+                     help="anchors whose recall against exact search is estimated (default 500)")
+    run.add_argument("--seed", type=_int, default=0)
     run.add_argument("--backend", default=None, help="auto|cpp|numba|python (default: $SIMMINE_BACKEND or auto)")
     run.add_argument("--engine", default="local")
     run.add_argument("--threads", type=_int, default=None)
@@ -115,7 +121,8 @@ def _run_build(args) -> int:
                 engine=args.engine, bucket_by=args.bucket_by, split=args.split, max_len=args.max_len,
                 compare=args.compare, ngram_n=args.ngram_n, format=args.format, user_col=args.user_col,
                 item_col=args.item_col, time_col=args.time_col, max_output_gb=args.max_output_gb,
-                threads=args.threads, quiet=args.quiet, command=command)
+                threads=args.threads, quiet=args.quiet, num_perm=args.num_perm, bands=args.bands,
+                rows=args.rows, recall_sample=args.recall_sample, seed=args.seed, command=command)
     if not args.quiet:
         from .report import summary_lines
 

@@ -55,7 +55,10 @@ def summary_lines(out: str) -> list:
     if m.get("tau") is not None:
         lines.append(f"  threshold  tau {m['tau']:.6g}, realised fraction {m['realised_fraction']:.6g}")
     if m.get("recall") is not None:
-        lines.append(f"  recall     {m['recall']}")
+        r, a = m["recall"], m.get("approximate") or {}
+        lines.append(f"  recall     {r['value']:.4f} ({r['of']}, {r['sample']} sampled anchors); "
+                     f"{a.get('bands')} bands × {a.get('rows')} rows of {a.get('num_perm')} permutations, "
+                     f"{a.get('candidate_pairs', 0):,} candidate pairs")
     el = m["elapsed_s"]
     lines.append("  elapsed    " + ", ".join(f"{k} {v:.2f}s" for k, v in el.items()))
     return lines

@@ -15,7 +15,7 @@ except ImportError:  # not built on this machine
     _core = None
 
 _FIELDS = {
-    "set": ("indptr", "indices", "post_ptr", "post_rows", "dense_words", "dense_bits", "dense_code"),
+    "set": ("indptr", "indices", "post_ptr", "post_rows", "dense_words", "dense_bits", "dense_code", "vocab"),
     "cosine": ("indptr", "indices", "weights", "norms", "post_ptr", "post_rows", "post_weights", "vocab", "heavy",
                "heavy_norm", "by_heavy"),
     "edit": ("indptr", "indices", "ms_ptr", "ms_codes", "ms_counts", "post_ptr", "post_rows", "post_counts",
@@ -51,6 +51,22 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
 def pairs(tile: Tile, rows: np.ndarray, min_score: float):
     min_score = float(np.float32(min_score))
     return _core.pairs(*_scorer(tile, min_score), np.ascontiguousarray(rows, dtype=np.int64), min_score)
+
+
+def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return _core.score_pairs(tile.kind, _fields(tile), np.ascontiguousarray(row_ids, dtype=np.int64),
+                             np.ascontiguousarray(ptr, dtype=np.int64), np.ascontiguousarray(cols, dtype=np.int32))
+
+
+def assemble_pairs(n: int, i, j, s, k_per_anchor, min_score: float):
+    return _core.assemble_pairs(int(n), np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(j, dtype=np.int64),
+                                np.ascontiguousarray(s, dtype=np.float32),
+                                np.ascontiguousarray(k_per_anchor, dtype=np.int64), float(np.float32(min_score)))
+
+
+def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    return _core.minhash(np.ascontiguousarray(indptr, dtype=np.int64), np.ascontiguousarray(codes, dtype=np.int64),
+                         int(num_perm), int(seed))
 
 
 def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:

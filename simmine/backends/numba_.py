@@ -218,6 +218,74 @@ if numba is not None:
         return hist.sum(axis=0)
 
 
+if numba is not None:
+
+    @njit(cache=True, nogil=True)
+    def _pair_score(kind, i, j, indptr, idx, w, norms, dprow):
+        a0, a1, b0, b1 = indptr[i], indptr[i + 1], indptr[j], indptr[j + 1]
+        if kind == KIND_EDIT:
+            d = _edit_dp(idx[a0:a1], idx[b0:b1], dprow)
+            return np.float32(1.0 - d / max(a1 - a0, b1 - b0))
+        p, q, c, dot = a0, b0, 0, 0.0
+        while p < a1 and q < b1:  # ascending codes: the same summation order as every backend
+            if idx[p] < idx[q]:
+                p += 1
+            elif idx[q] < idx[p]:
+                q += 1
+            else:
+                c += 1
+                if kind == KIND_COSINE:
+                    dot += w[p] * w[q]
+                p += 1
+                q += 1
+        if kind == KIND_SET:
+            uni = (a1 - a0) + (b1 - b0) - c
+            return np.float32(c / uni) if c > 0 and uni > 0 else np.float32(0.0)
+        if dot <= 0 or norms[i] <= 0 or norms[j] <= 0:
+            return np.float32(0.0)
+        return np.float32(min(dot / (norms[i] * norms[j]), 1.0))
+
+    @njit(cache=True, parallel=True)
+    def _score_pairs(kind, indptr, idx, w, norms, max_len, row_ids, ptr, cols, out):
+        for r in prange(len(row_ids)):
+            dprow = np.empty(max_len + 1, np.int64)
+            for t in range(ptr[r], ptr[r + 1]):
+                out[t] = _pair_score(kind, row_ids[r], cols[t], indptr, idx, w, norms, dprow)
+
+    @njit(cache=True, parallel=True)
+    def _minhash(indptr, codes, seeds, out):
+        n = len(indptr) - 1
+        for i in prange(n):
+            for q in range(indptr[i], indptr[i + 1]):
+                v = np.uint64(codes[q])
+                for p in range(len(seeds)):
+                    x = (v ^ seeds[p]) + np.uint64(0x9E3779B97F4A7C15)
+                    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+                    x = x ^ (x >> np.uint64(31))
+                    h = np.uint32(x & np.uint64(0xFFFFFFFF))
+                    if h < out[i, p]:
+                        out[i, p] = h
+
+
+def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    kind, indptr, idx, w, norms, _, _, _, _, max_len = _args(tile)
+    out = np.zeros(len(cols), np.float32)
+    if len(cols):
+        _score_pairs(kind, indptr, idx, w, norms, max_len, np.ascontiguousarray(row_ids, dtype=np.int64),
+                     np.ascontiguousarray(ptr, dtype=np.int64), np.ascontiguousarray(cols, dtype=np.int64), out)
+    return out
+
+
+def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    from ..approx.minhash import perm_seeds
+
+    out = np.full((len(indptr) - 1, num_perm), 0xFFFFFFFF, dtype=np.uint32)
+    _minhash(np.ascontiguousarray(indptr, dtype=np.int64), np.ascontiguousarray(codes, dtype=np.int64),
+             perm_seeds(num_perm, seed), out)
+    return out
+
+
 def _args(tile: Tile):
     kind = {"set": KIND_SET, "cosine": KIND_COSINE, "edit": KIND_EDIT}[tile.kind]
     f64 = np.zeros(1, np.float64)

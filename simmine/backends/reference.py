@@ -79,6 +79,31 @@ def pairs(tile: Tile, rows: np.ndarray, min_score: float):
             np.asarray([f[2] for f in found], dtype=np.float32))
 
 
+def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Exact scores of listed pairs: row_ids[r] against cols[ptr[r]:ptr[r+1]]."""
+    out = np.zeros(len(cols), dtype=np.float32)
+    for r, i in enumerate(row_ids.tolist()):
+        for t in range(ptr[r], ptr[r + 1]):
+            out[t] = pair_score(tile, i, int(cols[t]))
+    return out
+
+
+def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
+    """MinHash signatures [n, num_perm] with the native kernels' hash family (splitmix64 of code ⊕ seed_p)."""
+    from ..approx.minhash import perm_seeds, splitmix64
+
+    seeds = perm_seeds(num_perm, seed)
+    n = len(indptr) - 1
+    sig = np.full((n, num_perm), 0xFFFFFFFF, dtype=np.uint32)
+    codes = np.asarray(codes, dtype=np.uint64)
+    for i in range(n):
+        v = codes[indptr[i]:indptr[i + 1]]
+        if len(v):
+            h = (splitmix64(v[:, None] ^ seeds[None, :]) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+            sig[i] = h.min(axis=0)
+    return sig
+
+
 def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
     """Counts of float32 bit patterns of s over pairs (i, j > i), s > 0: high 16 bits, or low 16 bits
     among scores whose high bits equal ``prefix``."""

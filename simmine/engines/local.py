@@ -130,18 +130,37 @@ def _mine_threshold(features, plan, min_score, cap, backend, progress, total_row
     i = np.concatenate(heads) if heads else np.zeros(0, np.int64)
     j = np.concatenate(tails) if tails else np.zeros(0, np.int64)
     s = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    limit = None if cap is None else np.full(n, cap, dtype=np.int64)
+    result = assemble_pairs(n, i, j, s, limit, min_score, backend)
+    result.threshold = threshold
+    return result
+
+
+def assemble_pairs(n: int, i, j, s, k_per_anchor: Optional[np.ndarray] = None, min_score: float = 0.0,
+                   backend=None) -> WeakResult:
+    """Scored unordered pairs → per-anchor lists (both ways), s > 0 and s >= min_score, sorted by score
+    descending then seq_id ascending, each anchor keeping at most k_per_anchor[a] (all when None).
+    A backend with its own ``assemble_pairs`` (the C++ core: counting sort) does it; otherwise NumPy."""
+    if backend is not None and hasattr(backend, "assemble_pairs"):
+        limit = k_per_anchor if k_per_anchor is not None else np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        return WeakResult(*backend.assemble_pairs(n, i, j, s, limit, min_score))
+    keep = (s > 0) & (s >= np.float32(min_score))
+    i, j, s = i[keep], j[keep], s[keep]
     anchor, nbr, score = np.concatenate((i, j)), np.concatenate((j, i)), np.concatenate((s, s))
-    order = np.lexsort((nbr, -score, anchor))  # per anchor: score descending, then seq_id ascending
+    # one uint64 key orders score descending then seq_id ascending (positive float32 bits sort like values)
+    within = ((np.uint64(0xFFFFFFFF) - score.astype(np.float32).view(np.uint32).astype(np.uint64)) << np.uint64(32)) \
+        | nbr.astype(np.uint64)
+    order = np.lexsort((within, anchor))
     anchor, nbr, score = anchor[order], nbr[order], score[order]
     counts = np.bincount(anchor, minlength=n).astype(np.int64)
-    if cap is not None:
+    if k_per_anchor is not None:
         rank = np.arange(len(anchor)) - np.repeat(np.cumsum(counts) - counts, counts)
-        keep = rank < cap
+        keep = rank < k_per_anchor[anchor]
         nbr, score = nbr[keep], score[keep]
-        counts = np.minimum(counts, cap)
+        counts = np.minimum(counts, k_per_anchor)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    return WeakResult(offsets, nbr.astype(np.uint32), score.astype(np.float32), threshold)
+    return WeakResult(offsets, nbr.astype(np.uint32), score.astype(np.float32))
 
 
 def _global_threshold(features, plan, sel, backend, progress, total_rows) -> GlobalThreshold:

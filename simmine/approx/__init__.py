@@ -1,0 +1,1 @@
+"""Approximate candidate generators; every candidate is re-scored exactly by a backend."""

@@ -1,0 +1,121 @@
+"""--method minhash: unbiased signatures, identical across backends, exact re-scoring, reported recall."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import simmine
+from conftest import BACKENDS, NATIVE, load_weak
+from simmine.approx.minhash import choose_bands, forest_pairs
+from simmine.backends import get_backend, reference
+from simmine.engines.local import assemble_pairs
+
+
+def _random_pair(rng, size, overlap):
+    common = rng.choice(10**6, size=overlap, replace=False)
+    a = np.concatenate((common, rng.integers(10**6, 2 * 10**6, size=size - overlap)))
+    b = np.concatenate((common, rng.integers(2 * 10**6, 3 * 10**6, size=size - overlap)))
+    return a, b, overlap / (2 * size - overlap)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_signatures_identical_across_backends(backend):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 30, size=40)
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    codes = rng.integers(0, 500, size=indptr[-1]).astype(np.int64)
+    want = reference.minhash(indptr, codes, 64, 7)
+    np.testing.assert_array_equal(get_backend(backend).minhash(indptr, codes, 64, 7), want)
+    assert (want[lengths == 0] == 0xFFFFFFFF).all()
+
+
+def test_signature_agreement_is_an_unbiased_jaccard_estimate():
+    """Over many random pairs, mean(estimate − J) is within 3 standard errors of 0 (fixed seed)."""
+    rng = np.random.default_rng(1)
+    be = get_backend("auto")
+    errors = []
+    for _ in range(300):
+        a, b, jac = _random_pair(rng, int(rng.integers(5, 60)), 0)
+        overlap = int(rng.integers(1, len(a)))
+        a, b, jac = _random_pair(rng, len(a), overlap)
+        indptr = np.array([0, len(a), len(a) + len(b)], dtype=np.int64)
+        sig = be.minhash(indptr, np.concatenate((a, b)).astype(np.int64), 128, int(rng.integers(0, 2**31)))
+        errors.append(np.mean(sig[0] == sig[1]) - jac)
+    errors = np.asarray(errors)
+    assert abs(errors.mean()) < 3 * errors.std(ddof=1) / np.sqrt(len(errors))
+    assert np.abs(errors).mean() < 0.06  # 128 permutations: standard error about sqrt(J(1-J)/128)
+
+
+@pytest.mark.parametrize("backend", NATIVE)
+def test_assemble_pairs_backend_equals_numpy(backend):
+    rng = np.random.default_rng(2)
+    n = 60
+    key = np.unique(rng.integers(0, n, 800) * n + rng.integers(0, n, 800))
+    i, j = key // n, key % n
+    keep = i < j
+    i, j = i[keep], j[keep]
+    s = (rng.integers(0, 10, len(i)) / 10).astype(np.float32)
+    k = rng.integers(0, 8, n).astype(np.int64)
+    want = assemble_pairs(n, i, j, s, k, 0.2)
+    got = assemble_pairs(n, i, j, s, k, 0.2, get_backend(backend))
+    for w, g in ((want.offsets, got.offsets), (want.neighbors, got.neighbors), (want.scores, got.scores)):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("backend", NATIVE)
+@pytest.mark.parametrize("metric", ["jaccard", "tfidf", "ngram", "levenshtein"])
+def test_score_pairs_equals_reference(backend, metric):
+    from test_backends import _seqs
+    from simmine.metrics import prepare_features, resolve_metric
+
+    rng = np.random.default_rng(3)
+    hists = [rng.integers(0, 12, size=int(rng.integers(1, 80))).tolist() for _ in range(30)]
+    tile = prepare_features(_seqs(hists), resolve_metric(metric)).tile(np.arange(30))
+    row_ids = np.array([0, 4, 9, 29], dtype=np.int64)
+    ptr = np.array([0, 5, 7, 12, 15], dtype=np.int64)
+    cols = rng.integers(0, 30, size=15).astype(np.int32)
+    np.testing.assert_array_equal(get_backend(backend).score_pairs(tile, row_ids, ptr, cols),
+                                  reference.score_pairs(tile, row_ids, ptr, cols))
+
+
+def test_choose_bands():
+    b, r = choose_bands(128, 0.5)
+    assert b * r <= 128 and 1 - (1 - 0.5 ** r) ** b >= 0.95
+    assert 1 - (1 - 0.5 ** (r + 1)) ** (128 // (r + 1)) < 0.95  # the most selective that still qualifies
+
+
+def test_forest_pairs_stay_in_buckets():
+    rng = np.random.default_rng(4)
+    sig = rng.integers(0, 5, size=(50, 16)).astype(np.uint32)
+    bucket = rng.integers(0, 3, size=50).astype(np.int32)
+    keys = forest_pairs(sig, bucket, trees=4, depth=3, window=5, seed=0)
+    i, j = keys // 50, keys % 50
+    assert (i < j).all() and (bucket[i] == bucket[j]).all() and len(np.unique(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("sel", [dict(k=10), dict(alpha=0.01), dict(min_sim=0.3)], ids=str)
+@pytest.mark.parametrize("metric", ["jaccard", "levenshtein"])
+def test_minhash_build_rescored_exactly_with_recall(tmp_path, sel, metric):
+    approx = simmine.build(metric=metric, method="minhash", out=str(tmp_path / "a"), quiet=True, recall_sample=300,
+                           **sel)
+    exact = simmine.build(metric=metric, out=str(tmp_path / "e"), quiet=True, **sel)
+    m = json.load(open(os.path.join(approx, "manifest.json")))
+    assert m["method"] == "minhash" and m["recall"]["sample"] == 300 and 0 <= m["recall"]["value"] <= 1
+    weak_a, strong_a = load_weak(approx)
+    weak_e, strong_e = load_weak(exact)
+    assert [s.tolist() for s in strong_a] == [s.tolist() for s in strong_e]
+    found = wanted = 0
+    for (na, sa), (ne, se) in zip(weak_a, weak_e):
+        exact_score = dict(zip(ne.tolist(), se.tolist()))
+        assert np.all(np.diff(sa) <= 0) and len(na) <= len(ne)
+        if "min_sim" in sel:  # a threshold join: every pair found is an exact pair with its exact score
+            assert all(exact_score[j] == s for j, s in zip(na.tolist(), sa.tolist()))
+        found += sum(j in exact_score for j in na.tolist())
+        wanted += len(ne)
+    assert m["recall"]["value"] >= 0.8 and found / wanted >= 0.7
+
+
+def test_minhash_rejects_global_alpha(tmp_path):
+    with pytest.raises(simmine.InputError, match="global"):
+        simmine.build(method="minhash", alpha=0.1, alpha_scope="global", out=str(tmp_path / "o"), quiet=True)
