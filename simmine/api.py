@@ -1,8 +1,11 @@
 """The public build: validate → load → plan → estimate → dispatch → write. No kernels here."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import signal
 import sys
 import time
 from typing import Optional, Sequence, Union
@@ -11,9 +14,13 @@ import numpy as np
 
 from . import __version__
 from .backends import get_backend, set_num_threads
-from .engines.local import WeakResult, make_plan, mine_weak, strong_entries, strong_positives
+import pyarrow as pa
+
+from .engines.local import (WeakResult, global_threshold_of, make_plan, mine_weak, mine_weak_range, strong_entries,
+                            strong_positives)
+from .select import GlobalThreshold
 from .errors import InputError
-from .io import (FORMAT_VERSION, TABLES, sequences_table, sha256_file, strong_table, weak_table, write_json,
+from .io import (FORMAT_VERSION, sequences_table, sha256_file, strong_table, weak_table, write_json,
                  write_table)
 from .metrics import Features, prepare_features, resolve_metric
 from .progress import make_progress
@@ -90,7 +97,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
           user_col: str = "user_id", item_col: str = "item_id", time_col: Optional[str] = None,
           max_output_gb: float = 8.0, threads: Optional[int] = None, quiet: bool = False,
           num_perm: int = 128, bands: Optional[int] = None, rows: Optional[int] = None,
-          recall_sample: int = 500, seed: int = 0, command: Optional[str] = None) -> str:
+          recall_sample: int = 500, seed: int = 0, shard_rows: Optional[int] = None, resume: bool = False,
+          command: Optional[str] = None) -> str:
     """Mines strong and weak positives and writes them to ``out``; returns ``out``.
 
     Keyword names are the CLI flags with underscores. With ``input=None`` the built-in demo log is used.
@@ -121,6 +129,9 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             raise InputError(f"{flag} must be a positive integer, got {value}")
     if not isinstance(recall_sample, (int, np.integer)) or recall_sample < 0:
         raise InputError(f"--recall-sample must be a non-negative integer, got {recall_sample}")
+    shard_rows = DEFAULT_SHARD_ROWS if shard_rows is None else shard_rows
+    if not isinstance(shard_rows, (int, np.integer)) or shard_rows < 1:
+        raise InputError(f"--shard-rows must be a positive integer, got {shard_rows}")
     if method == "minhash" and sel.mode == "alpha_global":
         raise InputError("--alpha-scope global needs every pair's score: use --method exact")
     be = get_backend(backend)
@@ -157,21 +168,6 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
     check_output_size(_estimate_bytes(seqs, features, plan, sel, be), max_output_gb)
     timings["prepare"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    if method == "minhash":
-        from .approx.minhash import MinHashParams, mine_minhash
-
-        weak: WeakResult = mine_minhash(features, plan, sel, be, seqs.bucket_codes,
-                                        MinHashParams(num_perm, bands, rows, seed, recall_sample), progress)
-    else:
-        weak = mine_weak(features, plan, sel, be, progress, max_output_gb)
-    timings["score"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    strong_off, strong_nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
-    timings["strong"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     params = {
         "metric": m.name, "alpha": sel.alpha, "alpha_scope": alpha_scope if sel.alpha is not None else None,
         "k": sel.k, "min_sim": sel.min_sim, "max_per_anchor": sel.max_per_anchor, "selection": sel.mode,
@@ -179,20 +175,56 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         "split": split, "max_len": int(max_len), "compare": compare,
         "ngram_n": int(ngram_n) if m.name == "ngram" else None, "format": log.fmt,
         "user_col": log.user_col, "item_col": log.item_col, "time_col": log.time_col,
-        "max_output_gb": max_output_gb,
+        "max_output_gb": max_output_gb, "shard_rows": int(shard_rows),
         **({"num_perm": num_perm, "bands": bands, "rows": rows, "recall_sample": recall_sample, "seed": seed}
            if method != "exact" else {}),
     }
-    tmp = f"{out.rstrip(os.sep)}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    ranges = [(lo, min(lo + shard_rows, seqs.n)) for lo in range(0, seqs.n, shard_rows)]
+    fingerprint = hashlib.sha256(json.dumps({"input": input_info, "params": params, "version": __version__},
+                                            sort_keys=True, default=str).encode()).hexdigest()
+    partial = _open_partial(out, fingerprint, ranges, resume)
     try:
-        write_table(os.path.join(tmp, "sequences.arrow"), sequences_table(seqs, seqs.bucket_labels))
-        write_table(os.path.join(tmp, "weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
-        write_table(os.path.join(tmp, "strong.arrow"), strong_table(strong_off, strong_nbr))
-        timings["write"] = time.perf_counter() - t
+        write_t = 0.0
+        t = time.perf_counter()
+        path = os.path.join(partial, "sequences.arrow")
+        if not os.path.exists(path):
+            write_table(path, sequences_table(seqs, seqs.bucket_labels))
+        write_t += time.perf_counter() - t
+        t = time.perf_counter()
+        strong_off, strong_nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
+        timings["strong"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if len(ranges) == 1:
+            weak = _mine_all(features, plan, sel, be, method, seqs, progress, max_output_gb,
+                             (num_perm, bands, rows, seed, recall_sample))
+            timings["score"] = time.perf_counter() - t
+            t = time.perf_counter()
+            write_table(os.path.join(partial, "weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
+            write_table(os.path.join(partial, "strong.arrow"), strong_table(strong_off, strong_nbr))
+            write_t += time.perf_counter() - t
+            shards, thr, stats = None, weak.threshold, weak.stats
+            kept_weak = int(len(weak.neighbors))
+        else:
+            whole, thr, stats = None, None, {}
+            if method != "exact":  # approximate candidates come from the whole build: mine once, write slices
+                whole = _mine_all(features, plan, sel, be, method, seqs, progress, max_output_gb,
+                                  (num_perm, bands, rows, seed, recall_sample))
+                stats = whole.stats
+            else:
+                thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n)
+            kept_weak, shard_write = _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_off,
+                                                  strong_nbr, progress)
+            write_t += shard_write
+            timings["score"] = time.perf_counter() - t - shard_write
+            shards = [{"rows": [lo, hi], "weak": f"weak-{s_:05d}.arrow", "strong": f"strong-{s_:05d}.arrow"}
+                      for s_, (lo, hi) in enumerate(ranges)]
+        timings["write"] = write_t
         compared = plan.compared_pairs
-        thr = weak.threshold
+        names = ["sequences.arrow"] + ([f for sh in shards for f in (sh["weak"], sh["strong"])] if shards else
+                                       ["weak.arrow", "strong.arrow"])
+        rows_of = {"sequences.arrow": [0, seqs.n]}
+        for sh in shards or [{"rows": [0, seqs.n], "weak": "weak.arrow", "strong": "strong.arrow"}]:
+            rows_of[sh["weak"]] = rows_of[sh["strong"]] = sh["rows"]
         manifest = {
             "format_version": FORMAT_VERSION,
             "simmine_version": __version__,
@@ -205,32 +237,113 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             "n_users": seqs.n_users,
             "skipped": seqs.skipped,
             "n_buckets": len(plan.members),
-            "pairs": {
-                "compared": compared,
-                "weak_kept": int(len(weak.neighbors)),
-                "strong_kept": int(len(strong_nbr)),
-            },
+            "pairs": {"compared": compared, "weak_kept": kept_weak, "strong_kept": int(len(strong_nbr))},
             "tau": None if thr is None else thr.tau,
             "realised_fraction": (thr.pairs_at_or_above / compared if thr is not None and compared else None),
             "method": method,
             "backend": be.name,
             "engine": engine,
-            "recall": weak.stats.get("recall"),
-            "approximate": {k_: v for k_, v in weak.stats.items() if k_ != "recall"} or None,
+            "recall": stats.get("recall"),
+            "approximate": {k_: v for k_, v in stats.items() if k_ != "recall"} or None,
+            "shards": shards,
             "elapsed_s": {**{k_: round(v, 6) for k_, v in timings.items()},
                           "total": round(time.perf_counter() - t0, 6)},
-            "files": {f"{name}.arrow": {"sha256": sha256_file(os.path.join(tmp, f"{name}.arrow")),
-                                        "bytes": os.path.getsize(os.path.join(tmp, f"{name}.arrow")),
-                                        "rows": seqs.n} for name in TABLES},
+            "files": {name: {"sha256": sha256_file(os.path.join(partial, name)),
+                             "bytes": os.path.getsize(os.path.join(partial, name)),
+                             "rows": rows_of[name]} for name in names},
         }
-        write_json(os.path.join(tmp, "manifest.json"), manifest)
+        write_json(os.path.join(partial, "manifest.json"), manifest)
+        os.remove(os.path.join(partial, PLAN_FILE))
         if os.path.isdir(out):
             shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.replace(partial, out)
+    except InputError:
+        shutil.rmtree(partial, ignore_errors=True)  # bad input leaves nothing behind
         raise
     return out
+
+
+PLAN_FILE = "plan.json"
+DEFAULT_SHARD_ROWS = 1_000_000
+
+
+def _open_partial(out: str, fingerprint: str, ranges, resume: bool) -> str:
+    """The build's work directory OUT.partial: kept from an interrupted build of the same input and
+    parameters when resuming, started afresh otherwise."""
+    partial = f"{out.rstrip(os.sep)}.partial"
+    plan_path = os.path.join(partial, PLAN_FILE)
+    if os.path.isdir(partial):
+        same = False
+        if resume and os.path.isfile(plan_path):
+            with open(plan_path) as f:
+                same = json.load(f).get("fingerprint") == fingerprint
+        if not same:
+            shutil.rmtree(partial)
+    os.makedirs(partial, exist_ok=True)
+    if not os.path.isfile(plan_path):
+        write_json(plan_path, {"fingerprint": fingerprint, "ranges": ranges})
+    return partial
+
+
+def _mine_all(features, plan, sel, be, method, seqs, progress, max_output_gb, mh):
+    if method == "minhash":
+        from .approx.minhash import MinHashParams, mine_minhash
+
+        return mine_minhash(features, plan, sel, be, seqs.bucket_codes, MinHashParams(mh[0], mh[1], mh[2], mh[3],
+                                                                                       mh[4]), progress)
+    return mine_weak(features, plan, sel, be, progress, max_output_gb)
+
+
+def _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, n):
+    """Global alpha's τ, computed once and kept in the plan so a resumed build does not recompute it."""
+    if sel.mode != "alpha_global":
+        return None
+    plan_path = os.path.join(partial, PLAN_FILE)
+    with open(plan_path) as f:
+        state = json.load(f)
+    if "threshold" not in state:
+        thr = global_threshold_of(features, plan, sel, be, progress)
+        state["threshold"] = {"tau": thr.tau, "rank": thr.rank, "pairs_at_or_above": thr.pairs_at_or_above}
+        write_json(plan_path, state)
+    thr = GlobalThreshold(**state["threshold"])
+    kept = 2 * thr.pairs_at_or_above if thr.tau is not None else 0
+    if sel.max_per_anchor is not None:
+        kept = min(kept, n * sel.max_per_anchor)
+    check_output_size(kept * 8, max_output_gb, "exact, now that the threshold is known")
+    return thr
+
+
+def _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_off, strong_nbr, progress):
+    """Mines (or slices from ``whole``) and writes every shard not already complete in ``partial``; returns
+    (weak entries, seconds spent writing)."""
+    kept, write_t = 0, 0.0
+    kill_after = int(os.environ.get("SIMMINE_KILL_AFTER_SHARDS", "-1"))  # fault injection for resume tests
+    tick = progress("shards", len(ranges)) if progress else None
+    for s_, (lo, hi) in enumerate(ranges):
+        weak_path = os.path.join(partial, f"weak-{s_:05d}.arrow")
+        strong_path = os.path.join(partial, f"strong-{s_:05d}.arrow")
+        if os.path.exists(weak_path) and os.path.exists(strong_path):
+            kept += len(pa.ipc.open_file(pa.memory_map(weak_path)).read_all().column("neighbors")
+                        .combine_chunks().values)
+        else:
+            if whole is not None:
+                a, b = whole.offsets[lo], whole.offsets[hi]
+                w = WeakResult(whole.offsets[lo:hi + 1] - a, whole.neighbors[a:b], whole.scores[a:b])
+            else:
+                w = mine_weak_range(features, plan, sel, be, lo, hi, thr)
+            kept += len(w.neighbors)
+            t = time.perf_counter()
+            write_table(weak_path, weak_table(w.offsets, w.neighbors, w.scores))
+            a, b = strong_off[lo], strong_off[hi]
+            write_table(strong_path, strong_table(strong_off[lo:hi + 1] - a, strong_nbr[a:b]))
+            write_t += time.perf_counter() - t
+            if s_ + 1 == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        if tick:
+            tick(1)
+    if tick:
+        tick(0, done=True)
+    return kept, write_t
 
 
 def locals_for_command(input, out, metric, sel, alpha_scope, method, backend, engine, buckets, split, max_len,

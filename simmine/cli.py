@@ -69,6 +69,9 @@ def _add_build(sub) -> None:
     run.add_argument("--engine", default="local")
     run.add_argument("--threads", type=_int, default=None)
     p.add_argument("--out", default="simmine-out")
+    p.add_argument("--shard-rows", type=_int, default=None,
+                   help="anchors per output shard (default 1,000,000; one shard writes weak.arrow)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted build from its finished shards")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
@@ -122,7 +125,8 @@ def _run_build(args) -> int:
                 compare=args.compare, ngram_n=args.ngram_n, format=args.format, user_col=args.user_col,
                 item_col=args.item_col, time_col=args.time_col, max_output_gb=args.max_output_gb,
                 threads=args.threads, quiet=args.quiet, num_perm=args.num_perm, bands=args.bands,
-                rows=args.rows, recall_sample=args.recall_sample, seed=args.seed, command=command)
+                rows=args.rows, recall_sample=args.recall_sample, seed=args.seed, shard_rows=args.shard_rows,
+                resume=args.resume, command=command)
     if not args.quiet:
         from .report import summary_lines
 
@@ -176,7 +180,8 @@ def main(argv=None) -> int:
         print(f"simmine: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("simmine: interrupted", file=sys.stderr)
+        print("simmine: interrupted; finished shards are kept: rerun the same command with --resume to continue",
+              file=sys.stderr)
         return 130
 
 

@@ -154,11 +154,17 @@ class Positives:
 
     def _open(self) -> None:
         if self._weak_n is None:
-            weak = map_table(os.path.join(self.path, "weak.arrow"))
-            strong = map_table(os.path.join(self.path, "strong.arrow"))
-            self._weak_n = _ListColumn(weak.column("neighbors"))
-            self._weak_s = _ListColumn(weak.column("scores"))
-            self._strong = _ListColumn(strong.column("neighbors"))
+            shards = self.manifest.get("shards") or [{"weak": "weak.arrow", "strong": "strong.arrow"}]
+            weak = [map_table(os.path.join(self.path, sh["weak"])) for sh in shards]
+            strong = [map_table(os.path.join(self.path, sh["strong"])) for sh in shards]
+
+            def column(tables, name):
+                return pa.chunked_array([c for t in tables for c in t.column(name).chunks],
+                                        type=tables[0].schema.field(name).type)
+
+            self._weak_n = _ListColumn(column(weak, "neighbors"))
+            self._weak_s = _ListColumn(column(weak, "scores"))
+            self._strong = _ListColumn(column(strong, "neighbors"))
 
     def __len__(self) -> int:
         return int(self.manifest["n_anchors"])

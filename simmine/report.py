@@ -7,14 +7,18 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
-from .io import TABLES, map_table, read_manifest, sha256_file
+from .io import map_table, read_manifest, sha256_file
+
+
+def _shard_tables(out: str, kind: str) -> list:
+    shards = read_manifest(out).get("shards") or [{kind: f"{kind}.arrow"}]
+    return [map_table(os.path.join(out, sh[kind])) for sh in shards]
 
 
 def _weak_arrays(out: str):
-    weak = map_table(os.path.join(out, "weak.arrow"))
-    nbr = weak.column("neighbors").combine_chunks()
-    counts = np.diff(nbr.offsets.to_numpy())
-    scores = weak.column("scores").combine_chunks().values.to_numpy()
+    tables = _shard_tables(out, "weak")
+    counts = np.concatenate([np.diff(t.column("neighbors").combine_chunks().offsets.to_numpy()) for t in tables])
+    scores = np.concatenate([t.column("scores").combine_chunks().values.to_numpy() for t in tables])
     return counts, scores
 
 
@@ -23,8 +27,8 @@ def summary_lines(out: str) -> list:
     m = read_manifest(out)
     p = m["params"]
     counts, scores = _weak_arrays(out)
-    strong = map_table(os.path.join(out, "strong.arrow")).column("neighbors").combine_chunks()
-    s_counts = np.diff(strong.offsets.to_numpy())
+    s_counts = np.concatenate([np.diff(t.column("neighbors").combine_chunks().offsets.to_numpy())
+                               for t in _shard_tables(out, "strong")])
     inp = m["input"]
     source = "built-in demo log" if inp.get("demo") else f"{inp['path']} ({inp['bytes']:,} bytes, {p['format']})"
     if p["selection"] == "k":
@@ -112,6 +116,14 @@ def sequences_from_output(out: str):
         n_users=table.num_rows, skipped=0)
 
 
+def _file_of(manifest: dict, anchor: int):
+    """(weak file, strong file) holding an anchor's row."""
+    for sh in manifest.get("shards") or []:
+        if sh["rows"][0] <= anchor < sh["rows"][1]:
+            return sh["weak"], sh["strong"]
+    return "weak.arrow", "strong.arrow"
+
+
 def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     """Problems found in a build (empty: it verifies): checksums, row counts, and a seeded sample of anchors
     recomputed with the reference backend, weak and strong."""
@@ -131,10 +143,11 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
             problems.append(f"{name}: checksum mismatch (the file changed after the build)")
     if problems:
         return problems
-    for name in TABLES:
-        rows = map_table(os.path.join(out, f"{name}.arrow")).num_rows
-        if rows != m["n_anchors"]:
-            problems.append(f"{name}.arrow: {rows} rows, manifest says {m['n_anchors']}")
+    for name, info in m["files"].items():
+        rows = map_table(os.path.join(out, name)).num_rows
+        lo, hi = info["rows"] if isinstance(info["rows"], list) else (0, info["rows"])
+        if rows != hi - lo:
+            problems.append(f"{name}: {rows} rows, manifest says {hi - lo} (anchors {lo}..{hi - 1})")
     if problems:
         return problems
     p = m["params"]
@@ -165,12 +178,13 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
         _, cols, scores = reference.select(tiles[b], np.array([local]), k_all[[i]], min_score)
         want_n = members[cols].astype(np.uint32)
         got_n, got_s = pos.weak(i)
+        weak_file, strong_file = _file_of(m, i)
         if len(got_n) != len(want_n) or not np.array_equal(got_n, want_n):
-            problems.append(f"weak.arrow: anchor {i}: neighbours differ from the reference "
+            problems.append(f"{weak_file}: anchor {i}: neighbours differ from the reference "
                             f"(stored {got_n[:5].tolist()}..., expected {want_n[:5].tolist()}...)")
         elif not np.allclose(got_s, scores, rtol=0, atol=1e-6):
-            problems.append(f"weak.arrow: anchor {i}: scores differ from the reference")
+            problems.append(f"{weak_file}: anchor {i}: scores differ from the reference")
         same = members[(seqs.target_codes[members] == seqs.target_codes[i]) & (members != i)].astype(np.uint32)
         if not np.array_equal(pos.strong(i), same):
-            problems.append(f"strong.arrow: anchor {i}: strong positives differ from the same-target anchors")
+            problems.append(f"{strong_file}: anchor {i}: strong positives differ from the same-target anchors")
     return problems

@@ -163,6 +163,50 @@ def assemble_pairs(n: int, i, j, s, k_per_anchor: Optional[np.ndarray] = None, m
     return WeakResult(offsets, nbr.astype(np.uint32), score.astype(np.float32))
 
 
+def mine_weak_range(features: Features, plan: Plan, sel: Selection, backend, lo: int, hi: int,
+                    threshold: Optional[GlobalThreshold] = None) -> WeakResult:
+    """Weak lists of anchors lo..hi-1 only (one output shard), each anchor selected against its whole bucket.
+
+    Threshold modes select per anchor here (k = all, s >= threshold) instead of scoring pairs once, so that
+    a shard depends on nothing outside its rows; global alpha needs its threshold computed beforehand.
+    """
+    if sel.mode == "alpha_global":
+        if threshold is None:
+            raise ValueError("global alpha: compute the threshold before mining a range")
+        min_score = threshold.tau
+    else:
+        min_score = sel.min_sim if sel.mode == "min_sim" else 0.0
+    k_all = k_per_anchor(sel, plan.bucket_size)
+    if sel.mode == "alpha_global" and threshold.tau is None:
+        k_all = np.zeros_like(k_all)
+    n = features.n
+    counts = np.zeros(n, dtype=np.int64)
+    chunks = []
+    for members in plan.members:
+        first, last = np.searchsorted(members, [lo, hi])
+        if first == last or len(members) < 2:
+            continue
+        tile = features.tile(members)
+        k_rows = k_all[members]
+        local = np.arange(first, last, dtype=np.int64)
+        for a, b in _blocks(np.minimum(k_rows[local], len(members) - 1)):
+            rows = local[a:b]
+            if k_rows[rows].any():
+                c, cols, s = backend.select(tile, rows, k_rows[rows], min_score)
+                anchors = members[rows]
+                counts[anchors] = c
+                chunks.append((anchors, c, members[cols].astype(np.uint32), s))
+    offsets, neighbors, scores = _assemble(n, counts, chunks)
+    start, stop = offsets[lo], offsets[hi]
+    return WeakResult(offsets[lo:hi + 1] - start, neighbors[start:stop], scores[start:stop], threshold)
+
+
+def global_threshold_of(features: Features, plan: Plan, sel: Selection, backend, progress=None) -> GlobalThreshold:
+    """τ of a global-alpha selection (two histogram passes)."""
+    return _global_threshold(features, plan, sel, backend, progress,
+                             sum(len(m) for m in plan.members if len(m) > 1))
+
+
 def _global_threshold(features, plan, sel, backend, progress, total_rows) -> GlobalThreshold:
     def hist_pass(prefix: int, label: str):
         hist = np.zeros(HIST_BINS, dtype=np.int64)
