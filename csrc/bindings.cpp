@@ -15,7 +15,7 @@ namespace {
 
 template <class T>
 const T* ptr_of(const py::array& a, const char* name, int64_t expect_len = -1) {
-    if (!a.dtype().is(py::dtype::of<T>())) {
+    if (!py::isinstance<py::array_t<T>>(a)) {  // dtype equivalence (an unpickled float64 is another object)
         throw py::type_error(std::string(name) + ": wrong dtype " + std::string(py::str(a.dtype())));
     }
     if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": not contiguous");

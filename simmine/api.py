@@ -28,7 +28,7 @@ from .select import Selection, check_output_size, k_per_anchor, make_selection
 from .sequences import Log, SequenceSet, build_sequences, read_log
 
 METHODS = ("exact", "minhash")
-ENGINES = ("local",)
+ENGINES = ("local", "ray")
 ESTIMATE_SAMPLE = 256
 BYTES_PER_WEAK = 8      # uint32 neighbour + float32 score
 BYTES_PER_STRONG = 4
@@ -98,7 +98,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
           max_output_gb: float = 8.0, threads: Optional[int] = None, quiet: bool = False,
           num_perm: int = 128, bands: Optional[int] = None, rows: Optional[int] = None,
           recall_sample: int = 500, seed: int = 0, shard_rows: Optional[int] = None, resume: bool = False,
-          command: Optional[str] = None) -> str:
+          ray_address: Optional[str] = None, command: Optional[str] = None) -> str:
     """Mines strong and weak positives and writes them to ``out``; returns ``out``.
 
     Keyword names are the CLI flags with underscores. With ``input=None`` the built-in demo log is used.
@@ -132,6 +132,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
     shard_rows = DEFAULT_SHARD_ROWS if shard_rows is None else shard_rows
     if not isinstance(shard_rows, (int, np.integer)) or shard_rows < 1:
         raise InputError(f"--shard-rows must be a positive integer, got {shard_rows}")
+    if engine == "ray" and method != "exact":
+        raise InputError("--engine ray runs --method exact; approximate builds run on --engine local")
     if method == "minhash" and sel.mode == "alpha_global":
         raise InputError("--alpha-scope global needs every pair's score: use --method exact")
     be = get_backend(backend)
@@ -183,6 +185,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
     fingerprint = hashlib.sha256(json.dumps({"input": input_info, "params": params, "version": __version__},
                                             sort_keys=True, default=str).encode()).hexdigest()
     partial = _open_partial(out, fingerprint, ranges, resume)
+    runner = None
     try:
         write_t = 0.0
         t = time.perf_counter()
@@ -194,9 +197,15 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         strong_off, strong_nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
         timings["strong"] = time.perf_counter() - t
         t = time.perf_counter()
+        if engine == "ray":
+            from .engines.ray_ import RayRunner
+
+            thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n)
+            runner = RayRunner(features, plan, sel, be.name, thr, ray_address)
         if len(ranges) == 1:
-            weak = _mine_all(features, plan, sel, be, method, seqs, progress, max_output_gb,
-                             (num_perm, bands, rows, seed, recall_sample))
+            weak = runner.mine(0, seqs.n) if runner else \
+                _mine_all(features, plan, sel, be, method, seqs, progress, max_output_gb,
+                          (num_perm, bands, rows, seed, recall_sample))
             timings["score"] = time.perf_counter() - t
             t = time.perf_counter()
             write_table(os.path.join(partial, "weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
@@ -213,7 +222,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             else:
                 thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n)
             kept_weak, shard_write = _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_off,
-                                                  strong_nbr, progress)
+                                                  strong_nbr, progress, runner)
             write_t += shard_write
             timings["score"] = time.perf_counter() - t - shard_write
             shards = [{"rows": [lo, hi], "weak": f"weak-{s_:05d}.arrow", "strong": f"strong-{s_:05d}.arrow"}
@@ -243,6 +252,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             "method": method,
             "backend": be.name,
             "engine": engine,
+            "ray": {"tasks": runner.tasks, "task_rows": runner.task_rows} if runner else None,
             "recall": stats.get("recall"),
             "approximate": {k_: v for k_, v in stats.items() if k_ != "recall"} or None,
             "shards": shards,
@@ -260,6 +270,9 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
     except InputError:
         shutil.rmtree(partial, ignore_errors=True)  # bad input leaves nothing behind
         raise
+    finally:
+        if runner is not None:
+            runner.close()
     return out
 
 
@@ -313,7 +326,8 @@ def _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, 
     return thr
 
 
-def _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_off, strong_nbr, progress):
+def _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_off, strong_nbr, progress,
+                 runner=None):
     """Mines (or slices from ``whole``) and writes every shard not already complete in ``partial``; returns
     (weak entries, seconds spent writing)."""
     kept, write_t = 0, 0.0
@@ -329,6 +343,8 @@ def _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_of
             if whole is not None:
                 a, b = whole.offsets[lo], whole.offsets[hi]
                 w = WeakResult(whole.offsets[lo:hi + 1] - a, whole.neighbors[a:b], whole.scores[a:b])
+            elif runner is not None:
+                w = runner.mine(lo, hi)
             else:
                 w = mine_weak_range(features, plan, sel, be, lo, hi, thr)
             kept += len(w.neighbors)

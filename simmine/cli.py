@@ -66,7 +66,8 @@ def _add_build(sub) -> None:
                      help="anchors whose recall against exact search is estimated (default 500)")
     run.add_argument("--seed", type=_int, default=0)
     run.add_argument("--backend", default=None, help="auto|cpp|numba|python (default: $SIMMINE_BACKEND or auto)")
-    run.add_argument("--engine", default="local")
+    run.add_argument("--engine", default="local", help="local | ray")
+    run.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
     run.add_argument("--threads", type=_int, default=None)
     p.add_argument("--out", default="simmine-out")
     p.add_argument("--shard-rows", type=_int, default=None,
@@ -126,7 +127,7 @@ def _run_build(args) -> int:
                 item_col=args.item_col, time_col=args.time_col, max_output_gb=args.max_output_gb,
                 threads=args.threads, quiet=args.quiet, num_perm=args.num_perm, bands=args.bands,
                 rows=args.rows, recall_sample=args.recall_sample, seed=args.seed, shard_rows=args.shard_rows,
-                resume=args.resume, command=command)
+                resume=args.resume, ray_address=args.ray_address, command=command)
     if not args.quiet:
         from .report import summary_lines
 
