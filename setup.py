@@ -10,8 +10,11 @@ Environment flags:
 import os
 import sys
 
+import shutil
+
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 
 def _flag(name: str) -> bool:
@@ -28,6 +31,16 @@ class OptionalBuildExt(build_ext):
             if _flag("SIMMINE_REQUIRE_CPP"):
                 raise
             sys.stderr.write(f"WARNING: simmine C++ core not built ({exc}); the numba/python backends remain.\n")
+
+
+class BuildPyWithKernelHeader(build_py):
+    """Ships csrc/metrics.hpp beside the CUDA kernels, which include it when CuPy compiles them at run time."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "simmine", "backends", "kernels")
+        os.makedirs(target, exist_ok=True)
+        shutil.copy(os.path.join("csrc", "metrics.hpp"), os.path.join(target, "metrics.hpp"))
 
 
 def _extensions():
@@ -55,4 +68,4 @@ def _extensions():
     ]
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithKernelHeader})

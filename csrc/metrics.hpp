@@ -2,7 +2,14 @@
 // Every function is host+device (SIMMINE_HD) and computes in double, rounding to float32 once at the end,
 // so all backends produce bit-identical scores from the same prepared inputs.
 #pragma once
+#if defined(__CUDACC_RTC__)  // NVRTC has no standard headers
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+#else
 #include <cstdint>
+#endif
 
 #if defined(__CUDACC__)
 #define SIMMINE_HD __host__ __device__ __forceinline__

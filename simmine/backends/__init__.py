@@ -2,8 +2,8 @@
 
 Each has ``name``, ``available()``, ``select(tile, rows, k_row, min_score) -> (counts, cols, scores)``,
 ``pairs(tile, rows, min_score) -> (rows, cols, scores)`` (each unordered pair j > i once) and
-``histogram(tile, rows, prefix) -> int64[65536]``. ``auto`` takes the fastest available: cpp, numba,
-python. A backend asked for by name that cannot run here raises; there is no silent fallback.
+``histogram(tile, rows, prefix) -> int64[65536]``, ``score_pairs`` and ``minhash``. ``auto`` takes the
+fastest available: cuda (a usable GPU with CuPy), cpp, numba, python. A backend asked for by name that cannot run here raises; there is no silent fallback.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from types import ModuleType
 
 from ..errors import BackendUnavailable, InputError
 
-BACKENDS = ("cpp", "numba", "python")  # fastest first
+BACKENDS = ("cuda", "cpp", "numba", "python")  # fastest first
 
 
 def _module(name: str) -> ModuleType:
@@ -23,8 +23,7 @@ def _module(name: str) -> ModuleType:
     elif name == "python":
         from . import reference as mod
     elif name == "cuda":
-        raise BackendUnavailable("backend 'cuda' is not available in this build "
-                                 f"(available: {', '.join(available_backends())})")
+        from . import cuda as mod
     else:
         raise InputError(f"unknown backend '{name}' (choose from auto, {', '.join(BACKENDS)})")
     return mod
@@ -56,7 +55,7 @@ def get_backend(name: str | None = None) -> ModuleType:
 
 def set_num_threads(n: int) -> None:
     """Threads for the native backends (OpenMP and Numba)."""
-    for name in ("cpp", "numba"):
+    for name in ("cpp", "numba"):  # the GPU backend has no CPU thread pool
         mod = _module(name)
         if mod.available():
             mod.set_num_threads(n)
