@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -17,6 +18,15 @@
 #include "topk.hpp"
 
 namespace simmine {
+
+// The rows of a posting list that are >= j_min (lists are ascending): [first, last).
+inline std::pair<const int32_t*, const int32_t*> postings_from(const int64_t* pptr, const int32_t* prow, int32_t code,
+                                                               int64_t j_min) {
+    const int32_t* first = prow + pptr[code];
+    const int32_t* last = prow + pptr[code + 1];
+    if (j_min > 0) first = std::lower_bound(first, last, static_cast<int32_t>(j_min));
+    return {first, last};
+}
 
 // A pair whose score is provably below floor · (1 − 1e-6) is skipped before the exact float32 test.
 constexpr double kBelow = 1.0 - 1e-6;
@@ -78,9 +88,7 @@ struct SetScorer {
         const bool dense = dense_words > 0;
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
             if (dense && dense_code[idx[p]]) continue;
-            const int32_t* first = prow + pptr[idx[p]];
-            const int32_t* last = prow + pptr[idx[p] + 1];
-            if (j_min > 0) first = std::lower_bound(first, last, static_cast<int32_t>(j_min));
+            const auto [first, last] = postings_from(pptr, prow, idx[p], j_min);
             for (const int32_t* q = first; q < last; ++q) {
                 if (sc.acc[*q]++ == 0 && !dense) sc.touched.push_back(*q);
             }
@@ -129,9 +137,7 @@ struct PrefixSetScorer {
     template <class Sink>
     void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
         for (int64_t p = fptr[i]; p < fptr[i + 1]; ++p) {
-            const int32_t* first = prow + pptr[franks[p]];
-            const int32_t* last = prow + pptr[franks[p] + 1];
-            if (j_min > 0) first = std::lower_bound(first, last, static_cast<int32_t>(j_min));
+            const auto [first, last] = postings_from(pptr, prow, franks[p], j_min);
             for (const int32_t* q = first; q < last; ++q) {
                 if (!sc.mark[*q]) { sc.mark[*q] = 1; sc.touched.push_back(*q); }
             }
@@ -193,18 +199,21 @@ struct CosineScorer {
         else accumulate(i, j_min, sc, sink);
     }
 
+    // acc[j] += wi · w_j(v) for the rows j >= j_min holding code v.
+    void add_postings(int32_t v, double wi, int64_t j_min, Scratch& sc) const {
+        const auto [first, last] = postings_from(pptr, prow, v, j_min);
+        const double* weight = pw + (first - prow);
+        for (const int32_t* q = first; q < last; ++q, ++weight) {
+            const int32_t j = *q;
+            if (!sc.mark[j]) { sc.mark[j] = 1; sc.touched.push_back(j); }
+            sc.acc[j] += wi * *weight;
+        }
+    }
+
     template <class Sink>
     void accumulate(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
-            const double wi = w[p];
-            int64_t q = pptr[idx[p]];
-            const int64_t q_end = pptr[idx[p] + 1];
-            if (j_min > 0) q = std::lower_bound(prow + q, prow + q_end, static_cast<int32_t>(j_min)) - prow;
-            for (; q < q_end; ++q) {
-                const int32_t j = prow[q];
-                if (!sc.mark[j]) { sc.mark[j] = 1; sc.touched.push_back(j); }
-                sc.acc[j] += wi * pw[q];
-            }
+            add_postings(idx[p], w[p], j_min, sc);
         }
         for (int32_t j : sc.touched) {
             const double dot = sc.acc[j];
@@ -241,16 +250,7 @@ struct CosineScorer {
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
             const int32_t v = idx[p];
             sc.table[v] = w[p];
-            if (heavy[v]) continue;
-            const double wi = w[p];
-            int64_t q = pptr[v];
-            const int64_t q_end = pptr[v + 1];
-            if (j_min > 0) q = std::lower_bound(prow + q, prow + q_end, static_cast<int32_t>(j_min)) - prow;
-            for (; q < q_end; ++q) {
-                const int32_t j = prow[q];
-                if (!sc.mark[j]) { sc.mark[j] = 1; sc.touched.push_back(j); }
-                sc.acc[j] += wi * pw[q];
-            }
+            if (!heavy[v]) add_postings(v, w[p], j_min, sc);
         }
         const double hi = heavy_norm[i] * (1.0 + 1e-9);
         sc.cands.clear();
@@ -341,13 +341,11 @@ struct EditScorer {
     void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
         for (int64_t p = mptr[i]; p < mptr[i + 1]; ++p) {
             const int32_t ci = mcnt[p];
-            int64_t q = pptr[mcode[p]];
-            const int64_t q_end = pptr[mcode[p] + 1];
-            if (j_min > 0) q = std::lower_bound(prow + q, prow + q_end, static_cast<int32_t>(j_min)) - prow;
-            for (; q < q_end; ++q) {
-                const int32_t j = prow[q];
-                if (sc.acc[j] == 0) sc.touched.push_back(j);
-                sc.acc[j] += std::min(ci, pcnt[q]);
+            const auto [first, last] = postings_from(pptr, prow, mcode[p], j_min);
+            const int32_t* count = pcnt + (first - prow);
+            for (const int32_t* q = first; q < last; ++q, ++count) {
+                if (sc.acc[*q] == 0) sc.touched.push_back(*q);
+                sc.acc[*q] += std::min(ci, *count);
             }
         }
         const int32_t* a = idx + indptr[i];

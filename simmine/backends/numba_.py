@@ -161,6 +161,13 @@ if numba is not None:
             out_score[t] = cs[sel[t]]
         return len(sel)
 
+    @njit(cache=True, nogil=True)
+    def _scratch(kind, n, vocab, max_len):
+        """One thread's O(n) scratch: accumulators, touched list, Myers table, DP row, candidates."""
+        return (np.zeros(n, np.int32), np.zeros(n if kind == KIND_COSINE else 1, np.float64),
+                np.empty(n, np.int32), np.zeros(vocab if kind == KIND_EDIT else 1, np.uint64),
+                np.empty(max_len + 1, np.int64), np.empty(n, np.int32), np.empty(n, np.float32))
+
     @njit(cache=True, parallel=True)
     def _select(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len,
                 rows, out_off, min_score, nchunks, out_col, out_score, out_count):
@@ -169,13 +176,7 @@ if numba is not None:
         for c in prange(nchunks):
             lo = c * nrows // nchunks
             hi = (c + 1) * nrows // nchunks
-            acc_i = np.zeros(n, np.int32)
-            acc_f = np.zeros(n if kind == KIND_COSINE else 1, np.float64)
-            touched = np.empty(n, np.int32)
-            peq = np.zeros(vocab if kind == KIND_EDIT else 1, np.uint64)
-            dprow = np.empty(max_len + 1, np.int64)
-            cand_j = np.empty(n, np.int32)
-            cand_s = np.empty(n, np.float32)
+            acc_i, acc_f, touched, peq, dprow, cand_j, cand_s = _scratch(kind, n, vocab, max_len)
             for r in range(lo, hi):
                 m = _score_row(kind, rows[r], 0, indptr, idx, w, norms, pptr, prow, pw,
                                acc_i, acc_f, touched, peq, dprow, cand_j, cand_s)
@@ -197,13 +198,7 @@ if numba is not None:
         for c in prange(nchunks):
             lo = c * nrows // nchunks
             hi = (c + 1) * nrows // nchunks
-            acc_i = np.zeros(n, np.int32)
-            acc_f = np.zeros(n if kind == KIND_COSINE else 1, np.float64)
-            touched = np.empty(n, np.int32)
-            peq = np.zeros(vocab if kind == KIND_EDIT else 1, np.uint64)
-            dprow = np.empty(max_len + 1, np.int64)
-            cand_j = np.empty(n, np.int32)
-            cand_s = np.empty(n, np.float32)
+            acc_i, acc_f, touched, peq, dprow, cand_j, cand_s = _scratch(kind, n, vocab, max_len)
             for r in range(lo, hi):
                 i = rows[r]
                 m = _score_row(kind, i, i + 1, indptr, idx, w, norms, pptr, prow, pw,

@@ -52,6 +52,23 @@ class WeakResult:
     stats: dict = field(default_factory=dict)
 
 
+def _tile_blocks(features: Features, plan: Plan, progress, label: str, total_rows: int):
+    """(members, tile, local rows) for every bucket of two or more anchors, MAX_BLOCK_ROWS rows at a time,
+    ticking the progress bar."""
+    tick = progress(label, total_rows) if progress else None
+    for members in plan.members:
+        if len(members) < 2:
+            continue
+        tile = features.tile(members)
+        for lo in range(0, len(members), MAX_BLOCK_ROWS):
+            hi = min(lo + MAX_BLOCK_ROWS, len(members))
+            yield members, tile, np.arange(lo, hi, dtype=np.int64)
+            if tick:
+                tick(hi - lo)
+    if tick:
+        tick(0, done=True)
+
+
 def _blocks(k_rows: np.ndarray):
     """Row ranges whose summed capacity stays under BLOCK_ENTRIES (at least one row each)."""
     start, n = 0, len(k_rows)
@@ -112,21 +129,11 @@ def _mine_threshold(features, plan, min_score, cap, backend, progress, total_row
     """Every pair with s >= min_score (and s > 0), both ways, each anchor's list sorted and capped."""
     n = features.n
     heads, tails, scores = [], [], []
-    tick = progress("score", total_rows) if progress else None
-    for members in plan.members:
-        if len(members) < 2:
-            continue
-        tile = features.tile(members)
-        for lo in range(0, len(members), MAX_BLOCK_ROWS):
-            hi = min(lo + MAX_BLOCK_ROWS, len(members))
-            r, c, s = backend.pairs(tile, np.arange(lo, hi, dtype=np.int64), min_score)
-            heads.append(members[r])
-            tails.append(members[c])
-            scores.append(s)
-            if tick:
-                tick(hi - lo)
-    if tick:
-        tick(0, done=True)
+    for members, tile, rows in _tile_blocks(features, plan, progress, "score", total_rows):
+        r, c, s = backend.pairs(tile, rows, min_score)
+        heads.append(members[r])
+        tails.append(members[c])
+        scores.append(s)
     i = np.concatenate(heads) if heads else np.zeros(0, np.int64)
     j = np.concatenate(tails) if tails else np.zeros(0, np.int64)
     s = np.concatenate(scores) if scores else np.zeros(0, np.float32)
@@ -210,18 +217,8 @@ def global_threshold_of(features: Features, plan: Plan, sel: Selection, backend,
 def _global_threshold(features, plan, sel, backend, progress, total_rows) -> GlobalThreshold:
     def hist_pass(prefix: int, label: str):
         hist = np.zeros(HIST_BINS, dtype=np.int64)
-        tick = progress(label, total_rows) if progress else None
-        for members in plan.members:
-            if len(members) < 2:
-                continue
-            tile = features.tile(members)
-            for lo in range(0, len(members), MAX_BLOCK_ROWS):
-                hi = min(lo + MAX_BLOCK_ROWS, len(members))
-                hist += backend.histogram(tile, np.arange(lo, hi, dtype=np.int64), prefix)
-                if tick:
-                    tick(hi - lo)
-        if tick:
-            tick(0, done=True)
+        for _, tile, rows in _tile_blocks(features, plan, progress, label, total_rows):
+            hist += backend.histogram(tile, rows, prefix)
         return hist
 
     high = hist_pass(-1, "threshold")
