@@ -237,9 +237,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         manifest = {
             "format_version": FORMAT_VERSION,
             "simmine_version": __version__,
-            "command": command if command is not None else _api_command(locals_for_command(
-                input, out, m.name, sel, alpha_scope, method, be.name, engine, buckets, split, max_len,
-                compare, ngram_n)),
+            "command": command if command is not None else _api_command(input, out, params),
             "input": input_info,
             "params": params,
             "n_anchors": seqs.n,
@@ -362,21 +360,7 @@ def _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_of
     return kept, write_t
 
 
-def locals_for_command(input, out, metric, sel, alpha_scope, method, backend, engine, buckets, split, max_len,
-                       compare, ngram_n) -> dict:
-    args = {"input": input, "out": out, "metric": metric, "method": method, "backend": backend,
-            "engine": engine, "split": split, "max_len": max_len, "compare": compare}
-    for key in ("alpha", "k", "min_sim", "max_per_anchor"):
-        if getattr(sel, key) is not None:
-            args[key] = getattr(sel, key)
-    if sel.alpha is not None:
-        args["alpha_scope"] = alpha_scope
-    if buckets:
-        args["bucket_by"] = ",".join(buckets)
-    if metric == "ngram":
-        args["ngram_n"] = ngram_n
-    return args
-
-
-def _api_command(args: dict) -> str:
+def _api_command(input, out, params: dict) -> str:
+    """The call that made a build, for the manifest (its parameters with their values)."""
+    args = {"input": input, "out": out, **{k: v for k, v in params.items() if v is not None and k != "selection"}}
     return "simmine.build(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
