@@ -28,6 +28,22 @@ inline std::pair<const int32_t*, const int32_t*> postings_from(const int64_t* pp
     return {first, last};
 }
 
+// OpenMP's team size and this thread's number (1 and 0 when built without OpenMP).
+inline int max_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+inline int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 // A pair whose score is provably below floor · (1 − 1e-6) is skipped before the exact float32 test.
 constexpr double kBelow = 1.0 - 1e-6;
 
@@ -404,10 +420,7 @@ struct BlockOutput {
 template <class Scorer>
 void select_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, const int64_t* k_row, float min_score,
                   BlockOutput& out) {
-    int nthreads = 1;
-#ifdef _OPENMP
-    nthreads = omp_get_max_threads();
-#endif
+    const int nthreads = max_threads();
     out.cols.assign(nthreads, {});
     out.scores.assign(nthreads, {});
     out.thread_of.assign(nrows, 0);
@@ -415,10 +428,7 @@ void select_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, cons
     out.count.assign(nrows, 0);
 #pragma omp parallel
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = thread_id();
         typename Scorer::Scratch scratch(scorer);
         BestK best;
         std::vector<int32_t>& cols = out.cols[tid];
@@ -464,19 +474,13 @@ template <class Scorer>
 void pairs_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, float min_score,
                  std::vector<std::vector<int32_t>>& out_rows, std::vector<std::vector<int32_t>>& out_cols,
                  std::vector<std::vector<float>>& out_scores) {
-    int nthreads = 1;
-#ifdef _OPENMP
-    nthreads = omp_get_max_threads();
-#endif
+    const int nthreads = max_threads();
     out_rows.assign(nthreads, {});
     out_cols.assign(nthreads, {});
     out_scores.assign(nthreads, {});
 #pragma omp parallel
     {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
+        const int tid = thread_id();
         typename Scorer::Scratch scratch(scorer);
         PairSink sink{min_score, 0, &out_rows[tid], &out_cols[tid], &out_scores[tid]};
 #pragma omp for schedule(dynamic, 4)
