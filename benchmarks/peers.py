@@ -5,7 +5,6 @@ Every function returns per-anchor (neighbours, scores) lists or a pair set, in s
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np

@@ -6,25 +6,24 @@ import json
 import os
 import shutil
 import signal
-import sys
 import time
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import __version__
-from .backends import get_backend, set_num_threads
 import pyarrow as pa
 
-from .engines.local import (WeakResult, global_threshold_of, make_plan, mine_weak, mine_weak_range, strong_entries,
-                            strong_positives)
-from .select import GlobalThreshold
+from . import __version__
+from .approx.minhash import MinHashParams, mine_minhash
+from .backends import get_backend, set_num_threads
+from .engines.local import (WeakResult, check_threshold_output, global_threshold_of, make_plan, mine_weak,
+                            mine_weak_range, select_anchors, strong_entries, strong_positives)
 from .errors import InputError
 from .io import (FORMAT_VERSION, sequences_table, sha256_file, strong_table, weak_table, write_json,
                  write_table)
 from .metrics import Features, prepare_features, resolve_metric
 from .progress import make_progress
-from .select import Selection, check_output_size, k_per_anchor, make_selection
+from .select import GlobalThreshold, Selection, ceil_fraction, check_output_size, k_per_anchor, make_selection
 from .sequences import Log, SequenceSet, build_sequences, read_log
 
 METHODS = ("exact", "minhash")
@@ -61,32 +60,23 @@ def _estimate_bytes(seqs: SequenceSet, features: Features, plan, sel: Selection,
     if sel.mode in ("alpha", "k"):
         weak = int(k.sum())
     elif sel.mode == "alpha_global":
-        from .select import ceil_fraction
-
         weak = min(2 * ceil_fraction(sel.alpha, plan.compared_pairs), int(k.sum()))
     else:
-        weak = _sampled_min_sim_entries(features, plan, sel, backend, k)
+        weak = _sampled_min_sim_entries(features, plan, sel, backend)
     strong = strong_entries(seqs.target_codes, seqs.bucket_codes)
     history = int(seqs.indptr[-1]) * 8
     return weak * BYTES_PER_WEAK + strong * BYTES_PER_STRONG + history + 32 * n
 
 
-def _sampled_min_sim_entries(features, plan, sel, backend, k) -> int:
-    rng = np.random.default_rng(0)
-    n = features.n
-    big = [m for m in plan.members if len(m) > 1]
-    if not big:
+def _sampled_min_sim_entries(features, plan, sel, backend) -> int:
+    """Weak entries of a min-sim build, extrapolated from ESTIMATE_SAMPLE anchors selected exactly."""
+    comparable = np.flatnonzero(plan.bucket_size > 1)
+    if not len(comparable):
         return 0
-    sample = np.sort(rng.choice(n, size=min(n, ESTIMATE_SAMPLE), replace=False))
-    total, seen = 0, 0
-    for members in big:
-        local = np.flatnonzero(np.isin(members, sample))
-        if not len(local):
-            continue
-        c, _, _ = backend.select(features.tile(members), local.astype(np.int64), k[members[local]], sel.min_sim)
-        total += int(c.sum())
-        seen += len(local)
-    return int(round(total / max(seen, 1) * sum(len(m) for m in big)))
+    rng = np.random.default_rng(0)
+    sample = rng.choice(comparable, size=min(len(comparable), ESTIMATE_SAMPLE), replace=False)
+    lists = select_anchors(features, plan, sel, backend, sample)
+    return int(round(sum(len(nbrs) for nbrs, _ in lists.values()) / len(sample) * len(comparable)))
 
 
 def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "jaccard",
@@ -197,15 +187,18 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         strong_off, strong_nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
         timings["strong"] = time.perf_counter() - t
         t = time.perf_counter()
+        mh = MinHashParams(num_perm, bands, rows, seed, recall_sample)
+        sharded = len(ranges) > 1
+        # exact mining by anchor range (shards, Ray tasks) needs global alpha's τ before it starts
+        thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n) \
+            if method == "exact" and (sharded or engine == "ray") else None
         if engine == "ray":
             from .engines.ray_ import RayRunner
 
-            thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n)
             runner = RayRunner(features, plan, sel, be.name, thr, ray_address)
-        if len(ranges) == 1:
+        if not sharded:
             weak = runner.mine(0, seqs.n) if runner else \
-                _mine_all(features, plan, sel, be, method, seqs, progress, max_output_gb,
-                          (num_perm, bands, rows, seed, recall_sample))
+                _mine_all(features, plan, sel, be, method, seqs.bucket_codes, progress, max_output_gb, mh)
             timings["score"] = time.perf_counter() - t
             t = time.perf_counter()
             write_table(os.path.join(partial, "weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
@@ -214,13 +207,10 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             shards, thr, stats = None, weak.threshold, weak.stats
             kept_weak = int(len(weak.neighbors))
         else:
-            whole, thr, stats = None, None, {}
-            if method != "exact":  # approximate candidates come from the whole build: mine once, write slices
-                whole = _mine_all(features, plan, sel, be, method, seqs, progress, max_output_gb,
-                                  (num_perm, bands, rows, seed, recall_sample))
-                stats = whole.stats
-            else:
-                thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n)
+            whole = None  # approximate candidates come from the whole build: mine once, write slices
+            if method != "exact":
+                whole = _mine_all(features, plan, sel, be, method, seqs.bucket_codes, progress, max_output_gb, mh)
+            stats = whole.stats if whole is not None else {}
             kept_weak, shard_write = _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_off,
                                                   strong_nbr, progress, runner)
             write_t += shard_write
@@ -296,12 +286,9 @@ def _open_partial(out: str, fingerprint: str, ranges, resume: bool) -> str:
     return partial
 
 
-def _mine_all(features, plan, sel, be, method, seqs, progress, max_output_gb, mh):
+def _mine_all(features, plan, sel, be, method, bucket_codes, progress, max_output_gb, mh: MinHashParams):
     if method == "minhash":
-        from .approx.minhash import MinHashParams, mine_minhash
-
-        return mine_minhash(features, plan, sel, be, seqs.bucket_codes, MinHashParams(mh[0], mh[1], mh[2], mh[3],
-                                                                                       mh[4]), progress)
+        return mine_minhash(features, plan, sel, be, bucket_codes, mh, progress)
     return mine_weak(features, plan, sel, be, progress, max_output_gb)
 
 
@@ -317,10 +304,7 @@ def _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, 
         state["threshold"] = {"tau": thr.tau, "rank": thr.rank, "pairs_at_or_above": thr.pairs_at_or_above}
         write_json(plan_path, state)
     thr = GlobalThreshold(**state["threshold"])
-    kept = 2 * thr.pairs_at_or_above if thr.tau is not None else 0
-    if sel.max_per_anchor is not None:
-        kept = min(kept, n * sel.max_per_anchor)
-    check_output_size(kept * 8, max_output_gb, "exact, now that the threshold is known")
+    check_threshold_output(thr, sel, n, max_output_gb)
     return thr
 
 

@@ -16,7 +16,6 @@ import pyarrow as pa
 from .errors import InputError
 
 FORMAT_VERSION = 1
-TABLES = ("sequences", "weak", "strong")
 ROWS_PER_BATCH = 1 << 20
 
 

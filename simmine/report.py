@@ -128,10 +128,10 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     """Problems found in a build (empty: it verifies): checksums, row counts, and a seeded sample of anchors
     recomputed with the reference backend, weak and strong."""
     from .backends import reference
-    from .engines.local import make_plan
+    from .engines.local import make_plan, select_anchors
     from .io import Positives
     from .metrics import prepare_features, resolve_metric
-    from .select import k_per_anchor, make_selection, min_score_of
+    from .select import GlobalThreshold, make_selection
 
     m = read_manifest(out)
     problems = []
@@ -155,28 +155,15 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     features = prepare_features(seqs, resolve_metric(p["metric"]), p["ngram_n"] or 2)
     plan = make_plan(seqs.n, seqs.bucket_codes)
     sel = make_selection(p["alpha"], p["alpha_scope"] or "anchor", p["k"], p["min_sim"], p["max_per_anchor"])
-    k_all = k_per_anchor(sel, plan.bucket_size)
-    min_score = min_score_of(sel)
-    if sel.mode == "alpha_global":
-        if m["tau"] is None:
-            k_all[:] = 0
-        else:
-            min_score = m["tau"]
-    bucket_of = np.zeros(seqs.n, dtype=np.int64)
-    for b, members in enumerate(plan.members):
-        bucket_of[members] = b
-    pos = Positives(out)
+    threshold = GlobalThreshold(m["tau"], 0, 0) if sel.mode == "alpha_global" else None
     rng = np.random.default_rng(seed)
     anchors = np.sort(rng.choice(seqs.n, size=min(sample, seqs.n), replace=False))
-    tiles = {}
+    want = select_anchors(features, plan, sel, reference, anchors, threshold)
+    bucket = seqs.bucket_codes if seqs.bucket_codes is not None else np.zeros(seqs.n, dtype=np.int32)
+    pos = Positives(out)
     for i in anchors.tolist():
-        b = int(bucket_of[i])
-        members = plan.members[b]
-        local = int(np.searchsorted(members, i))
-        if b not in tiles:
-            tiles[b] = features.tile(members)
-        _, cols, scores = reference.select(tiles[b], np.array([local]), k_all[[i]], min_score)
-        want_n = members[cols].astype(np.uint32)
+        want_n, scores = want[i]
+        want_n = want_n.astype(np.uint32)
         got_n, got_s = pos.weak(i)
         weak_file, strong_file = _file_of(m, i)
         if len(got_n) != len(want_n) or not np.array_equal(got_n, want_n):
@@ -184,7 +171,8 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
                             f"(stored {got_n[:5].tolist()}..., expected {want_n[:5].tolist()}...)")
         elif not np.allclose(got_s, scores, rtol=0, atol=1e-6):
             problems.append(f"{weak_file}: anchor {i}: scores differ from the reference")
-        same = members[(seqs.target_codes[members] == seqs.target_codes[i]) & (members != i)].astype(np.uint32)
+        same = np.flatnonzero((seqs.target_codes == seqs.target_codes[i]) & (bucket == bucket[i]))
+        same = same[same != i].astype(np.uint32)
         if not np.array_equal(pos.strong(i), same):
             problems.append(f"{strong_file}: anchor {i}: strong positives differ from the same-target anchors")
     return problems

@@ -31,10 +31,6 @@ class Selection:
     min_sim: Optional[float] = None
     max_per_anchor: Optional[int] = None
 
-    def describe(self) -> dict:
-        return {"mode": self.mode, "alpha": self.alpha, "k": self.k, "min_sim": self.min_sim,
-                "max_per_anchor": self.max_per_anchor}
-
 
 def make_selection(alpha=None, alpha_scope: str = "anchor", k=None, min_sim=None, max_per_anchor=None) -> Selection:
     """Validates the selection flags; exactly one of alpha, k, min_sim."""

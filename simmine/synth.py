@@ -9,8 +9,6 @@ chunk by chunk: memory is bounded by ``chunk_users``, not by N. Deterministic fo
 from __future__ import annotations
 
 import os
-from typing import Optional
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq

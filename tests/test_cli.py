@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from simmine.cli import main
@@ -49,8 +48,6 @@ def test_verify_catches_corruption(tmp_path):
 
 def test_verify_catches_a_wrong_neighbour(tmp_path):
     """A table rewritten with a wrong neighbour and a matching checksum is caught by recomputation."""
-    import numpy as np
-
     from simmine.io import sha256_file, weak_table, write_table
 
     out = tmp_path / "out"

@@ -25,10 +25,10 @@ from typing import Optional
 
 import numpy as np
 
-from ..engines.local import Plan, WeakResult, assemble_pairs
+from ..engines.local import Plan, WeakResult, assemble_pairs, select_anchors, selection_request
 from ..errors import InputError
 from ..metrics import Features
-from ..select import Selection, k_per_anchor
+from ..select import Selection
 
 WINDOW = 32
 TARGET_PROBABILITY = 0.95
@@ -164,28 +164,6 @@ def _sample_jaccard(sig: np.ndarray, exact: dict) -> float:
     return float(np.percentile(est, 5)) if est else 0.5
 
 
-def exact_sample(features: Features, plan: Plan, sel: Selection, backend, anchors: np.ndarray):
-    """Exact selections of some anchors: {anchor: (neighbors, scores)}."""
-    k_all = k_per_anchor(sel, plan.bucket_size)
-    min_score = sel.min_sim if sel.mode == "min_sim" else 0.0
-    out = {}
-    bucket_of = np.zeros(features.n, dtype=np.int64)
-    for b, members in enumerate(plan.members):
-        bucket_of[members] = b
-    for b in np.unique(bucket_of[anchors]).tolist():
-        members = plan.members[b]
-        mine = anchors[bucket_of[anchors] == b]
-        local = np.searchsorted(members, mine)
-        if len(members) < 2:
-            out.update({int(a): (np.zeros(0, np.int64), np.zeros(0, np.float32)) for a in mine})
-            continue
-        counts, cols, scores = backend.select(features.tile(members), local.astype(np.int64), k_all[mine], min_score)
-        offs = np.concatenate(([0], np.cumsum(counts)))
-        for t, a in enumerate(mine.tolist()):
-            out[a] = (members[cols[offs[t]:offs[t + 1]]], scores[offs[t]:offs[t + 1]])
-    return out
-
-
 def recall_at_k(result: WeakResult, exact: dict) -> float:
     """Share of the exact neighbours found, ties counted by score: an approximate neighbour counts when its
     (exact) score reaches the exact list's lowest score, up to the exact list's length."""
@@ -201,13 +179,12 @@ def recall_at_k(result: WeakResult, exact: dict) -> float:
 
 def mine_minhash(features: Features, plan: Plan, sel: Selection, backend, bucket_codes, params: MinHashParams,
                  progress=None) -> WeakResult:
-    if sel.mode == "alpha_global":
-        raise InputError("--alpha-scope global needs every pair's score: use --method exact")
+    """Weak lists from MinHash candidates re-scored exactly (global alpha is refused by the caller)."""
     n = features.n
+    k_all, min_score = selection_request(sel, plan)
     rng = np.random.default_rng(params.seed)
-    sample = np.sort(rng.choice(n, size=min(n, params.recall_sample), replace=False)) if params.recall_sample else \
-        np.zeros(0, np.int64)
-    exact = exact_sample(features, plan, sel, backend, sample) if len(sample) else {}
+    sample = rng.choice(n, size=min(n, params.recall_sample), replace=False)
+    exact = select_anchors(features, plan, sel, backend, sample)
     sig = backend.minhash(features.indptr, features.indices, params.num_perm, params.seed)
     bands, rows, target = params.bands, params.rows, None
     if bands is None and rows is None and sel.mode == "min_sim":
@@ -224,13 +201,11 @@ def mine_minhash(features: Features, plan: Plan, sel: Selection, backend, bucket
     if banded:
         pairs = candidate_pairs(sig, bucket_codes, bands, rows)
     else:
-        k_max = int(k_per_anchor(sel, plan.bucket_size).max()) if n else 0
+        k_max = int(k_all.max()) if n else 0
         window = int(min(max(2 * k_max, 2 * WINDOW if sel.mode == "min_sim" else WINDOW), 256))
         pairs = forest_pairs(sig, bucket_codes, params.trees, min(params.depth, params.num_perm), window,
                              params.seed)
     i, j, s = score_listed(features, plan, pairs, backend)
-    k_all = k_per_anchor(sel, plan.bucket_size)
-    min_score = sel.min_sim if sel.mode == "min_sim" else 0.0
     result = assemble_pairs(n, i, j, s, k_all, min_score, backend)
     result.stats = {"method": "minhash", "num_perm": params.num_perm, "seed": params.seed,
                     "candidate_pairs": int(len(pairs))}

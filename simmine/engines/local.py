@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..metrics import Features
-from ..select import GlobalThreshold, Selection, check_output_size, global_threshold, k_per_anchor
+from ..select import GlobalThreshold, Selection, check_output_size, global_threshold, k_per_anchor, min_score_of
 
 BLOCK_ENTRIES = 1 << 22
 MAX_BLOCK_ROWS = 4096
@@ -52,10 +52,10 @@ class WeakResult:
     stats: dict = field(default_factory=dict)
 
 
-def _tile_blocks(features: Features, plan: Plan, progress, label: str, total_rows: int):
+def _tile_blocks(features: Features, plan: Plan, progress, label: str):
     """(members, tile, local rows) for every bucket of two or more anchors, MAX_BLOCK_ROWS rows at a time,
     ticking the progress bar."""
-    tick = progress(label, total_rows) if progress else None
+    tick = progress(label, _rows_in_buckets(plan, 0, features.n)) if progress else None
     for members in plan.members:
         if len(members) < 2:
             continue
@@ -88,48 +88,65 @@ def mine_weak(features: Features, plan: Plan, sel: Selection, backend, progress:
     each unordered pair once through ``backend.pairs`` and keep it both ways.
     """
     n = features.n
-    total_rows = sum(len(m) for m in plan.members if len(m) > 1)
     if sel.mode == "alpha_global":
-        threshold = _global_threshold(features, plan, sel, backend, progress, total_rows)
+        threshold = global_threshold_of(features, plan, sel, backend, progress)
         if threshold.tau is None:
             empty = np.zeros(0, dtype=np.uint32)
             return WeakResult(np.zeros(n + 1, dtype=np.int64), empty, empty.astype(np.float32), threshold)
-        kept = 2 * threshold.pairs_at_or_above
-        if sel.max_per_anchor is not None:
-            kept = min(kept, n * sel.max_per_anchor)
-        check_output_size(kept * 8, max_output_gb, "exact, now that the threshold is known")
-        return _mine_threshold(features, plan, threshold.tau, sel.max_per_anchor, backend, progress,
-                               total_rows, threshold)
+        check_threshold_output(threshold, sel, n, max_output_gb)
+        return _mine_threshold(features, plan, threshold.tau, sel.max_per_anchor, backend, progress, threshold)
     if sel.mode == "min_sim":
-        return _mine_threshold(features, plan, sel.min_sim, sel.max_per_anchor, backend, progress, total_rows)
+        return _mine_threshold(features, plan, sel.min_sim, sel.max_per_anchor, backend, progress)
+    return mine_weak_range(features, plan, sel, backend, 0, n, progress=progress)
+
+
+def _rows_in_buckets(plan: Plan, lo: int, hi: int) -> int:
+    """Anchors lo..hi-1 that have a bucket to be compared in (two anchors or more)."""
+    return int(np.count_nonzero(plan.bucket_size[lo:hi] > 1))
+
+
+def check_threshold_output(threshold: GlobalThreshold, sel: Selection, n: int, max_output_gb: float) -> None:
+    """Global alpha's output size is exact once τ is known: refuse it past --max-output-gb."""
+    kept = 2 * threshold.pairs_at_or_above if threshold.tau is not None else 0
+    if sel.max_per_anchor is not None:
+        kept = min(kept, n * sel.max_per_anchor)
+    check_output_size(kept * 8, max_output_gb, "exact, now that the threshold is known")
+
+
+def selection_request(sel: Selection, plan: Plan, threshold: Optional[GlobalThreshold] = None):
+    """(k per anchor, score floor) of an exact per-anchor selection; global alpha needs its threshold."""
     k_all = k_per_anchor(sel, plan.bucket_size)
-    counts = np.zeros(n, dtype=np.int64)
-    chunks = []
-    tick = progress("score", total_rows) if progress else None
+    if sel.mode != "alpha_global":
+        return k_all, min_score_of(sel)
+    if threshold is None:
+        raise ValueError("global alpha: compute the threshold before selecting per anchor")
+    if threshold.tau is None:
+        return np.zeros_like(k_all), 0.0
+    return k_all, threshold.tau
+
+
+def select_anchors(features: Features, plan: Plan, sel: Selection, backend, anchors,
+                   threshold: Optional[GlobalThreshold] = None) -> dict:
+    """Exact selections of some anchors, each against its whole bucket: {anchor: (neighbors, scores)}."""
+    k_all, min_score = selection_request(sel, plan, threshold)
+    anchors = np.unique(np.asarray(anchors, dtype=np.int64))
+    out = {int(a): (np.zeros(0, np.int64), np.zeros(0, np.float32)) for a in anchors.tolist()}
     for members in plan.members:
-        if len(members) < 2:
+        local = np.flatnonzero(np.isin(members, anchors))
+        if not len(local) or len(members) < 2:
             continue
-        tile = features.tile(members)
-        k_rows = k_all[members]
-        for lo, hi in _blocks(np.minimum(k_rows, len(members) - 1)):
-            if k_rows[lo:hi].any():
-                c, cols, s = backend.select(tile, np.arange(lo, hi, dtype=np.int64), k_rows[lo:hi], 0.0)
-                anchors = members[lo:hi]
-                counts[anchors] = c
-                chunks.append((anchors, c, members[cols].astype(np.uint32), s))
-            if tick:
-                tick(hi - lo)
-    if tick:
-        tick(0, done=True)
-    offsets, neighbors, scores = _assemble(n, counts, chunks)
-    return WeakResult(offsets, neighbors, scores)
+        counts, cols, scores = backend.select(features.tile(members), local, k_all[members[local]], min_score)
+        offs = np.concatenate(([0], np.cumsum(counts)))
+        for t, a in enumerate(members[local].tolist()):
+            out[a] = (members[cols[offs[t]:offs[t + 1]]], scores[offs[t]:offs[t + 1]])
+    return out
 
 
-def _mine_threshold(features, plan, min_score, cap, backend, progress, total_rows, threshold=None) -> WeakResult:
+def _mine_threshold(features, plan, min_score, cap, backend, progress, threshold=None) -> WeakResult:
     """Every pair with s >= min_score (and s > 0), both ways, each anchor's list sorted and capped."""
     n = features.n
     heads, tails, scores = [], [], []
-    for members, tile, rows in _tile_blocks(features, plan, progress, "score", total_rows):
+    for members, tile, rows in _tile_blocks(features, plan, progress, "score"):
         r, c, s = backend.pairs(tile, rows, min_score)
         heads.append(members[r])
         tails.append(members[c])
@@ -171,24 +188,18 @@ def assemble_pairs(n: int, i, j, s, k_per_anchor: Optional[np.ndarray] = None, m
 
 
 def mine_weak_range(features: Features, plan: Plan, sel: Selection, backend, lo: int, hi: int,
-                    threshold: Optional[GlobalThreshold] = None) -> WeakResult:
-    """Weak lists of anchors lo..hi-1 only (one output shard), each anchor selected against its whole bucket.
+                    threshold: Optional[GlobalThreshold] = None, progress: Callable = None) -> WeakResult:
+    """Weak lists of anchors lo..hi-1 (an output shard, or all of them), each selected against its whole
+    bucket in row blocks whose output stays under BLOCK_ENTRIES.
 
     Threshold modes select per anchor here (k = all, s >= threshold) instead of scoring pairs once, so that
     a shard depends on nothing outside its rows; global alpha needs its threshold computed beforehand.
     """
-    if sel.mode == "alpha_global":
-        if threshold is None:
-            raise ValueError("global alpha: compute the threshold before mining a range")
-        min_score = threshold.tau
-    else:
-        min_score = sel.min_sim if sel.mode == "min_sim" else 0.0
-    k_all = k_per_anchor(sel, plan.bucket_size)
-    if sel.mode == "alpha_global" and threshold.tau is None:
-        k_all = np.zeros_like(k_all)
+    k_all, min_score = selection_request(sel, plan, threshold)
     n = features.n
     counts = np.zeros(n, dtype=np.int64)
     chunks = []
+    tick = progress("score", _rows_in_buckets(plan, lo, hi)) if progress else None
     for members in plan.members:
         first, last = np.searchsorted(members, [lo, hi])
         if first == last or len(members) < 2:
@@ -203,21 +214,21 @@ def mine_weak_range(features: Features, plan: Plan, sel: Selection, backend, lo:
                 anchors = members[rows]
                 counts[anchors] = c
                 chunks.append((anchors, c, members[cols].astype(np.uint32), s))
+            if tick:
+                tick(b - a)
+    if tick:
+        tick(0, done=True)
     offsets, neighbors, scores = _assemble(n, counts, chunks)
     start, stop = offsets[lo], offsets[hi]
     return WeakResult(offsets[lo:hi + 1] - start, neighbors[start:stop], scores[start:stop], threshold)
 
 
 def global_threshold_of(features: Features, plan: Plan, sel: Selection, backend, progress=None) -> GlobalThreshold:
-    """τ of a global-alpha selection (two histogram passes)."""
-    return _global_threshold(features, plan, sel, backend, progress,
-                             sum(len(m) for m in plan.members if len(m) > 1))
+    """τ of a global-alpha selection, from two histogram passes over every compared pair."""
 
-
-def _global_threshold(features, plan, sel, backend, progress, total_rows) -> GlobalThreshold:
     def hist_pass(prefix: int, label: str):
         hist = np.zeros(HIST_BINS, dtype=np.int64)
-        for _, tile, rows in _tile_blocks(features, plan, progress, label, total_rows):
+        for _, tile, rows in _tile_blocks(features, plan, progress, label):
             hist += backend.histogram(tile, rows, prefix)
         return hist
 
