@@ -150,9 +150,13 @@ def read_log(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: 
     return log
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _arrow_error(path: str, exc: Exception) -> InputError:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return InputError(f"{path}: {msg}")
+    return InputError(f"{path}: {_first_line(exc)}")
 
 
 def _read_parquet(path: str):
@@ -161,7 +165,7 @@ def _read_parquet(path: str):
     try:
         return pq.read_table(path), 0
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({_arrow_error(path, exc).args[0][len(path) + 2:]})") from None
+        raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
 
 
 def _read_arrow(path: str):
@@ -173,7 +177,7 @@ def _read_arrow(path: str):
                 source.seek(0)
                 return pa.ipc.open_stream(source).read_all(), 0
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a readable Arrow file ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable Arrow file ({_first_line(exc)})") from None
 
 
 def _sniff_delimiter(path: str, default: str) -> str:
@@ -192,13 +196,15 @@ def _read_tsv(path: str):
     return _read_delimited(path, "\t")
 
 
-def _read_delimited(path: str, delimiter: str, column_names=None, column_types=None, data: Optional[bytes] = None):
-    """pyarrow's CSV reader; on a parse error, a second plain scan finds the offending line."""
+def _read_delimited(path: str, delimiter: str, column_names=None, column_types=None, data: Optional[bytes] = None,
+                    skip_rows: int = 0):
+    """pyarrow's CSV reader; on a parse error, a second plain scan finds the offending line. Without
+    column_names the first line is the header; with them, skip_rows leading lines are skipped."""
     import pyarrow.csv as pacsv
 
     header = column_names is None
     source = io.BytesIO(data) if data is not None else path
-    read = pacsv.ReadOptions(column_names=column_names, block_size=1 << 24)
+    read = pacsv.ReadOptions(column_names=column_names, skip_rows=skip_rows, block_size=1 << 24)
     parse = pacsv.ParseOptions(delimiter=delimiter)
     convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
@@ -210,11 +216,11 @@ def _read_delimited(path: str, delimiter: str, column_names=None, column_types=N
             # a column inferred as numbers from the first block holds text later: read every column as text
             names = _header_names(path, delimiter, data) if header else column_names
             types = {n: pa.string() for n in names}
-            return _read_delimited(path, delimiter, column_names, types, data)
+            return _read_delimited(path, delimiter, column_names, types, data, skip_rows)
         raise _locate_bad_line(path, delimiter, header, column_names, data) or _arrow_error(path, exc) from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
-    return table, (2 if header else 1)
+    return table, (2 if header else 1 + skip_rows)
 
 
 def _header_names(path: str, delimiter: str, data: Optional[bytes]):
@@ -251,15 +257,7 @@ def _read_inter(path: str):
         name, _, kind = field.partition(":")
         names.append(name)
         types[name] = pa.float64() if kind == "float" else pa.string()
-    import pyarrow.csv as pacsv
-
-    read = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24)
-    try:
-        table = pacsv.read_csv(path, read_options=read, parse_options=pacsv.ParseOptions(delimiter="\t"),
-                               convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False))
-    except pa.ArrowInvalid as exc:
-        raise _locate_bad_line(path, "\t", True, None, None) or _arrow_error(path, exc) from None
-    return table, 2
+    return _read_delimited(path, "\t", names, types, skip_rows=1)
 
 
 _INT_RE = re.compile(rb"-?[1-9][0-9]{0,17}|0")
