@@ -86,6 +86,12 @@ def read_manifest(out: str) -> dict:
         raise InputError(f"{path}: unreadable manifest ({exc})") from None
 
 
+def shard_files(manifest: dict) -> list:
+    """The weak/strong files of a build with their anchor ranges: the manifest's shards, or one pair."""
+    return manifest.get("shards") or [{"rows": [0, manifest["n_anchors"]], "weak": "weak.arrow",
+                                       "strong": "strong.arrow"}]
+
+
 def map_table(path: str) -> pa.Table:
     """The table in an Arrow IPC file, memory-mapped (no copy of the data)."""
     try:
@@ -153,7 +159,7 @@ class Positives:
 
     def _open(self) -> None:
         if self._weak_n is None:
-            shards = self.manifest.get("shards") or [{"weak": "weak.arrow", "strong": "strong.arrow"}]
+            shards = shard_files(self.manifest)
             weak = [map_table(os.path.join(self.path, sh["weak"])) for sh in shards]
             strong = [map_table(os.path.join(self.path, sh["strong"])) for sh in shards]
 

@@ -7,12 +7,11 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
-from .io import map_table, read_manifest, sha256_file
+from .io import map_table, read_manifest, sha256_file, shard_files
 
 
 def _shard_tables(out: str, kind: str) -> list:
-    shards = read_manifest(out).get("shards") or [{kind: f"{kind}.arrow"}]
-    return [map_table(os.path.join(out, sh[kind])) for sh in shards]
+    return [map_table(os.path.join(out, sh[kind])) for sh in shard_files(read_manifest(out))]
 
 
 def _weak_arrays(out: str):
@@ -118,10 +117,10 @@ def sequences_from_output(out: str):
 
 def _file_of(manifest: dict, anchor: int):
     """(weak file, strong file) holding an anchor's row."""
-    for sh in manifest.get("shards") or []:
+    for sh in shard_files(manifest):
         if sh["rows"][0] <= anchor < sh["rows"][1]:
             return sh["weak"], sh["strong"]
-    return "weak.arrow", "strong.arrow"
+    raise IndexError(f"anchor {anchor} is in no shard")
 
 
 def verify(out: str, sample: int = 20, seed: int = 0) -> list:
