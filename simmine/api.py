@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__
+from .approx.faiss_ import INDEXES, FaissParams, faiss_module, mine_faiss
 from .approx.minhash import MinHashParams, mine_minhash
 from .backends import get_backend, set_num_threads
 from .engines.local import (WeakResult, check_threshold_output, global_threshold_of, make_plan, mine_weak,
@@ -21,12 +22,12 @@ from .engines.local import (WeakResult, check_threshold_output, global_threshold
 from .errors import InputError
 from .io import (FORMAT_VERSION, sequences_table, sha256_file, strong_table, weak_table, write_json,
                  write_table)
-from .metrics import Features, prepare_features, resolve_metric
+from .metrics import Features, dense_features, load_embeddings, prepare_features, resolve_metric
 from .progress import make_progress
 from .select import GlobalThreshold, Selection, ceil_fraction, check_output_size, k_per_anchor, make_selection
 from .sequences import Log, SequenceSet, build_sequences, read_log
 
-METHODS = ("exact", "minhash")
+METHODS = ("exact", "minhash", "faiss")
 ENGINES = ("local", "ray")
 ESTIMATE_SAMPLE = 256
 BYTES_PER_WEAK = 8      # uint32 neighbour + float32 score
@@ -87,7 +88,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
           user_col: str = "user_id", item_col: str = "item_id", time_col: Optional[str] = None,
           max_output_gb: float = 8.0, threads: Optional[int] = None, quiet: bool = False,
           num_perm: int = 128, bands: Optional[int] = None, rows: Optional[int] = None,
-          recall_sample: int = 500, seed: int = 0, shard_rows: Optional[int] = None, resume: bool = False,
+          recall_sample: int = 500, seed: int = 0, embeddings: Optional[str] = None, index: str = "flat",
+          dim: int = 256, candidates: Optional[int] = None, shard_rows: Optional[int] = None, resume: bool = False,
           ray_address: Optional[str] = None, command: Optional[str] = None) -> str:
     """Mines strong and weak positives and writes them to ``out``; returns ``out``.
 
@@ -114,7 +116,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         raise InputError(f"--max-output-gb must be positive, got {max_output_gb}")
     if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
         raise InputError(f"--threads must be a positive integer, got {threads}")
-    for flag, value in (("--num-perm", num_perm), ("--bands", bands), ("--rows", rows)):
+    for flag, value in (("--num-perm", num_perm), ("--bands", bands), ("--rows", rows), ("--dim", dim),
+                        ("--candidates", candidates)):
         if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
             raise InputError(f"{flag} must be a positive integer, got {value}")
     if not isinstance(recall_sample, (int, np.integer)) or recall_sample < 0:
@@ -124,9 +127,24 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         raise InputError(f"--shard-rows must be a positive integer, got {shard_rows}")
     if engine == "ray" and method != "exact":
         raise InputError("--engine ray runs --method exact; approximate builds run on --engine local")
-    if method == "minhash" and sel.mode == "alpha_global":
+    if method != "exact" and sel.mode == "alpha_global":
         raise InputError("--alpha-scope global needs every pair's score: use --method exact")
+    if method == "faiss":
+        faiss_module()
+        if index not in INDEXES:
+            raise InputError(f"unknown --index '{index}' (choose from {', '.join(INDEXES)})")
+        if index == "binary" and num_perm % 8:
+            raise InputError(f"--index binary packs --num-perm bits into bytes: give a multiple of 8, got {num_perm}")
+    if (m.name == "embedding") != (embeddings is not None):
+        raise InputError("--metric embedding needs --embeddings FILE.npy" if embeddings is None else
+                         "--embeddings is read only by --metric embedding")
+    if m.name == "embedding" and method == "minhash":
+        raise InputError("--method minhash sketches item sets; embeddings use --method exact or faiss")
     be = get_backend(backend)
+    if be.name == "blas" and m.name != "embedding":
+        raise InputError("--backend blas scores only --metric embedding")
+    if m.name == "embedding":
+        be = get_backend("blas")
     if threads:
         set_num_threads(threads)
     buckets = _bucket_list(bucket_by)
@@ -152,10 +170,15 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         where = log.path
         raise InputError(f"{where}: no user has a non-empty history after --split {split} "
                          f"(every one of {seqs.n_users} users was skipped)")
+    vectors = None
+    if embeddings is not None:
+        embeddings = os.fspath(embeddings)
+        vectors = load_embeddings(embeddings, seqs.n)
+        input_info["embeddings"] = {"path": os.path.abspath(embeddings), "sha256": sha256_file(embeddings)}
     timings["load"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    features = prepare_features(seqs, m, ngram_n)
+    features = dense_features(vectors) if vectors is not None else prepare_features(seqs, m, ngram_n)
     plan = make_plan(seqs.n, seqs.bucket_codes)
     check_output_size(_estimate_bytes(seqs, features, plan, sel, be), max_output_gb)
     timings["prepare"] = time.perf_counter() - t
@@ -168,8 +191,11 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         "ngram_n": int(ngram_n) if m.name == "ngram" else None, "format": log.fmt,
         "user_col": log.user_col, "item_col": log.item_col, "time_col": log.time_col,
         "max_output_gb": max_output_gb, "shard_rows": int(shard_rows),
-        **({"num_perm": num_perm, "bands": bands, "rows": rows, "recall_sample": recall_sample, "seed": seed}
-           if method != "exact" else {}),
+        "embeddings": input_info.get("embeddings", {}).get("path"),
+        **({"num_perm": num_perm, "bands": bands, "rows": rows} if method == "minhash" else {}),
+        **({"index": index, "dim": int(dim), "candidates": candidates, "num_perm": num_perm}
+           if method == "faiss" else {}),
+        **({"recall_sample": recall_sample, "seed": seed} if method != "exact" else {}),
     }
     ranges = [(lo, min(lo + shard_rows, seqs.n)) for lo in range(0, seqs.n, shard_rows)]
     fingerprint = hashlib.sha256(json.dumps({"input": input_info, "params": params, "version": __version__},
@@ -188,6 +214,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         timings["strong"] = time.perf_counter() - t
         t = time.perf_counter()
         mh = MinHashParams(num_perm, bands, rows, seed, recall_sample)
+        fp = FaissParams(index, int(dim), candidates, num_perm, seed, recall_sample)
         sharded = len(ranges) > 1
         # exact mining by anchor range (shards, Ray tasks) needs global alpha's τ before it starts
         thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n) \
@@ -198,7 +225,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             runner = RayRunner(features, plan, sel, be.name, thr, ray_address)
         if not sharded:
             weak = runner.mine(0, seqs.n) if runner else \
-                _mine_all(features, plan, sel, be, method, seqs.bucket_codes, progress, max_output_gb, mh)
+                _mine_all(features, plan, sel, be, method, seqs.bucket_codes, progress, max_output_gb, mh, fp)
             timings["score"] = time.perf_counter() - t
             t = time.perf_counter()
             write_table(os.path.join(partial, "weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
@@ -209,7 +236,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         else:
             whole = None  # approximate candidates come from the whole build: mine once, write slices
             if method != "exact":
-                whole = _mine_all(features, plan, sel, be, method, seqs.bucket_codes, progress, max_output_gb, mh)
+                whole = _mine_all(features, plan, sel, be, method, seqs.bucket_codes, progress, max_output_gb,
+                                  mh, fp)
             stats = whole.stats if whole is not None else {}
             kept_weak, shard_write = _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_off,
                                                   strong_nbr, progress, runner)
@@ -286,9 +314,12 @@ def _open_partial(out: str, fingerprint: str, ranges, resume: bool) -> str:
     return partial
 
 
-def _mine_all(features, plan, sel, be, method, bucket_codes, progress, max_output_gb, mh: MinHashParams):
+def _mine_all(features, plan, sel, be, method, bucket_codes, progress, max_output_gb, mh: MinHashParams,
+              fp: FaissParams):
     if method == "minhash":
         return mine_minhash(features, plan, sel, be, bucket_codes, mh, progress)
+    if method == "faiss":
+        return mine_faiss(features, plan, sel, be, fp, progress)
     return mine_weak(features, plan, sel, be, progress, max_output_gb)
 
 

@@ -48,8 +48,10 @@ def _add_build(sub) -> None:
     src.add_argument("--max-len", type=_int, default=50)
     src.add_argument("--compare", default="history", help="history (T[:-1]) | full (T)")
     met = p.add_argument_group("metric (SPEC §3)")
-    met.add_argument("--metric", default="jaccard", help="jaccard | tfidf | ngram | levenshtein")
+    met.add_argument("--metric", default="jaccard", help="jaccard | tfidf | ngram | levenshtein | embedding")
     met.add_argument("--ngram-n", type=_int, default=2)
+    met.add_argument("--embeddings", default=None,
+                     help="FILE.npy [anchors, dims], row i for seq_id i (--metric embedding)")
     sel = p.add_argument_group("selection (SPEC §4): exactly one of --alpha, --k, --min-sim")
     sel.add_argument("--alpha", type=_number)
     sel.add_argument("--alpha-scope", default="anchor", help="anchor (default) | global")
@@ -58,14 +60,20 @@ def _add_build(sub) -> None:
     sel.add_argument("--max-per-anchor", type=_int)
     sel.add_argument("--max-output-gb", type=_number, default=8.0)
     run = p.add_argument_group("execution (SPEC §5)")
-    run.add_argument("--method", default="exact", help="exact | minhash")
-    run.add_argument("--num-perm", type=_int, default=128, help="MinHash permutations (default 128)")
+    run.add_argument("--method", default="exact", help="exact | minhash | faiss")
+    run.add_argument("--num-perm", type=_int, default=128,
+                     help="MinHash permutations, or bits of --index binary (default 128)")
     run.add_argument("--bands", type=_int, default=None, help="LSH bands (default: chosen from the selection)")
     run.add_argument("--rows", type=_int, default=None, help="LSH rows per band (default: chosen)")
+    run.add_argument("--index", default="flat", help="faiss index: flat | hnsw | ivf | binary (default flat)")
+    run.add_argument("--dim", type=_int, default=256, help="faiss: projection dimension (default 256)")
+    run.add_argument("--candidates", type=_int, default=None,
+                     help="faiss: neighbours asked per anchor (default max(4k, 64); 256 for --min-sim)")
     run.add_argument("--recall-sample", type=_int, default=500,
                      help="anchors whose recall against exact search is estimated (default 500)")
     run.add_argument("--seed", type=_int, default=0)
-    run.add_argument("--backend", default=None, help="auto|cpp|numba|python (default: $SIMMINE_BACKEND or auto)")
+    run.add_argument("--backend", default=None,
+                     help="auto|cuda|cpp|numba|python (default: $SIMMINE_BACKEND or auto); embeddings use blas")
     run.add_argument("--engine", default="local", help="local | ray")
     run.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
     run.add_argument("--threads", type=_int, default=None)
@@ -126,7 +134,8 @@ def _run_build(args) -> int:
                 compare=args.compare, ngram_n=args.ngram_n, format=args.format, user_col=args.user_col,
                 item_col=args.item_col, time_col=args.time_col, max_output_gb=args.max_output_gb,
                 threads=args.threads, quiet=args.quiet, num_perm=args.num_perm, bands=args.bands,
-                rows=args.rows, recall_sample=args.recall_sample, seed=args.seed, shard_rows=args.shard_rows,
+                rows=args.rows, recall_sample=args.recall_sample, seed=args.seed, embeddings=args.embeddings,
+                index=args.index, dim=args.dim, candidates=args.candidates, shard_rows=args.shard_rows,
                 resume=args.resume, ray_address=args.ray_address, command=command)
     if not args.quiet:
         from .report import summary_lines

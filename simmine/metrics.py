@@ -32,6 +32,7 @@ METRICS = {
         Metric("tfidf", "cosine", "cosine of tf·ln(N/df) vectors", ("tf-idf", "cosine")),
         Metric("ngram", "set", "Jaccard over the sets of unique contiguous n-grams", ("n-gram", "ngrams")),
         Metric("levenshtein", "edit", "1 − edit distance / max(|A|, |B|)", ("edit", "lev")),
+        Metric("embedding", "dense", "max(0, cosine) of given per-anchor vectors (--embeddings)", ("emb",)),
     )
 }
 _ALIASES = {alias: m.name for m in METRICS.values() for alias in (m.name,) + m.aliases}
@@ -53,7 +54,8 @@ class Features:
     indptr: np.ndarray                 # int64 [N+1]
     indices: np.ndarray                # int32 codes (ascending unique per row for set/cosine)
     weights: Optional[np.ndarray] = None   # float64 aligned with indices (cosine)
-    norms: Optional[np.ndarray] = None     # float64 per row (cosine)
+    norms: Optional[np.ndarray] = None     # float64 per row (cosine, dense)
+    vectors: Optional[np.ndarray] = None   # float64 [N, d] (dense)
     _last_tile: tuple = field(default=(None, None), repr=False)
 
     @property
@@ -71,6 +73,10 @@ class Features:
 
     def _make_tile(self, members: np.ndarray) -> "Tile":
         from .sequences import _ranges
+
+        if self.kind == "dense":
+            return Tile("dense", np.zeros(len(members) + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), 0,
+                        norms=self.norms[members], vectors=np.ascontiguousarray(self.vectors[members]))
 
         lengths = self.indptr[members + 1] - self.indptr[members]
         pos = _ranges(self.indptr[members], lengths)
@@ -142,6 +148,7 @@ class Tile:
     dense_bits: Optional[np.ndarray] = None
     dense_code: Optional[np.ndarray] = None
     heavy: Optional[np.ndarray] = None
+    vectors: Optional[np.ndarray] = None
     heavy_norm: Optional[np.ndarray] = None
     by_heavy: Optional[np.ndarray] = None
     _prefix: dict = field(default_factory=dict)
@@ -270,3 +277,35 @@ def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2) -> Fea
     indptr = np.concatenate(([0], np.cumsum(np.bincount(row_of, minlength=n)))).astype(np.int64)
     norms = np.sqrt(np.bincount(row_of, weights=w * w, minlength=n))
     return Features("cosine", indptr, codes, w, norms)
+
+
+def dense_features(vectors: np.ndarray) -> Features:
+    """Features of the ``embedding`` metric: the given rows in float64 and their norms (scores divide the
+    dot product by the norms, so orthogonal integer vectors score exactly 0)."""
+    v = np.ascontiguousarray(vectors, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v))
+    n = len(v)
+    return Features("dense", np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), norms=norms, vectors=v)
+
+
+def load_embeddings(path: str, n: int) -> np.ndarray:
+    """The ``--embeddings`` file: a .npy of shape [N, d], row i for anchor seq_id i, finite numbers."""
+    import os
+
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: --embeddings file not found")
+    try:
+        v = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a NumPy .npy array ({str(exc).splitlines()[0]})") from None
+    if v.ndim != 2 or v.shape[1] < 1:
+        raise InputError(f"{path}: expected a 2-D array [anchors, dims], got shape {tuple(v.shape)}")
+    if not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
+        raise InputError(f"{path}: expected numbers, got dtype {v.dtype}")
+    if v.shape[0] != n:
+        raise InputError(f"{path}: {v.shape[0]} rows, but the log gives {n} anchors (one row per seq_id, "
+                         f"in order of first appearance of the user)")
+    bad = ~np.isfinite(np.asarray(v, dtype=np.float64)).all(axis=1)
+    if bad.any():
+        raise InputError(f"{path}: row {int(np.argmax(bad))} has a NaN or infinite value")
+    return np.asarray(v, dtype=np.float64)

@@ -59,9 +59,15 @@ def summary_lines(out: str) -> list:
         lines.append(f"  threshold  tau {m['tau']:.6g}, realised fraction {m['realised_fraction']:.6g}")
     if m.get("recall") is not None:
         r, a = m["recall"], m.get("approximate") or {}
+        if a.get("method") == "faiss":
+            how = (f"faiss {a['index']} index of {a['vectors']}, {a['candidates_per_anchor']} candidates per "
+                   f"anchor{' on the GPU' if a.get('gpu') else ''}")
+        elif a.get("candidates") == "lsh-banding":
+            how = f"{a['bands']} bands × {a['rows']} rows of {a['num_perm']} permutations"
+        else:
+            how = f"sorted signatures: {a.get('trees')} orders of {a.get('num_perm')} permutations"
         lines.append(f"  recall     {r['value']:.4f} ({r['of']}, {r['sample']} sampled anchors); "
-                     f"{a.get('bands')} bands × {a.get('rows')} rows of {a.get('num_perm')} permutations, "
-                     f"{a.get('candidate_pairs', 0):,} candidate pairs")
+                     f"{how}, {a.get('candidate_pairs', 0):,} candidate pairs")
     el = m["elapsed_s"]
     lines.append("  elapsed    " + ", ".join(f"{k} {v:.2f}s" for k, v in el.items()))
     return lines
@@ -151,13 +157,23 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
         return problems
     p = m["params"]
     seqs = sequences_from_output(out)
-    features = prepare_features(seqs, resolve_metric(p["metric"]), p["ngram_n"] or 2)
+    oracle = reference
+    if p["metric"] == "embedding":
+        from .backends import dense as oracle
+        from .metrics import dense_features, load_embeddings
+
+        emb = m["input"]["embeddings"]
+        if not os.path.isfile(emb["path"]) or sha256_file(emb["path"]) != emb["sha256"]:
+            return [f"{emb['path']}: the embeddings this build read are missing or changed"]
+        features = dense_features(load_embeddings(emb["path"], seqs.n))
+    else:
+        features = prepare_features(seqs, resolve_metric(p["metric"]), p["ngram_n"] or 2)
     plan = make_plan(seqs.n, seqs.bucket_codes)
     sel = make_selection(p["alpha"], p["alpha_scope"] or "anchor", p["k"], p["min_sim"], p["max_per_anchor"])
     threshold = GlobalThreshold(m["tau"], 0, 0) if sel.mode == "alpha_global" else None
     rng = np.random.default_rng(seed)
     anchors = np.sort(rng.choice(seqs.n, size=min(sample, seqs.n), replace=False))
-    want = select_anchors(features, plan, sel, reference, anchors, threshold)
+    want = select_anchors(features, plan, sel, oracle, anchors, threshold)
     bucket = seqs.bucket_codes if seqs.bucket_codes is not None else np.zeros(seqs.n, dtype=np.int32)
     pos = Positives(out)
     for i in anchors.tolist():

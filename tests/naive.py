@@ -60,15 +60,26 @@ def similarity(metric, a, b, n_anchors=None, df=None, n=2):
     raise ValueError(metric)
 
 
-def mine(anchors, metric, alpha=None, alpha_scope="anchor", k=None, min_sim=None, max_per_anchor=None, n=2):
-    """Weak lists [(neighbors, scores)] and strong lists per SPEC §4."""
+def cosine(u, v):
+    """max(0, cosine) of two vectors, in Python floats, rounded to float32 (the embedding metric)."""
+    nu, nv = math.sqrt(sum(x * x for x in u)), math.sqrt(sum(x * x for x in v))
+    if nu == 0 or nv == 0:
+        return np.float32(0)
+    return np.float32(min(max(sum(x * y for x, y in zip(u, v)) / (nu * nv), 0.0), 1.0))
+
+
+def mine(anchors, metric, alpha=None, alpha_scope="anchor", k=None, min_sim=None, max_per_anchor=None, n=2,
+         embeddings=None):
+    """Weak lists [(neighbors, scores)] and strong lists per SPEC §4 (``embeddings``: one vector per anchor,
+    for the embedding metric)."""
     N = len(anchors)
     df = Counter(v for a in anchors for v in set(a["history"]))
     S = {}
     for i in range(N):
         for j in range(i + 1, N):
             if anchors[i]["bucket"] == anchors[j]["bucket"]:
-                S[(i, j)] = S[(j, i)] = similarity(metric, anchors[i]["history"], anchors[j]["history"], N, df, n)
+                S[(i, j)] = S[(j, i)] = (cosine(embeddings[i], embeddings[j]) if metric == "embedding" else
+                                         similarity(metric, anchors[i]["history"], anchors[j]["history"], N, df, n))
     tau = None
     if alpha is not None and alpha_scope == "global":
         pairs = sorted((S[(i, j)] for (i, j) in S if i < j), reverse=True)

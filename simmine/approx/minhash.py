@@ -25,10 +25,11 @@ from typing import Optional
 
 import numpy as np
 
-from ..engines.local import Plan, WeakResult, assemble_pairs, select_anchors, selection_request
+from ..engines.local import Plan, WeakResult, selection_request
 from ..errors import InputError
 from ..metrics import Features
 from ..select import Selection
+from .common import exact_sample, rescore
 
 WINDOW = 32
 TARGET_PROBABILITY = 0.95
@@ -59,7 +60,7 @@ def choose_bands(num_perm: int, threshold: float, target: float = TARGET_PROBABI
     return best
 
 
-def _unique_sorted(keys: np.ndarray) -> np.ndarray:
+def unique_sorted(keys: np.ndarray) -> np.ndarray:
     """Sorted unique int64 keys (a sort and a neighbour comparison: faster than np.unique's hash path)."""
     keys = np.sort(keys)
     if len(keys) < 2:
@@ -92,7 +93,7 @@ def candidate_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], bands: int, r
             keys_out.append(lo.astype(np.int64) * n + hi)
     if not keys_out:
         return np.zeros(0, dtype=np.int64)
-    return _unique_sorted(np.concatenate(keys_out))
+    return unique_sorted(np.concatenate(keys_out))
 
 
 def forest_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], trees: int, depth: int, window: int,
@@ -120,31 +121,7 @@ def forest_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], trees: int, dept
             keys_out.append(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
     if not keys_out:
         return np.zeros(0, dtype=np.int64)
-    return _unique_sorted(np.concatenate(keys_out))
-
-
-def score_listed(features: Features, plan: Plan, pairs: np.ndarray, backend):
-    """Exact scores of candidate pairs (all within one bucket), grouped by bucket tile."""
-    n = features.n
-    i, j = pairs // n, pairs % n
-    bucket_of = np.zeros(n, dtype=np.int64)
-    local = np.zeros(n, dtype=np.int64)
-    for b, members in enumerate(plan.members):
-        bucket_of[members] = b
-        local[members] = np.arange(len(members))
-    scores = np.zeros(len(pairs), dtype=np.float32)
-    order = np.argsort(bucket_of[i] * n + i, kind="stable")  # pairs arrive sorted by (i, j)
-    i, j = i[order], j[order]
-    bi = bucket_of[i]
-    for b in np.unique(bi).tolist():
-        sel = np.flatnonzero(bi == b)
-        tile = features.tile(plan.members[b])
-        rows = local[i[sel]]  # ascending within the bucket: pairs are sorted by (bucket, i, j)
-        starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1]))) if len(rows) else rows
-        row_ids = rows[starts]
-        ptr = np.append(starts, len(rows)).astype(np.int64)
-        scores[sel] = backend.score_pairs(tile, row_ids, ptr, local[j[sel]].astype(np.int32))
-    return i, j, scores
+    return unique_sorted(np.concatenate(keys_out))
 
 
 @dataclass
@@ -164,27 +141,12 @@ def _sample_jaccard(sig: np.ndarray, exact: dict) -> float:
     return float(np.percentile(est, 5)) if est else 0.5
 
 
-def recall_at_k(result: WeakResult, exact: dict) -> float:
-    """Share of the exact neighbours found, ties counted by score: an approximate neighbour counts when its
-    (exact) score reaches the exact list's lowest score, up to the exact list's length."""
-    found = wanted = 0
-    for a, (nbrs, scores) in exact.items():
-        if not len(nbrs):
-            continue
-        got = result.scores[result.offsets[a]:result.offsets[a + 1]]
-        found += min(len(nbrs), int(np.sum(got >= scores.min())))
-        wanted += len(nbrs)
-    return found / wanted if wanted else 1.0
-
-
 def mine_minhash(features: Features, plan: Plan, sel: Selection, backend, bucket_codes, params: MinHashParams,
                  progress=None) -> WeakResult:
     """Weak lists from MinHash candidates re-scored exactly (global alpha is refused by the caller)."""
     n = features.n
-    k_all, min_score = selection_request(sel, plan)
-    rng = np.random.default_rng(params.seed)
-    sample = rng.choice(n, size=min(n, params.recall_sample), replace=False)
-    exact = select_anchors(features, plan, sel, backend, sample)
+    k_all, _ = selection_request(sel, plan)
+    exact = exact_sample(features, plan, sel, backend, params.recall_sample, params.seed)
     sig = backend.minhash(features.indptr, features.indices, params.num_perm, params.seed)
     bands, rows, target = params.bands, params.rows, None
     if bands is None and rows is None and sel.mode == "min_sim":
@@ -205,16 +167,10 @@ def mine_minhash(features: Features, plan: Plan, sel: Selection, backend, bucket
         window = int(min(max(2 * k_max, 2 * WINDOW if sel.mode == "min_sim" else WINDOW), 256))
         pairs = forest_pairs(sig, bucket_codes, params.trees, min(params.depth, params.num_perm), window,
                              params.seed)
-    i, j, s = score_listed(features, plan, pairs, backend)
-    result = assemble_pairs(n, i, j, s, k_all, min_score, backend)
-    result.stats = {"method": "minhash", "num_perm": params.num_perm, "seed": params.seed,
-                    "candidate_pairs": int(len(pairs))}
+    stats = {"method": "minhash", "num_perm": params.num_perm, "seed": params.seed}
     if banded:
-        result.stats.update(candidates="lsh-banding", bands=int(bands), rows=int(rows), target_jaccard=target)
+        stats.update(candidates="lsh-banding", bands=int(bands), rows=int(rows), target_jaccard=target)
     else:
-        result.stats.update(candidates="sorted-signatures", trees=params.trees, depth=params.depth, window=window,
-                            target_jaccard=target)
-    if exact:
-        result.stats["recall"] = {"value": round(recall_at_k(result, exact), 6), "sample": len(exact),
-                                  "of": "recall@k against exact search (ties counted by score)"}
-    return result
+        stats.update(candidates="sorted-signatures", trees=params.trees, depth=params.depth, window=window,
+                     target_jaccard=target)
+    return rescore(features, plan, sel, backend, pairs, exact, stats)

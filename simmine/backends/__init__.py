@@ -3,7 +3,9 @@
 Each has ``name``, ``available()``, ``select(tile, rows, k_row, min_score) -> (counts, cols, scores)``,
 ``pairs(tile, rows, min_score) -> (rows, cols, scores)`` (each unordered pair j > i once) and
 ``histogram(tile, rows, prefix) -> int64[65536]``, ``score_pairs`` and ``minhash``. ``auto`` takes the
-fastest available: cuda (a usable GPU with CuPy), cpp, numba, python. A backend asked for by name that cannot run here raises; there is no silent fallback.
+fastest available: cuda (a usable GPU with CuPy), cpp, numba, python. The ``embedding`` metric always
+runs on ``blas`` (NumPy GEMM), which scores only dense vectors. A backend asked for by name that cannot
+run here raises; there is no silent fallback.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ def _module(name: str) -> ModuleType:
         from . import reference as mod
     elif name == "cuda":
         from . import cuda as mod
+    elif name == "blas":  # the embedding metric's own backend, never picked by auto
+        from . import dense as mod
     else:
         raise InputError(f"unknown backend '{name}' (choose from auto, {', '.join(BACKENDS)})")
     return mod

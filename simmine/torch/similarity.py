@@ -112,6 +112,9 @@ def batch_similarity(a: torch.Tensor, b: torch.Tensor, metric: str = "jaccard", 
     from ..metrics import resolve_metric
 
     name = resolve_metric(metric).name
+    if name == "embedding":
+        raise ValueError("embedding similarities come from the embeddings, not the histories: use "
+                         "clamp(normalize(e_a) @ normalize(e_b).T, 0, 1)")
     if name == "tfidf" and idf is None:
         raise ValueError("tfidf needs idf (a tensor indexed by item id): see simmine.torch.idf_from_build")
     a, la = _compact(a.long(), pad)

@@ -1,0 +1,68 @@
+"""What every approximate method shares: exact re-scoring of candidate pairs, the exact sample that recall
+is measured against, and recall@k itself."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..engines.local import Plan, WeakResult, assemble_pairs, select_anchors, selection_request
+from ..metrics import Features
+from ..select import Selection
+
+
+def exact_sample(features: Features, plan: Plan, sel: Selection, backend, size: int, seed: int) -> dict:
+    """Exact selections of a seeded sample of anchors: {anchor: (neighbors, scores)}."""
+    n = features.n
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(n, size=min(n, size), replace=False)
+    return select_anchors(features, plan, sel, backend, sample)
+
+
+def score_listed(features: Features, plan: Plan, pairs: np.ndarray, backend):
+    """Exact scores of candidate pairs (all within one bucket), grouped by bucket tile."""
+    n = features.n
+    i, j = pairs // n, pairs % n
+    bucket_of = np.zeros(n, dtype=np.int64)
+    local = np.zeros(n, dtype=np.int64)
+    for b, members in enumerate(plan.members):
+        bucket_of[members] = b
+        local[members] = np.arange(len(members))
+    scores = np.zeros(len(pairs), dtype=np.float32)
+    order = np.argsort(bucket_of[i] * n + i, kind="stable")  # pairs arrive sorted by (i, j)
+    i, j = i[order], j[order]
+    bi = bucket_of[i]
+    for b in np.unique(bi).tolist():
+        sel = np.flatnonzero(bi == b)
+        tile = features.tile(plan.members[b])
+        rows = local[i[sel]]  # ascending within the bucket: pairs are sorted by (bucket, i, j)
+        starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1]))) if len(rows) else rows
+        row_ids = rows[starts]
+        ptr = np.append(starts, len(rows)).astype(np.int64)
+        scores[sel] = backend.score_pairs(tile, row_ids, ptr, local[j[sel]].astype(np.int32))
+    return i, j, scores
+
+
+def recall_at_k(result: WeakResult, exact: dict) -> float:
+    """Share of the exact neighbours found, ties counted by score: an approximate neighbour counts when its
+    (exact) score reaches the exact list's lowest score, up to the exact list's length."""
+    found = wanted = 0
+    for a, (nbrs, scores) in exact.items():
+        if not len(nbrs):
+            continue
+        got = result.scores[result.offsets[a]:result.offsets[a + 1]]
+        found += min(len(nbrs), int(np.sum(got >= scores.min())))
+        wanted += len(nbrs)
+    return found / wanted if wanted else 1.0
+
+
+def rescore(features: Features, plan: Plan, sel: Selection, backend, pairs: np.ndarray, exact: dict,
+            stats: dict) -> WeakResult:
+    """Candidate pairs (int64 keys i·n + j, i < j, unique) scored exactly and selected with the exact
+    semantics; ``stats`` and the recall against ``exact`` go into the result."""
+    k_all, min_score = selection_request(sel, plan)
+    i, j, s = score_listed(features, plan, pairs, backend)
+    result = assemble_pairs(features.n, i, j, s, k_all, min_score, backend)
+    result.stats = {**stats, "candidate_pairs": int(len(pairs))}
+    if exact:
+        result.stats["recall"] = {"value": round(recall_at_k(result, exact), 6), "sample": len(exact),
+                                  "of": "recall@k against exact search (ties counted by score)"}
+    return result
