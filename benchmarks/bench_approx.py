@@ -1,10 +1,13 @@
-"""Approximate Jaccard top-10: simmine --method minhash vs exact vs datasketch, same log, same run.
+"""Approximate Jaccard top-10: simmine --method minhash and faiss vs exact vs datasketch, same log, same run.
 
 Recall@10 of every method is measured here against simmine's exact top-10 on all anchors (ties counted by
 score), not only on the build's sample. datasketch runs the pipeline its users write: MinHash.bulk,
 MinHashLSH insert and query, then exact Jaccard re-scoring of the candidates in Python.
 
-    python benchmarks/bench_approx.py --out bench-out [--users 20000] [--lsh-threshold 0.3]
+Each method runs at several settings, giving recall@10-versus-time curves (approx.png); the bucketed
+synthetic log compares only anchors of the same city.
+
+    python benchmarks/bench_approx.py --out bench-out [--users 20000] [--cities 8]
 """
 from __future__ import annotations
 
@@ -61,44 +64,90 @@ def run_datasketch(sets, threshold, num_perm=128):
     return out, time.perf_counter() - t
 
 
+MINHASH_PERMS = (64, 128, 256)
+FAISS_SETTINGS = (dict(index="flat", dim=256, candidates=50), dict(index="flat", dim=256, candidates=200),
+                  dict(index="flat", dim=512, candidates=200), dict(index="binary", num_perm=256, candidates=200))
+DATASKETCH_THRESHOLDS = (0.5, 0.3, 0.2)
+
+
+def family(method: str) -> str:
+    return method.split(" (")[0]
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logs = list(dict.fromkeys(r["log"] for r in rows))
+    fig, axes = plt.subplots(1, len(logs), figsize=(5.2 * len(logs), 4.2), squeeze=False)
+    for ax, log in zip(axes[0], logs):
+        mine = [r for r in rows if r["log"] == log]
+        for fam in dict.fromkeys(family(r["method"]) for r in mine):
+            pts = sorted((r["seconds"], r["recall@10"]) for r in mine if family(r["method"]) == fam)
+            ax.plot(*zip(*pts), marker="*" if fam == "simmine exact" else "o", label=fam,
+                    markersize=12 if fam == "simmine exact" else 5)
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds, end to end (log)")
+        ax.set_ylabel("recall@10 against exact")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(log, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--users", type=int, default=20_000)
-    ap.add_argument("--lsh-threshold", type=float, default=0.3)
+    ap.add_argument("--cities", type=int, default=8, help="cities of the bucketed synthetic log")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         logs = []
         if os.path.exists(BEAUTY):
-            logs.append(("Amazon Beauty", BEAUTY))
+            logs.append(("Amazon Beauty", BEAUTY, None))
         path = os.path.join(tmp, "synth.parquet")
-        synth(path, users=args.users, items=50_000, mean_len=40, zipf=1.0, seed=1)
-        logs.append((f"synthetic {args.users:,} users", path))
-        for name, path in logs:
+        synth(path, users=args.users, items=50_000, mean_len=40, zipf=1.0, cities=args.cities, seed=1)
+        logs.append((f"synthetic {args.users:,} users", path, None))
+        logs.append((f"synthetic {args.users:,} users, bucketed by city ({args.cities})", path, "city"))
+        for name, path, bucket in logs:
             seqs = load_sequences(path)
             sets = [set(seqs.items[seqs.indptr[i]:seqs.indptr[i + 1]].tolist()) for i in range(seqs.n)]
-            exact, t_exact, _ = run_simmine(path, tmp)
+            kw = {"bucket_by": bucket} if bucket else {}
+            exact, t_exact, _ = run_simmine(path, tmp, **kw)
             results = [("simmine exact", exact, t_exact, {})]
-            got, t, m = run_simmine(path, tmp, method="minhash", recall_sample=500)
-            results.append(("simmine minhash", got, t, m))
-            ds, t_ds = run_datasketch(sets, args.lsh_threshold)
-            results.append((f"datasketch LSH (threshold {args.lsh_threshold})", ds, t_ds, {}))
+            for perm in MINHASH_PERMS:
+                got, t, m = run_simmine(path, tmp, method="minhash", num_perm=perm, **kw)
+                results.append((f"simmine minhash (num_perm {perm})", got, t, m))
+            for setting in FAISS_SETTINGS:
+                got, t, m = run_simmine(path, tmp, method="faiss", **setting, **kw)
+                label = ", ".join(f"{k} {v}" for k, v in setting.items() if k != "index")
+                results.append((f"simmine faiss {setting['index']} ({label})", got, t, m))
+            if not bucket:  # datasketch has no buckets: one LSH over the whole log
+                for threshold in DATASKETCH_THRESHOLDS:
+                    ds, t_ds = run_datasketch(sets, threshold)
+                    results.append((f"datasketch LSH (threshold {threshold})", ds, t_ds, {}))
             for method, got, t, m in results:
                 row = {"log": name, "N": seqs.n, "method": method, "seconds": round(t, 3),
                        "recall@10": round(recall(got, exact), 4),
                        "estimated_recall": (m.get("recall") or {}).get("value") if m else None}
                 rows.append(row)
-                print(f"{name:<26} {method:<36} {t:8.2f}s  recall@10 {row['recall@10']:.4f}"
+                print(f"{name:<48} {method:<58} {t:8.2f}s  recall@10 {row['recall@10']:.4f}"
                       + (f" (manifest estimate {row['estimated_recall']:.4f})" if row["estimated_recall"] else ""),
                       flush=True)
     with open(os.path.join(args.out, "approx.json"), "w") as f:
         json.dump(rows, f, indent=2)
-    lines = ["| log | N | method | seconds | recall@10 |", "|---|---:|---|---:|---:|"]
-    lines += [f"| {r['log']} | {r['N']:,} | {r['method']} | {r['seconds']:.2f} | {r['recall@10']:.4f} |" for r in rows]
+    lines = ["| log | N | method | seconds | recall@10 | manifest estimate |", "|---|---:|---|---:|---:|---:|"]
+    lines += [f"| {r['log']} | {r['N']:,} | {r['method']} | {r['seconds']:.2f} | {r['recall@10']:.4f} | "
+              f"{'' if r['estimated_recall'] is None else format(r['estimated_recall'], '.4f')} |" for r in rows]
     with open(os.path.join(args.out, "approx.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    plot(rows, os.path.join(args.out, "approx.png"))
     print("\n".join(lines))
 
 
