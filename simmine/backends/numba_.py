@@ -12,7 +12,8 @@ from ..metrics import Tile
 name = "numba"
 HIST_BINS = 65536
 PAIRS_BLOCK_ENTRIES = 1 << 22
-KIND_SET, KIND_COSINE, KIND_EDIT = 0, 1, 2
+KIND_SET, KIND_COSINE, KIND_EDIT, KIND_PREFIX = 0, 1, 2, 3
+PREFIX_MIN_THRESHOLD = 0.4  # as the C++ core: below it, prefix candidates are many and accumulation wins
 
 try:
     import numba
@@ -70,6 +71,47 @@ if numba is not None:
                 row[j] = best
                 diag = up
         return row[lb]
+
+    @njit(cache=True, nogil=True)
+    def _prefix_row(i, j_min, floor, indptr, idx, fptr, franks, pptr, prow, mark, has, touched, cand_j, cand_s):
+        """Prefix filtering for Jaccard >= floor: candidates share a prefix code (rarest codes first), pass
+        the size filter, and are verified by counting row j's codes present in row i."""
+        nt = 0
+        for p in range(fptr[i], fptr[i + 1]):
+            r = franks[p]
+            q0 = pptr[r]
+            q1 = pptr[r + 1]
+            if j_min > 0:
+                q0 += np.searchsorted(prow[q0:q1], j_min)
+            for q in range(q0, q1):
+                j = prow[q]
+                if mark[j] == 0:
+                    mark[j] = 1
+                    touched[nt] = j
+                    nt += 1
+        a = indptr[i + 1] - indptr[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            has[idx[p]] = 1
+        m = 0
+        for t in range(nt):
+            j = touched[t]
+            mark[j] = 0
+            if j == i:
+                continue
+            b = indptr[j + 1] - indptr[j]
+            if np.float32(min(a, b) / max(a, b)) < floor:  # size filter: |A∩B| <= min, |A∪B| >= max
+                continue
+            c = 0
+            for p in range(indptr[j], indptr[j + 1]):
+                c += np.int64(has[idx[p]])
+            s = np.float32(c / (a + b - c)) if c > 0 else np.float32(0.0)
+            if s > 0:
+                cand_j[m] = j
+                cand_s[m] = s
+                m += 1
+        for p in range(indptr[i], indptr[i + 1]):
+            has[idx[p]] = 0
+        return m
 
     @njit(cache=True, nogil=True)
     def _score_row(kind, i, j_min, indptr, idx, w, norms, pptr, prow, pw,
@@ -140,6 +182,19 @@ if numba is not None:
         return m
 
     @njit(cache=True, nogil=True)
+    def _row(kind, i, j_min, floor, indptr, idx, w, norms, pptr, prow, pw, prefix, scratch):
+        """Candidates of row i (columns >= j_min, s > 0) into the scratch's cand_j/cand_s; returns the count.
+        KIND_PREFIX (sets, floor >= PREFIX_MIN_THRESHOLD) finds them by prefix filtering, the others score
+        every column sharing a code (or, for edit, every column)."""
+        acc_i, acc_f, touched, peq, dprow, cand_j, cand_s = scratch
+        if kind == KIND_PREFIX:
+            fptr, franks, fpost_ptr, fpost_rows = prefix
+            return _prefix_row(i, j_min, floor, indptr, idx, fptr, franks, fpost_ptr, fpost_rows, acc_i, peq,
+                               touched, cand_j, cand_s)
+        return _score_row(kind, i, j_min, indptr, idx, w, norms, pptr, prow, pw,
+                          acc_i, acc_f, touched, peq, dprow, cand_j, cand_s)
+
+    @njit(cache=True, nogil=True)
     def _take_best(cand_j, cand_s, m, k, out_col, out_score):
         """Best min(k, m) candidates in the order score descending, column ascending."""
         if k <= 0 or m == 0:
@@ -163,23 +218,24 @@ if numba is not None:
 
     @njit(cache=True, nogil=True)
     def _scratch(kind, n, vocab, max_len):
-        """One thread's O(n) scratch: accumulators, touched list, Myers table, DP row, candidates."""
+        """One thread's O(n) scratch: accumulators (or marks), touched list, Myers table (or the prefix
+        filter's code table), DP row, candidates."""
         return (np.zeros(n, np.int32), np.zeros(n if kind == KIND_COSINE else 1, np.float64),
-                np.empty(n, np.int32), np.zeros(vocab if kind == KIND_EDIT else 1, np.uint64),
+                np.empty(n, np.int32), np.zeros(vocab if kind in (KIND_EDIT, KIND_PREFIX) else 1, np.uint64),
                 np.empty(max_len + 1, np.int64), np.empty(n, np.int32), np.empty(n, np.float32))
 
     @njit(cache=True, parallel=True)
-    def _select(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len,
+    def _select(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix,
                 rows, out_off, min_score, nchunks, out_col, out_score, out_count):
         n = len(indptr) - 1
         nrows = len(rows)
         for c in prange(nchunks):
             lo = c * nrows // nchunks
             hi = (c + 1) * nrows // nchunks
-            acc_i, acc_f, touched, peq, dprow, cand_j, cand_s = _scratch(kind, n, vocab, max_len)
+            scratch = _scratch(kind, n, vocab, max_len)
+            cand_j, cand_s = scratch[5], scratch[6]
             for r in range(lo, hi):
-                m = _score_row(kind, rows[r], 0, indptr, idx, w, norms, pptr, prow, pw,
-                               acc_i, acc_f, touched, peq, dprow, cand_j, cand_s)
+                m = _row(kind, rows[r], 0, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, scratch)
                 kept = 0
                 for t in range(m):
                     if cand_s[t] >= min_score:
@@ -191,24 +247,48 @@ if numba is not None:
                                           out_col[o:out_off[r + 1]], out_score[o:out_off[r + 1]])
 
     @njit(cache=True, parallel=True)
-    def _histogram(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, rows, prefix, nchunks):
+    def _pairs(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix,
+               rows, out_off, min_score, nchunks, out_col, out_score, out_count):
+        """Every (i, j > i) with s > 0 and s >= min_score, unsorted, at out_off[r] for rows[r]."""
+        n = len(indptr) - 1
+        nrows = len(rows)
+        for c in prange(nchunks):
+            lo = c * nrows // nchunks
+            hi = (c + 1) * nrows // nchunks
+            scratch = _scratch(kind, n, vocab, max_len)
+            cand_j, cand_s = scratch[5], scratch[6]
+            for r in range(lo, hi):
+                i = rows[r]
+                m = _row(kind, i, i + 1, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, scratch)
+                o = out_off[r]
+                kept = 0
+                for t in range(m):
+                    if cand_s[t] >= min_score:
+                        out_col[o + kept] = cand_j[t]
+                        out_score[o + kept] = cand_s[t]
+                        kept += 1
+                out_count[r] = kept
+
+    @njit(cache=True, parallel=True)
+    def _histogram(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, rows, bits_prefix,
+                   nchunks):
         n = len(indptr) - 1
         nrows = len(rows)
         hist = np.zeros((nchunks, HIST_BINS), np.int64)
         for c in prange(nchunks):
             lo = c * nrows // nchunks
             hi = (c + 1) * nrows // nchunks
-            acc_i, acc_f, touched, peq, dprow, cand_j, cand_s = _scratch(kind, n, vocab, max_len)
+            scratch = _scratch(kind, n, vocab, max_len)
+            cand_s = scratch[6]
             for r in range(lo, hi):
                 i = rows[r]
-                m = _score_row(kind, i, i + 1, indptr, idx, w, norms, pptr, prow, pw,
-                               acc_i, acc_f, touched, peq, dprow, cand_j, cand_s)
+                m = _row(kind, i, i + 1, np.float32(0.0), indptr, idx, w, norms, pptr, prow, pw, prefix, scratch)
                 bits = cand_s[:m].view(np.uint32)
                 for t in range(m):
                     b = bits[t]
-                    if prefix < 0:
+                    if bits_prefix < 0:
                         hist[c, b >> 16] += 1
-                    elif (b >> 16) == prefix:
+                    elif (b >> 16) == bits_prefix:
                         hist[c, b & 0xFFFF] += 1
         return hist.sum(axis=0)
 
@@ -264,7 +344,7 @@ if numba is not None:
 
 
 def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    kind, indptr, idx, w, norms, _, _, _, _, max_len = _args(tile)
+    kind, indptr, idx, w, norms, _, _, _, _, max_len, _ = _args(tile)
     out = np.zeros(len(cols), np.float32)
     if len(cols):
         _score_pairs(kind, indptr, idx, w, norms, max_len, np.ascontiguousarray(row_ids, dtype=np.int64),
@@ -281,8 +361,20 @@ def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> 
     return out
 
 
-def _args(tile: Tile):
+_NO_PREFIX = (np.zeros(1, np.int64), np.zeros(1, np.int32), np.zeros(1, np.int64), np.zeros(1, np.int32))
+
+
+def _args(tile: Tile, min_score: float = 0.0):
+    """The kernels' arguments: kind, CSR, weights, postings, vocab, longest row, prefix-filter index."""
     kind = {"set": KIND_SET, "cosine": KIND_COSINE, "edit": KIND_EDIT}[tile.kind]
+    prefix = _NO_PREFIX
+    if kind == KIND_SET and min_score >= PREFIX_MIN_THRESHOLD:
+        kind = KIND_PREFIX
+        f = tile.prefix(float(np.float32(min_score)))
+        prefix = (np.ascontiguousarray(f["prefix_ptr"], dtype=np.int64),
+                  np.ascontiguousarray(f["prefix_ranks"], dtype=np.int32),
+                  np.ascontiguousarray(f["prefix_post_ptr"], dtype=np.int64),
+                  np.ascontiguousarray(f["prefix_post_rows"], dtype=np.int32))
     f64 = np.zeros(1, np.float64)
     i64 = np.zeros(1, np.int64)
     i32 = np.zeros(1, np.int32)
@@ -293,11 +385,18 @@ def _args(tile: Tile):
             tile.post_ptr if tile.post_ptr is not None else i64,
             tile.post_rows if tile.post_rows is not None else i32,
             tile.post_weights if tile.post_weights is not None else f64,
-            max(tile.vocab, 1), int(lengths.max()) if len(lengths) else 0)
+            max(tile.vocab, 1), int(lengths.max()) if len(lengths) else 0, prefix)
 
 
 def _nchunks(nrows: int) -> int:
     return max(1, min(nrows, numba.get_num_threads() * 8))
+
+
+def _compact(off: np.ndarray, counts: np.ndarray, *arrays):
+    """The first counts[r] entries of each row's slot [off[r], off[r+1]), concatenated."""
+    keep = np.repeat(np.arange(len(counts)), counts) if counts.sum() else np.zeros(0, np.int64)
+    pos = off[keep] + (np.arange(len(keep)) - np.repeat(np.cumsum(counts) - counts, counts))
+    return (keep,) + tuple(a[pos] for a in arrays)
 
 
 def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
@@ -308,23 +407,32 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     out_score = np.empty(off[-1], np.float32)
     counts = np.zeros(len(rows), np.int64)
     if len(rows):
-        _select(*_args(tile), rows, off, np.float32(min_score), _nchunks(len(rows)), out_col, out_score, counts)
-    keep = np.repeat(np.arange(len(rows)), counts) if counts.sum() else np.zeros(0, np.int64)
-    pos = off[keep] + (np.arange(len(keep)) - np.repeat(np.cumsum(counts) - counts, counts))
-    return counts, out_col[pos], out_score[pos]
+        _select(*_args(tile, min_score), rows, off, np.float32(min_score), _nchunks(len(rows)), out_col, out_score,
+                counts)
+    _, cols, scores = _compact(off, counts, out_col, out_score)
+    return counts, cols, scores
 
 
 def pairs(tile: Tile, rows: np.ndarray, min_score: float):
-    """Threshold join from the per-row selection, keeping each unordered pair once (j > i)."""
+    """Threshold join: every (i, j > i) with s > 0 and s >= min_score, in row blocks whose worst-case
+    output (n − 1 − i per row) stays under PAIRS_BLOCK_ENTRIES."""
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    step = max(1, PAIRS_BLOCK_ENTRIES // max(tile.n, 1))  # bounds select's per-row capacity buffers
+    args = _args(tile, min_score)
+    cap = np.maximum(tile.n - 1 - rows, 0)
     parts = []
-    for lo in range(0, len(rows), step):
-        sub = rows[lo:lo + step]
-        counts, cols, scores = select(tile, sub, np.full(len(sub), max(tile.n - 1, 0), np.int64), min_score)
-        owner = np.repeat(sub, counts)
-        upper = cols > owner
-        parts.append((owner[upper].astype(np.int32), cols[upper], scores[upper]))
+    start = 0
+    while start < len(rows):
+        csum = np.cumsum(cap[start:])
+        stop = start + max(1, int(np.searchsorted(csum, PAIRS_BLOCK_ENTRIES, side="right")))
+        sub = rows[start:stop]
+        off = np.concatenate(([0], np.cumsum(cap[start:stop]))).astype(np.int64)
+        out_col = np.empty(off[-1], np.int32)
+        out_score = np.empty(off[-1], np.float32)
+        counts = np.zeros(len(sub), np.int64)
+        _pairs(*args, sub, off, np.float32(min_score), _nchunks(len(sub)), out_col, out_score, counts)
+        keep, cols, scores = _compact(off, counts, out_col, out_score)
+        parts.append((sub[keep].astype(np.int32), cols, scores))
+        start = stop
     if not parts:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32)
     return tuple(np.concatenate(p) for p in zip(*parts))
