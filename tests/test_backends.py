@@ -109,3 +109,28 @@ def test_dense_bitmap_path_equals_reference(backend, gain, monkeypatch):
         for w, g in zip(reference.select(tile, rows, k_row, min_score), be.select(tile, rows, k_row, min_score)):
             np.testing.assert_array_equal(g, w)
     np.testing.assert_array_equal(be.histogram(tile, rows, -1), reference.histogram(tile, rows, -1))
+    for w, g in zip(reference.pairs(tile, rows, 0.3), be.pairs(tile, rows, 0.3)):
+        np.testing.assert_array_equal(np.sort(g), np.sort(w))
+
+
+@pytest.mark.parametrize("backend", NATIVE)
+def test_tfidf_bounded_path_equals_reference(backend, monkeypatch):
+    """Popular codes bounded by Cauchy–Schwarz instead of accumulated (forced on a small tile) change no
+    selection or join: k·64 <= n, or a floor of at least 0.1, takes the bounded path."""
+    import simmine.metrics as metrics
+
+    monkeypatch.setattr(metrics, "HEAVY_MIN_ROWS", 0)
+    monkeypatch.setattr(metrics, "HEAVY_FRACTION", 1 / 10)
+    rng = np.random.default_rng(10)
+    hists = [(rng.zipf(1.2, size=int(rng.integers(1, 40))) % 200).tolist() for _ in range(150)]
+    tile = prepare_features(_seqs(hists), resolve_metric("tfidf")).tile(np.arange(150))
+    assert tile.heavy is not None and tile.heavy.sum() >= 3
+    be = get_backend(backend)
+    rows = np.arange(150, dtype=np.int64)
+    for k, min_score in ((1, 0.0), (2, 0.0), (10, 0.1), (149, 0.3), (5, 0.5)):
+        k_row = np.full(150, k, dtype=np.int64)
+        for w, g in zip(reference.select(tile, rows, k_row, min_score), be.select(tile, rows, k_row, min_score)):
+            np.testing.assert_array_equal(g, w)
+    for min_score in (0.1, 0.3):
+        want = sorted(zip(*[a.tolist() for a in reference.pairs(tile, rows, min_score)]))
+        assert sorted(zip(*[a.tolist() for a in be.pairs(tile, rows, min_score)])) == want

@@ -1,7 +1,9 @@
 """Numba backend: the same scorers as the C++ core, for machines where the extension is not built.
 
-One driver handles the three feature kinds (set, cosine, edit) so that the selection logic exists once;
-rows are split into chunks, each chunk running in its own thread with its own O(n) scratch.
+Inverted index with popular-code popcount bitmaps for sets, prefix filtering for set joins >= 0.4,
+Cauchy–Schwarz bounds on TF-IDF's popular codes, Myers for short edit rows, best-k heaps. One driver per
+operation (select, pairs, histogram) handles every feature kind, so the selection logic exists once; rows
+are split into chunks, each chunk running in its own thread with its own O(n) scratch.
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from ..metrics import Tile
 
 name = "numba"
 HIST_BINS = 65536
-PAIRS_BLOCK_ENTRIES = 1 << 22
+PAIRS_BLOCK_ENTRIES = 1 << 25  # virtual: np.empty touches only the pages written
 KIND_SET, KIND_COSINE, KIND_EDIT, KIND_PREFIX = 0, 1, 2, 3
+KBELOW = 1.0 - 1e-6  # bounds are compared with floor·KBELOW: rounding can only add verifications
 PREFIX_MIN_THRESHOLD = 0.4  # as the C++ core: below it, prefix candidates are many and accumulation wins
 
 try:
@@ -27,6 +30,15 @@ def available() -> bool:
 
 
 if numba is not None:
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _postings_from(pptr, prow, v, j_min):
+        """The range of code v's postings holding rows >= j_min (rows ascend within a posting list)."""
+        q0 = pptr[v]
+        q1 = pptr[v + 1]
+        if j_min > 0:
+            q0 += np.searchsorted(prow[q0:q1], j_min)
+        return q0, q1
 
     @njit(cache=True, nogil=True)
     def _myers64(la, b, peq):
@@ -79,10 +91,7 @@ if numba is not None:
         nt = 0
         for p in range(fptr[i], fptr[i + 1]):
             r = franks[p]
-            q0 = pptr[r]
-            q1 = pptr[r + 1]
-            if j_min > 0:
-                q0 += np.searchsorted(prow[q0:q1], j_min)
+            q0, q1 = _postings_from(pptr, prow, r, j_min)
             for q in range(q0, q1):
                 j = prow[q]
                 if mark[j] == 0:
@@ -145,10 +154,7 @@ if numba is not None:
         nt = 0
         for p in range(indptr[i], indptr[i + 1]):
             v = idx[p]
-            q0 = pptr[v]
-            q1 = pptr[v + 1]
-            if j_min > 0:
-                q0 += np.searchsorted(prow[q0:q1], j_min)
+            q0, q1 = _postings_from(pptr, prow, v, j_min)
             for q in range(q0, q1):
                 j = prow[q]
                 if acc_i[j] == 0:
@@ -181,12 +187,53 @@ if numba is not None:
                 m += 1
         return m
 
+    @njit(cache=True, nogil=True, inline="always")
+    def _popcount(x):
+        """Set bits of a uint64 (the SWAR idiom, which LLVM turns into one popcnt where the CPU has it)."""
+        x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+        x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+        x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+        return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
     @njit(cache=True, nogil=True)
-    def _row(kind, i, j_min, floor, indptr, idx, w, norms, pptr, prow, pw, prefix, scratch):
+    def _bitmap_set_row(i, j_min, indptr, idx, pptr, prow, bits, dense_code, words, acc_i, cand_j, cand_s):
+        """Sets with popular-code bitmaps (as the C++ core): intersections count the rarer codes through
+        the postings and the popular ones by popcount of the rows' bitmaps, for every column j >= j_min."""
+        n = len(indptr) - 1
+        for p in range(indptr[i], indptr[i + 1]):
+            v = idx[p]
+            if dense_code[v]:
+                continue
+            q0, q1 = _postings_from(pptr, prow, v, j_min)
+            for q in range(q0, q1):
+                acc_i[prow[q]] += 1
+        size_i = indptr[i + 1] - indptr[i]
+        bi = i * words
+        m = 0
+        for j in range(j_min, n):
+            c = np.int64(acc_i[j])
+            acc_i[j] = 0
+            bj = j * words
+            for t in range(words):
+                c += _popcount(bits[bi + t] & bits[bj + t])
+            if c == 0 or j == i:
+                continue
+            cand_j[m] = j
+            cand_s[m] = np.float32(c / (size_i + (indptr[j + 1] - indptr[j]) - c))
+            m += 1
+        return m
+
+    @njit(cache=True, nogil=True)
+    def _row(kind, i, j_min, floor, indptr, idx, w, norms, pptr, prow, pw, prefix, dense, scratch):
         """Candidates of row i (columns >= j_min, s > 0) into the scratch's cand_j/cand_s; returns the count.
         KIND_PREFIX (sets, floor >= PREFIX_MIN_THRESHOLD) finds them by prefix filtering, the others score
-        every column sharing a code (or, for edit, every column)."""
-        acc_i, acc_f, touched, peq, dprow, cand_j, cand_s = scratch
+        every column sharing a code (or, for edit, every column); sets with bitmaps (dense words > 0) add
+        popcounts of their popular codes."""
+        acc_i, acc_f, touched, peq, dprow, cand_j, cand_s = scratch[:7]
+        bits, dense_code, words = dense
+        if kind == KIND_SET and words > 0:
+            return _bitmap_set_row(i, j_min, indptr, idx, pptr, prow, bits, dense_code, words, acc_i, cand_j,
+                                   cand_s)
         if kind == KIND_PREFIX:
             fptr, franks, fpost_ptr, fpost_rows = prefix
             return _prefix_row(i, j_min, floor, indptr, idx, fptr, franks, fpost_ptr, fpost_rows, acc_i, peq,
@@ -194,38 +241,167 @@ if numba is not None:
         return _score_row(kind, i, j_min, indptr, idx, w, norms, pptr, prow, pw,
                           acc_i, acc_f, touched, peq, dprow, cand_j, cand_s)
 
+    @njit(cache=True, nogil=True, inline="always")
+    def _worse(s1, j1, s2, j2):
+        """(s1, j1) comes after (s2, j2) in the order score descending, column ascending."""
+        return s1 < s2 or (s1 == s2 and j1 > j2)
+
+    @njit(cache=True, nogil=True)
+    def _sift_down(hs, hj, pos, size, s, j):
+        """Places (s, j) at pos of the worst-first heap hs/hj[:size], moving better children up."""
+        while True:
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            if child + 1 < size and _worse(hs[child + 1], hj[child + 1], hs[child], hj[child]):
+                child += 1
+            if not _worse(hs[child], hj[child], s, j):
+                break
+            hs[pos] = hs[child]
+            hj[pos] = hj[child]
+            pos = child
+        hs[pos] = s
+        hj[pos] = j
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _heap_push(hs, hj, size, k, s, j):
+        """Offers (s, j) to the worst-first heap hs/hj[:size] of the k best so far; returns its new size.
+        A candidate not better than the root (the k-th best) is dropped on arrival."""
+        if size < k:
+            pos = size
+            while pos > 0:
+                parent = (pos - 1) >> 1
+                if not _worse(s, j, hs[parent], hj[parent]):
+                    break
+                hs[pos] = hs[parent]
+                hj[pos] = hj[parent]
+                pos = parent
+            hs[pos] = s
+            hj[pos] = j
+            return size + 1
+        if _worse(hs[0], hj[0], s, j):
+            _sift_down(hs, hj, 0, size, s, j)
+        return size
+
+    @njit(cache=True, nogil=True)
+    def _heap_sort(hs, hj, size):
+        """Sorts a worst-first heap in place into score descending, column ascending."""
+        for end in range(size - 1, 0, -1):  # pop the worst to the back
+            ws, wj = hs[0], hj[0]
+            _sift_down(hs, hj, 0, end, hs[end], hj[end])
+            hs[end] = ws
+            hj[end] = wj
+        return size
+
     @njit(cache=True, nogil=True)
     def _take_best(cand_j, cand_s, m, k, out_col, out_score):
-        """Best min(k, m) candidates in the order score descending, column ascending."""
+        """Best min(k, m) candidates in the order score descending, column ascending, through a heap of
+        the k best so far, then sorted in place."""
         if k <= 0 or m == 0:
             return 0
-        cj = cand_j[:m]
-        cs = cand_s[:m]
-        if k < m:
-            kth = -np.partition(-cs, k - 1)[k - 1]
-            greater = np.flatnonzero(cs > kth)
-            ties = np.flatnonzero(cs == kth)
-            ties = ties[np.argsort(cj[ties])][: k - len(greater)]
-            sel = np.concatenate((greater, ties))
-        else:
-            sel = np.arange(m)
-        sel = sel[np.argsort(cj[sel])]
-        sel = sel[np.argsort(-cs[sel], kind="mergesort")]
-        for t in range(len(sel)):
-            out_col[t] = cj[sel[t]]
-            out_score[t] = cs[sel[t]]
-        return len(sel)
+        hs, hj = out_score, out_col
+        size = 0
+        for t in range(m):
+            s, j = cand_s[t], cand_j[t]
+            if size == k and not _worse(hs[0], hj[0], s, j):
+                continue  # not better than the k-th best so far: the common case, decided here
+            size = _heap_push(hs, hj, size, k, s, j)
+        return _heap_sort(hs, hj, size)
+
+    @njit(cache=True, nogil=True)
+    def _bounded_cosine(i, j_min, k, ranked, min_score, indptr, idx, w, norms, pptr, prow, pw, heavy, heavy_norm,
+                        by_heavy, acc_f, mark, touched, table, cand_j, cand_ub, hs, hj):
+        """Top-k TF-IDF with bounds (as the C++ core's bounded path): only light codes are accumulated; the
+        heavy part of cos(i, j) is at most h_i·h_j (Cauchy–Schwarz), so a pair is verified exactly only if
+        light part + h_i·h_j reaches the k-th best so far, most promising first; pairs sharing no light
+        code are visited by descending h_j until h_i·h_j falls below it. Columns j >= j_min; ``ranked``
+        (top-k) verifies the k best bounds first, a threshold join (k = every column) needs no ranking.
+        Writes the heap hs/hj, sorted."""
+        ni = norms[i]
+        if ni <= 0 or k <= 0:
+            return 0
+        nt = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            v = idx[p]
+            table[v] = w[p]
+            if heavy[v]:
+                continue
+            q0, q1 = _postings_from(pptr, prow, v, j_min)
+            for q in range(q0, q1):
+                j = prow[q]
+                if mark[j] == 0:
+                    mark[j] = 1
+                    touched[nt] = j
+                    nt += 1
+                acc_f[j] += w[p] * pw[q]
+        hi = heavy_norm[i] * (1.0 + 1e-9)
+        nc = 0
+        for t in range(nt):
+            j = touched[t]
+            if j != i and norms[j] > 0:
+                cand_j[nc] = j
+                cand_ub[nc] = acc_f[j] / (ni * norms[j]) * (1.0 + 1e-9) + hi * heavy_norm[j]
+                nc += 1
+            acc_f[j] = 0.0
+        size = 0
+        first = min(k, nc) if ranked else 0
+        if first > 0:  # the most promising first, to raise the floor before the rest is filtered
+            top_ub = np.empty(first, np.float64)
+            top = np.empty(first, np.int64)
+            kept = 0
+            for t in range(nc):  # the `first` largest bounds, by a heap like the selection's
+                kept = _heap_push(top_ub, top, kept, first, cand_ub[t], t)
+            for t in top[:kept]:
+                j = cand_j[t]
+                s = _cosine_with_table(j, table, indptr, idx, w, ni, norms[j])
+                if s > 0 and s >= min_score:
+                    size = _heap_push(hs, hj, size, k, s, j)
+                cand_ub[t] = -1.0
+        for t in range(nc):
+            floor = hs[0] if size == k else min_score
+            if cand_ub[t] >= KBELOW * floor:
+                j = cand_j[t]
+                s = _cosine_with_table(j, table, indptr, idx, w, ni, norms[j])
+                if s > 0 and s >= min_score:
+                    size = _heap_push(hs, hj, size, k, s, j)
+        for t in range(len(by_heavy)):
+            floor = hs[0] if size == k else min_score
+            j = by_heavy[t]
+            if hi * heavy_norm[j] < KBELOW * floor:
+                break
+            if j >= j_min and j != i and mark[j] == 0 and norms[j] > 0:
+                s = _cosine_with_table(j, table, indptr, idx, w, ni, norms[j])
+                if s > 0 and s >= min_score:
+                    size = _heap_push(hs, hj, size, k, s, j)
+        for t in range(nt):
+            mark[touched[t]] = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            table[idx[p]] = 0.0
+        return _heap_sort(hs, hj, size)
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _cosine_with_table(j, table, indptr, idx, w, ni, nj):
+        """Exact cosine of row i (spread in table) with row j: products added in ascending code order of j,
+        non-common codes adding an exact 0.0, so the sum rounds as the accumulation does."""
+        dot = 0.0
+        for p in range(indptr[j], indptr[j + 1]):
+            dot += table[idx[p]] * w[p]
+        if dot <= 0 or ni <= 0 or nj <= 0:
+            return np.float32(0.0)
+        return np.float32(min(dot / (ni * nj), 1.0))
 
     @njit(cache=True, nogil=True)
     def _scratch(kind, n, vocab, max_len):
         """One thread's O(n) scratch: accumulators (or marks), touched list, Myers table (or the prefix
-        filter's code table), DP row, candidates."""
+        filter's code table), DP row, candidates; for cosine, the row's weight table and upper bounds."""
         return (np.zeros(n, np.int32), np.zeros(n if kind == KIND_COSINE else 1, np.float64),
                 np.empty(n, np.int32), np.zeros(vocab if kind in (KIND_EDIT, KIND_PREFIX) else 1, np.uint64),
-                np.empty(max_len + 1, np.int64), np.empty(n, np.int32), np.empty(n, np.float32))
+                np.empty(max_len + 1, np.int64), np.empty(n, np.int32), np.empty(n, np.float32),
+                np.zeros(vocab if kind == KIND_COSINE else 1, np.float64),
+                np.empty(n if kind == KIND_COSINE else 1, np.float64))
 
     @njit(cache=True, parallel=True)
-    def _select(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix,
+    def _select(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, bounds,
                 rows, out_off, min_score, nchunks, out_col, out_score, out_count):
         n = len(indptr) - 1
         nrows = len(rows)
@@ -234,20 +410,28 @@ if numba is not None:
             hi = (c + 1) * nrows // nchunks
             scratch = _scratch(kind, n, vocab, max_len)
             cand_j, cand_s = scratch[5], scratch[6]
+            heavy, heavy_norm, by_heavy, has_bounds = bounds
             for r in range(lo, hi):
-                m = _row(kind, rows[r], 0, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, scratch)
+                o = out_off[r]
+                k = out_off[r + 1] - o
+                if kind == KIND_COSINE and has_bounds and (k * 64 <= n or min_score >= 0.1):
+                    out_count[r] = _bounded_cosine(rows[r], 0, k, True, min_score, indptr, idx, w, norms, pptr,
+                                                   prow, pw, heavy, heavy_norm, by_heavy, scratch[1], scratch[0],
+                                                   scratch[2], scratch[7], cand_j, scratch[8],
+                                                   out_score[o:o + k], out_col[o:o + k])
+                    continue
+                m = _row(kind, rows[r], 0, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, dense,
+                         scratch)
                 kept = 0
                 for t in range(m):
                     if cand_s[t] >= min_score:
                         cand_j[kept] = cand_j[t]
                         cand_s[kept] = cand_s[t]
                         kept += 1
-                o = out_off[r]
-                out_count[r] = _take_best(cand_j, cand_s, kept, out_off[r + 1] - o,
-                                          out_col[o:out_off[r + 1]], out_score[o:out_off[r + 1]])
+                out_count[r] = _take_best(cand_j, cand_s, kept, k, out_col[o:o + k], out_score[o:o + k])
 
     @njit(cache=True, parallel=True)
-    def _pairs(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix,
+    def _pairs(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, bounds,
                rows, out_off, min_score, nchunks, out_col, out_score, out_count):
         """Every (i, j > i) with s > 0 and s >= min_score, unsorted, at out_off[r] for rows[r]."""
         n = len(indptr) - 1
@@ -257,10 +441,19 @@ if numba is not None:
             hi = (c + 1) * nrows // nchunks
             scratch = _scratch(kind, n, vocab, max_len)
             cand_j, cand_s = scratch[5], scratch[6]
+            heavy, heavy_norm, by_heavy, has_bounds = bounds
             for r in range(lo, hi):
                 i = rows[r]
-                m = _row(kind, i, i + 1, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, scratch)
                 o = out_off[r]
+                if kind == KIND_COSINE and has_bounds and min_score >= 0.1:
+                    k = out_off[r + 1] - o
+                    out_count[r] = _bounded_cosine(i, i + 1, k, False, min_score, indptr, idx, w, norms, pptr, prow,
+                                                   pw, heavy, heavy_norm, by_heavy, scratch[1], scratch[0],
+                                                   scratch[2], scratch[7], cand_j, scratch[8],
+                                                   out_score[o:o + k], out_col[o:o + k])
+                    continue
+                m = _row(kind, i, i + 1, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, dense,
+                         scratch)
                 kept = 0
                 for t in range(m):
                     if cand_s[t] >= min_score:
@@ -270,7 +463,7 @@ if numba is not None:
                 out_count[r] = kept
 
     @njit(cache=True, parallel=True)
-    def _histogram(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, rows, bits_prefix,
+    def _histogram(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, rows, bits_prefix,
                    nchunks):
         n = len(indptr) - 1
         nrows = len(rows)
@@ -282,7 +475,8 @@ if numba is not None:
             cand_s = scratch[6]
             for r in range(lo, hi):
                 i = rows[r]
-                m = _row(kind, i, i + 1, np.float32(0.0), indptr, idx, w, norms, pptr, prow, pw, prefix, scratch)
+                m = _row(kind, i, i + 1, np.float32(0.0), indptr, idx, w, norms, pptr, prow, pw, prefix, dense,
+                         scratch)
                 bits = cand_s[:m].view(np.uint32)
                 for t in range(m):
                     b = bits[t]
@@ -344,7 +538,7 @@ if numba is not None:
 
 
 def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    kind, indptr, idx, w, norms, _, _, _, _, max_len, _ = _args(tile)
+    kind, indptr, idx, w, norms, _, _, _, _, max_len, _, _ = _args(tile)
     out = np.zeros(len(cols), np.float32)
     if len(cols):
         _score_pairs(kind, indptr, idx, w, norms, max_len, np.ascontiguousarray(row_ids, dtype=np.int64),
@@ -362,6 +556,7 @@ def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> 
 
 
 _NO_PREFIX = (np.zeros(1, np.int64), np.zeros(1, np.int32), np.zeros(1, np.int64), np.zeros(1, np.int32))
+_NO_DENSE = (np.zeros(1, np.uint64), np.zeros(1, np.uint8), np.int64(0))
 
 
 def _args(tile: Tile, min_score: float = 0.0):
@@ -379,13 +574,28 @@ def _args(tile: Tile, min_score: float = 0.0):
     i64 = np.zeros(1, np.int64)
     i32 = np.zeros(1, np.int32)
     lengths = np.diff(tile.indptr)
+    dense = _NO_DENSE
+    if kind == KIND_SET and tile.dense_words:
+        dense = (np.ascontiguousarray(tile.dense_bits, dtype=np.uint64),
+                 np.ascontiguousarray(tile.dense_code, dtype=np.uint8), np.int64(tile.dense_words))
     return (kind, tile.indptr, tile.indices,
             tile.weights if tile.weights is not None else f64,
             tile.norms if tile.norms is not None else f64,
             tile.post_ptr if tile.post_ptr is not None else i64,
             tile.post_rows if tile.post_rows is not None else i32,
             tile.post_weights if tile.post_weights is not None else f64,
-            max(tile.vocab, 1), int(lengths.max()) if len(lengths) else 0, prefix)
+            max(tile.vocab, 1), int(lengths.max()) if len(lengths) else 0, prefix, dense)
+
+
+_NO_BOUNDS = (np.zeros(1, np.uint8), np.zeros(1, np.float64), np.zeros(1, np.int32), False)
+
+
+def _bounds(tile: Tile):
+    """TF-IDF's heavy-code bounds (Tile.add_heavy_bounds), when the tile has them."""
+    if tile.kind != "cosine" or tile.heavy is None:
+        return _NO_BOUNDS
+    return (np.ascontiguousarray(tile.heavy, dtype=np.uint8), np.ascontiguousarray(tile.heavy_norm, dtype=np.float64),
+            np.ascontiguousarray(tile.by_heavy, dtype=np.int32), True)
 
 
 def _nchunks(nrows: int) -> int:
@@ -407,8 +617,8 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     out_score = np.empty(off[-1], np.float32)
     counts = np.zeros(len(rows), np.int64)
     if len(rows):
-        _select(*_args(tile, min_score), rows, off, np.float32(min_score), _nchunks(len(rows)), out_col, out_score,
-                counts)
+        _select(*_args(tile, min_score), _bounds(tile), rows, off, np.float32(min_score), _nchunks(len(rows)),
+                out_col, out_score, counts)
     _, cols, scores = _compact(off, counts, out_col, out_score)
     return counts, cols, scores
 
@@ -429,7 +639,7 @@ def pairs(tile: Tile, rows: np.ndarray, min_score: float):
         out_col = np.empty(off[-1], np.int32)
         out_score = np.empty(off[-1], np.float32)
         counts = np.zeros(len(sub), np.int64)
-        _pairs(*args, sub, off, np.float32(min_score), _nchunks(len(sub)), out_col, out_score, counts)
+        _pairs(*args, _bounds(tile), sub, off, np.float32(min_score), _nchunks(len(sub)), out_col, out_score, counts)
         keep, cols, scores = _compact(off, counts, out_col, out_score)
         parts.append((sub[keep].astype(np.int32), cols, scores))
         start = stop
