@@ -89,9 +89,25 @@ def test_forest_pairs_stay_in_buckets():
     rng = np.random.default_rng(4)
     sig = rng.integers(0, 5, size=(50, 16)).astype(np.uint32)
     bucket = rng.integers(0, 3, size=50).astype(np.int32)
-    keys = forest_pairs(sig, bucket, trees=4, depth=3, window=5, seed=0)
+    keys = np.concatenate(list(forest_pairs(sig, bucket, trees=4, depth=3, window=5, seed=0)))
     i, j = keys // 50, keys % 50
     assert (i < j).all() and (bucket[i] == bucket[j]).all() and len(np.unique(keys)) == len(keys)
+
+
+@pytest.mark.parametrize("method", ["minhash", "faiss"])
+@pytest.mark.parametrize("sel", [dict(k=5), dict(alpha=0.05), dict(min_sim=0.3)], ids=str)
+def test_rescoring_in_small_batches_equals_one_batch(tmp_path, monkeypatch, method, sel):
+    """Candidates folded into the selection batch by batch (memory O(batch + kept)) give the same output
+    as one batch of every candidate."""
+    import simmine.approx.minhash as mh
+
+    if method == "faiss":
+        pytest.importorskip("faiss")
+    kw = dict(method=method, quiet=True, bucket_by="city", **sel)
+    one = load_weak(simmine.build(out=str(tmp_path / "one"), **kw))[0]
+    monkeypatch.setattr(mh.batched, "__defaults__", (20_000,))  # about 50 batches on the demo log
+    many = load_weak(simmine.build(out=str(tmp_path / "many"), **kw))[0]
+    assert [(a.tolist(), b.tolist()) for a, b in one] == [(a.tolist(), b.tolist()) for a, b in many]
 
 
 @pytest.mark.parametrize("sel", [dict(k=10), dict(alpha=0.01), dict(min_sim=0.3)], ids=str)

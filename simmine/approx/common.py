@@ -54,14 +54,46 @@ def recall_at_k(result: WeakResult, exact: dict) -> float:
     return found / wanted if wanted else 1.0
 
 
-def rescore(features: Features, plan: Plan, sel: Selection, backend, pairs: np.ndarray, exact: dict,
+def _pair_keys(result: WeakResult, n: int):
+    """The unordered pairs (keys i·n + j, i < j, unique) of a result's lists, with their scores."""
+    anchor = np.repeat(np.arange(n, dtype=np.int64), np.diff(result.offsets))
+    nbr = result.neighbors.astype(np.int64)
+    keys = np.minimum(anchor, nbr) * n + np.maximum(anchor, nbr)
+    order = np.argsort(keys, kind="stable")
+    keys, scores = keys[order], result.scores[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    return keys[first], scores[first]
+
+
+def rescore(features: Features, plan: Plan, sel: Selection, backend, batches, exact: dict,
             stats: dict) -> WeakResult:
-    """Candidate pairs (int64 keys i·n + j, i < j, unique) scored exactly and selected with the exact
-    semantics; ``stats`` and the recall against ``exact`` go into the result."""
+    """Candidate pairs, batch by batch (int64 keys i·n + j, i < j, each batch sorted and unique, as
+    ``minhash.batched`` makes them; a pair may recur across batches), scored
+    exactly and selected with the exact semantics. Each batch is folded into the selection so far, so
+    memory is O(one batch + the kept pairs), and the result equals one selection over every candidate (a
+    pair cut from both lists can never re-enter: lists only improve). ``stats`` and the recall against
+    ``exact`` go into the result."""
+    n = features.n
     k_all, min_score = selection_request(sel, plan)
-    i, j, s = score_listed(features, plan, pairs, backend)
-    result = assemble_pairs(features.n, i, j, s, k_all, min_score, backend)
-    result.stats = {**stats, "candidate_pairs": int(len(pairs))}
+    kept_keys = np.zeros(0, dtype=np.int64)
+    kept_scores = np.zeros(0, dtype=np.float32)
+    result = assemble_pairs(n, kept_keys, kept_keys, kept_scores, k_all, min_score, backend)
+    scored = 0
+    for keys in batches:
+        if len(kept_keys):
+            pos = np.minimum(np.searchsorted(kept_keys, keys), len(kept_keys) - 1)
+            keys = keys[kept_keys[pos] != keys]  # pairs already scored and kept
+        if not len(keys):
+            continue
+        scored += len(keys)
+        i, j, s = score_listed(features, plan, keys, backend)
+        i = np.concatenate((kept_keys // n, i))
+        j = np.concatenate((kept_keys % n, j))
+        s = np.concatenate((kept_scores, s))
+        result = assemble_pairs(n, i, j, s, k_all, min_score, backend)
+        kept_keys, kept_scores = _pair_keys(result, n)
+    result.stats = {**stats, "candidate_pairs": int(scored)}
     if exact:
         result.stats["recall"] = {"value": round(recall_at_k(result, exact), 6), "sample": len(exact),
                                   "of": "recall@k against exact search (ties counted by score)"}

@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..metrics import Features, _unique_per_row
 from ..select import Selection
 from .common import exact_sample, rescore
-from .minhash import splitmix64, unique_sorted
+from .minhash import batched, splitmix64
 
 INDEXES = ("flat", "hnsw", "ivf", "binary")
 GPU_K_CAP = 2048
@@ -207,17 +207,18 @@ def mine_faiss(features: Features, plan: Plan, sel: Selection, backend, params: 
     binary = params.index == "binary"
     data = binary_codes(features, params, backend) if binary else float_vectors(features, params)
     gpu = _gpu_resources(faiss)
-    keys = []
-    tick = progress("faiss", n) if progress else None
-    for members in plan.members:
-        if len(members) >= 2:
-            i, j = bucket_candidates(faiss, params.index, data, members, want, params, gpu, k_cap)
-            keys.append(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
+
+    def batches():  # one bucket's candidates at a time (small buckets grouped into one batch)
+        tick = progress("faiss", n) if progress else None
+        for members in plan.members:
+            if len(members) >= 2:
+                i, j = bucket_candidates(faiss, params.index, data, members, want, params, gpu, k_cap)
+                yield np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
+            if tick:
+                tick(len(members))
         if tick:
-            tick(len(members))
-    if tick:
-        tick(0, done=True)
-    pairs = unique_sorted(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+            tick(0, done=True)
+
     if binary:
         vectors = (f"1-bit minhash ({params.num_perm} bits)" if features.kind in ("set", "edit")
                    else f"simhash ({params.num_perm} bits)")
@@ -225,4 +226,4 @@ def mine_faiss(features: Features, plan: Plan, sel: Selection, backend, params: 
         vectors = "given embeddings" if features.kind == "dense" else f"signed hashing projection (dim {params.dim})"
     stats = {"method": "faiss", "index": params.index, "vectors": vectors, "candidates_per_anchor": want,
              "gpu": gpu is not None, "seed": params.seed}
-    return rescore(features, plan, sel, backend, pairs, exact, stats)
+    return rescore(features, plan, sel, backend, batched(batches()), exact, stats)

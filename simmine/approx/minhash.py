@@ -32,6 +32,7 @@ from ..select import Selection
 from .common import exact_sample, rescore
 
 WINDOW = 32
+PAIR_BATCH = 1 << 24  # candidate keys re-scored together: memory is O(batch + kept pairs), not O(candidates)
 TARGET_PROBABILITY = 0.95
 
 
@@ -68,13 +69,29 @@ def unique_sorted(keys: np.ndarray) -> np.ndarray:
     return keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
 
 
+def batched(parts, limit: int = PAIR_BATCH):
+    """Groups arrays of pair keys into unique sorted batches of about ``limit`` keys (the rescoring unit)."""
+    held, size = [], 0
+    for part in parts:
+        held.append(part)
+        size += len(part)
+        if size >= limit:
+            yield unique_sorted(np.concatenate(held))
+            held, size = [], 0
+    if held:
+        yield unique_sorted(np.concatenate(held))
+
+
 def candidate_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], bands: int, rows: int,
-                    window: int = WINDOW) -> np.ndarray:
-    """Unique candidate pairs as int64 keys i·n + j (i < j), from banded signatures."""
+                    window: int = WINDOW):
+    """Candidate pairs as batches of int64 keys i·n + j (i < j), from banded signatures."""
+    return batched(_band_parts(sig, bucket, bands, rows, window))
+
+
+def _band_parts(sig, bucket, bands, rows, window):
     n = sig.shape[0]
     usable = ~(sig == 0xFFFFFFFF).all(axis=1)  # empty sets collide with each other but share nothing
     ids = np.flatnonzero(usable)
-    keys_out = []
     for b in range(bands):
         band = sig[ids, b * rows:(b + 1) * rows].astype(np.uint64)
         key = np.full(len(ids), np.uint64(b), dtype=np.uint64)
@@ -90,23 +107,24 @@ def candidate_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], bands: int, r
                 break
             i, j = ids[order[:-d][same]], ids[order[d:][same]]
             lo, hi = np.minimum(i, j), np.maximum(i, j)
-            keys_out.append(lo.astype(np.int64) * n + hi)
-    if not keys_out:
-        return np.zeros(0, dtype=np.int64)
-    return unique_sorted(np.concatenate(keys_out))
+            yield lo.astype(np.int64) * n + hi
 
 
 def forest_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], trees: int, depth: int, window: int,
-                 seed: int) -> np.ndarray:
+                 seed: int):
     """Candidate pairs for nearest-neighbour selection: for each of ``trees`` random orders of the signature
     columns, anchors are sorted by their first ``depth`` minhashes (bucket first), and each pairs with the
     next ``window`` anchors. Neighbours in that order share long prefixes of minhashes, so they are likely
-    similar whatever the absolute similarity level; candidates are at most N·window·trees."""
+    similar whatever the absolute similarity level; candidates are at most N·window·trees, handed out in
+    batches of about PAIR_BATCH keys."""
+    return batched(_forest_parts(sig, bucket, trees, depth, window, seed))
+
+
+def _forest_parts(sig, bucket, trees, depth, window, seed):
     n, num_perm = sig.shape
     usable = ~(sig == 0xFFFFFFFF).all(axis=1)
     ids = np.flatnonzero(usable)
     rng = np.random.default_rng(seed)
-    keys_out = []
     for _ in range(trees):
         cols = rng.permutation(num_perm)[:depth]
         sort_keys = [sig[ids, c] for c in cols[::-1]]
@@ -118,10 +136,7 @@ def forest_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], trees: int, dept
             if bucket is not None:
                 same = bucket[i] == bucket[j]
                 i, j = i[same], j[same]
-            keys_out.append(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
-    if not keys_out:
-        return np.zeros(0, dtype=np.int64)
-    return unique_sorted(np.concatenate(keys_out))
+            yield np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
 
 
 @dataclass
