@@ -2,6 +2,8 @@
 is measured against, and recall@k itself."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from ..engines.local import Plan, WeakResult, assemble_pairs, select_anchors, selection_request
@@ -17,9 +19,11 @@ def exact_sample(features: Features, plan: Plan, sel: Selection, backend, size: 
     return select_anchors(features, plan, sel, backend, sample)
 
 
-def score_listed(features: Features, plan: Plan, pairs: np.ndarray, backend):
-    """Exact scores of candidate pairs (all within one bucket), grouped by bucket tile."""
+def score_listed(features: Features, plan: Plan, pairs: np.ndarray, backend, tiles: Optional[dict] = None):
+    """Exact scores of candidate pairs (all within one bucket), grouped by bucket tile. ``tiles`` keeps
+    bucket tiles across calls (rescoring batch after batch builds each one once)."""
     n = features.n
+    tiles = {} if tiles is None else tiles
     i, j = pairs // n, pairs % n
     bucket_of = np.zeros(n, dtype=np.int64)
     local = np.zeros(n, dtype=np.int64)
@@ -30,14 +34,16 @@ def score_listed(features: Features, plan: Plan, pairs: np.ndarray, backend):
     order = np.argsort(bucket_of[i] * n + i, kind="stable")  # pairs arrive sorted by (i, j)
     i, j = i[order], j[order]
     bi = bucket_of[i]
-    for b in np.unique(bi).tolist():
-        sel = np.flatnonzero(bi == b)
-        tile = features.tile(plan.members[b])
-        rows = local[i[sel]]  # ascending within the bucket: pairs are sorted by (bucket, i, j)
+    present = np.unique(bi)
+    bounds = np.searchsorted(bi, np.append(present, len(plan.members)))
+    for b, lo, hi in zip(present.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()):
+        if b not in tiles:
+            tiles[b] = features.tile(plan.members[b])
+        rows = local[i[lo:hi]]  # ascending within the bucket: pairs are sorted by (bucket, i, j)
         starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1]))) if len(rows) else rows
         row_ids = rows[starts]
         ptr = np.append(starts, len(rows)).astype(np.int64)
-        scores[sel] = backend.score_pairs(tile, row_ids, ptr, local[j[sel]].astype(np.int32))
+        scores[lo:hi] = backend.score_pairs(tiles[b], row_ids, ptr, local[j[lo:hi]].astype(np.int32))
     return i, j, scores
 
 
@@ -78,6 +84,7 @@ def rescore(features: Features, plan: Plan, sel: Selection, backend, batches, ex
     k_all, min_score = selection_request(sel, plan)
     kept_keys = np.zeros(0, dtype=np.int64)
     kept_scores = np.zeros(0, dtype=np.float32)
+    tiles = {}  # every bucket's tile, built once for all batches: O(features) memory
     result = assemble_pairs(n, kept_keys, kept_keys, kept_scores, k_all, min_score, backend)
     scored = 0
     for keys in batches:
@@ -87,7 +94,7 @@ def rescore(features: Features, plan: Plan, sel: Selection, backend, batches, ex
         if not len(keys):
             continue
         scored += len(keys)
-        i, j, s = score_listed(features, plan, keys, backend)
+        i, j, s = score_listed(features, plan, keys, backend, tiles)
         i = np.concatenate((kept_keys // n, i))
         j = np.concatenate((kept_keys % n, j))
         s = np.concatenate((kept_scores, s))
