@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__
-from .approx.faiss_ import INDEXES, FaissParams, faiss_module, mine_faiss
+from .approx.faiss_ import FaissParams, check_params, mine_faiss
 from .approx.minhash import MinHashParams, mine_minhash
 from .backends import get_backend, set_num_threads
 from .engines.local import (WeakResult, check_threshold_output, global_threshold_of, make_plan, mine_weak,
@@ -129,12 +129,9 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         raise InputError("--engine ray runs --method exact; approximate builds run on --engine local")
     if method != "exact" and sel.mode == "alpha_global":
         raise InputError("--alpha-scope global needs every pair's score: use --method exact")
+    fp = FaissParams(index, int(dim), candidates, num_perm, seed, recall_sample)
     if method == "faiss":
-        faiss_module()
-        if index not in INDEXES:
-            raise InputError(f"unknown --index '{index}' (choose from {', '.join(INDEXES)})")
-        if index == "binary" and num_perm % 8:
-            raise InputError(f"--index binary packs --num-perm bits into bytes: give a multiple of 8, got {num_perm}")
+        check_params(fp)
     if (m.name == "embedding") != (embeddings is not None):
         raise InputError("--metric embedding needs --embeddings FILE.npy" if embeddings is None else
                          "--embeddings is read only by --metric embedding")
@@ -214,7 +211,6 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         timings["strong"] = time.perf_counter() - t
         t = time.perf_counter()
         mh = MinHashParams(num_perm, bands, rows, seed, recall_sample)
-        fp = FaissParams(index, int(dim), candidates, num_perm, seed, recall_sample)
         sharded = len(ranges) > 1
         # exact mining by anchor range (shards, Ray tasks) needs global alpha's τ before it starts
         thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n) \

@@ -148,9 +148,9 @@ class Tile:
     dense_bits: Optional[np.ndarray] = None
     dense_code: Optional[np.ndarray] = None
     heavy: Optional[np.ndarray] = None
-    vectors: Optional[np.ndarray] = None
     heavy_norm: Optional[np.ndarray] = None
     by_heavy: Optional[np.ndarray] = None
+    vectors: Optional[np.ndarray] = None      # dense (embedding) tiles
     _prefix: dict = field(default_factory=dict)
 
     @property

@@ -48,6 +48,18 @@ class FaissParams:
     nprobe: int = 16
 
 
+def check_params(params: FaissParams):
+    """The faiss module, after checking that FAISS is installed and the parameters are usable; InputError
+    (before anything is computed or written) otherwise."""
+    faiss = faiss_module()
+    if params.index not in INDEXES:
+        raise InputError(f"unknown --index '{params.index}' (choose from {', '.join(INDEXES)})")
+    if params.index == "binary" and params.num_perm % 8:
+        raise InputError(f"--index binary packs --num-perm bits into bytes: give a multiple of 8, "
+                         f"got {params.num_perm}")
+    return faiss
+
+
 def faiss_module():
     """The faiss module; InputError naming the wheel when it is not installed."""
     try:
@@ -95,10 +107,9 @@ def float_vectors(features: Features, params: FaissParams) -> np.ndarray:
 
 
 def binary_codes(features: Features, params: FaissParams, backend) -> np.ndarray:
-    """uint8 [N, bits/8]: 1-bit MinHash for sets and sequences, SimHash for weighted vectors."""
+    """uint8 [N, bits/8]: 1-bit MinHash for sets and sequences, SimHash for weighted vectors (bits a
+    multiple of 8: check_params)."""
     bits = params.num_perm
-    if bits % 8:
-        raise InputError(f"--index binary packs --num-perm bits into bytes: give a multiple of 8, got {bits}")
     if features.kind in ("set", "edit"):
         sig = backend.minhash(features.indptr, features.indices, bits, params.seed)
         low = (sig & 1).astype(np.uint8)
@@ -164,7 +175,7 @@ def paged_search(faiss, kind: str, data: np.ndarray, queries: np.ndarray, k: int
 
 
 def bucket_candidates(faiss, kind: str, data: np.ndarray, members: np.ndarray, want: int, params: FaissParams,
-                      gpu=None, k_cap: Optional[int] = None) -> np.ndarray:
+                      gpu=None, k_cap: Optional[int] = None):
     """Candidate pairs (i, j) of one bucket as global seq_ids: each member with its ``want`` nearest other
     members by the index."""
     local = data[members]
@@ -191,9 +202,7 @@ def bucket_candidates(faiss, kind: str, data: np.ndarray, members: np.ndarray, w
 def mine_faiss(features: Features, plan: Plan, sel: Selection, backend, params: FaissParams,
                progress=None, k_cap: Optional[int] = None) -> WeakResult:
     """Weak lists from FAISS candidates re-scored exactly (global alpha is refused by the caller)."""
-    faiss = faiss_module()
-    if params.index not in INDEXES:
-        raise InputError(f"unknown --index '{params.index}' (choose from {', '.join(INDEXES)})")
+    faiss = check_params(params)
     n = features.n
     k_all, _ = selection_request(sel, plan)
     k_max = int(k_all.max()) if n else 0

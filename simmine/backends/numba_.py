@@ -1,9 +1,9 @@
 """Numba backend: the same scorers as the C++ core, for machines where the extension is not built.
 
 Inverted index with popular-code popcount bitmaps for sets, prefix filtering for set joins >= 0.4,
-Cauchy–Schwarz bounds on TF-IDF's popular codes, Myers for short edit rows, best-k heaps. One driver per
-operation (select, pairs, histogram) handles every feature kind, so the selection logic exists once; rows
-are split into chunks, each chunk running in its own thread with its own O(n) scratch.
+Cauchy–Schwarz bounds on TF-IDF's popular codes, Myers for short edit rows, best-k heaps. One driver for
+rows (select and pairs) and one for histograms handle every feature kind, so the selection logic exists
+once; rows are split into chunks, each chunk running in its own thread with its own O(n) scratch.
 """
 from __future__ import annotations
 
@@ -401,66 +401,42 @@ if numba is not None:
                 np.empty(n if kind == KIND_COSINE else 1, np.float64))
 
     @njit(cache=True, parallel=True)
-    def _select(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, bounds,
-                rows, out_off, min_score, nchunks, out_col, out_score, out_count):
+    def _mine_rows(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, bounds,
+                   rows, out_off, min_score, upper, nchunks, out_col, out_score, out_count):
+        """Row r's results at out_off[r], out_count[r] of them, columns with s > 0 and s >= min_score:
+        upper=False (select): the best out_off[r+1] − out_off[r], score descending then column ascending;
+        upper=True (pairs): every column j > rows[r], unsorted."""
         n = len(indptr) - 1
         nrows = len(rows)
         for c in prange(nchunks):
             lo = c * nrows // nchunks
             hi = (c + 1) * nrows // nchunks
             scratch = _scratch(kind, n, vocab, max_len)
-            cand_j, cand_s = scratch[5], scratch[6]
-            heavy, heavy_norm, by_heavy, has_bounds = bounds
-            for r in range(lo, hi):
-                o = out_off[r]
-                k = out_off[r + 1] - o
-                if kind == KIND_COSINE and has_bounds and (k * 64 <= n or min_score >= 0.1):
-                    out_count[r] = _bounded_cosine(rows[r], 0, k, True, min_score, indptr, idx, w, norms, pptr,
-                                                   prow, pw, heavy, heavy_norm, by_heavy, scratch[1], scratch[0],
-                                                   scratch[2], scratch[7], cand_j, scratch[8],
-                                                   out_score[o:o + k], out_col[o:o + k])
-                    continue
-                m = _row(kind, rows[r], 0, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, dense,
-                         scratch)
-                kept = 0
-                for t in range(m):
-                    if cand_s[t] >= min_score:
-                        cand_j[kept] = cand_j[t]
-                        cand_s[kept] = cand_s[t]
-                        kept += 1
-                out_count[r] = _take_best(cand_j, cand_s, kept, k, out_col[o:o + k], out_score[o:o + k])
-
-    @njit(cache=True, parallel=True)
-    def _pairs(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, bounds,
-               rows, out_off, min_score, nchunks, out_col, out_score, out_count):
-        """Every (i, j > i) with s > 0 and s >= min_score, unsorted, at out_off[r] for rows[r]."""
-        n = len(indptr) - 1
-        nrows = len(rows)
-        for c in prange(nchunks):
-            lo = c * nrows // nchunks
-            hi = (c + 1) * nrows // nchunks
-            scratch = _scratch(kind, n, vocab, max_len)
-            cand_j, cand_s = scratch[5], scratch[6]
+            acc_i, acc_f, touched, _, _, cand_j, cand_s, table, cand_ub = scratch
             heavy, heavy_norm, by_heavy, has_bounds = bounds
             for r in range(lo, hi):
                 i = rows[r]
+                j_min = i + 1 if upper else 0
                 o = out_off[r]
-                if kind == KIND_COSINE and has_bounds and min_score >= 0.1:
-                    k = out_off[r + 1] - o
-                    out_count[r] = _bounded_cosine(i, i + 1, k, False, min_score, indptr, idx, w, norms, pptr, prow,
-                                                   pw, heavy, heavy_norm, by_heavy, scratch[1], scratch[0],
-                                                   scratch[2], scratch[7], cand_j, scratch[8],
-                                                   out_score[o:o + k], out_col[o:o + k])
+                k = out_off[r + 1] - o
+                if kind == KIND_COSINE and has_bounds and (min_score >= 0.1 or (not upper and k * 64 <= n)):
+                    out_count[r] = _bounded_cosine(i, j_min, k, not upper, min_score, indptr, idx, w, norms, pptr,
+                                                   prow, pw, heavy, heavy_norm, by_heavy, acc_f, acc_i, touched,
+                                                   table, cand_j, cand_ub, out_score[o:o + k], out_col[o:o + k])
                     continue
-                m = _row(kind, i, i + 1, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, dense,
-                         scratch)
+                m = _row(kind, i, j_min, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, dense, scratch)
                 kept = 0
-                for t in range(m):
+                for t in range(m):  # pairs go straight to the output, a selection to its heap
                     if cand_s[t] >= min_score:
-                        out_col[o + kept] = cand_j[t]
-                        out_score[o + kept] = cand_s[t]
+                        if upper:
+                            out_col[o + kept] = cand_j[t]
+                            out_score[o + kept] = cand_s[t]
+                        else:
+                            cand_j[kept] = cand_j[t]
+                            cand_s[kept] = cand_s[t]
                         kept += 1
-                out_count[r] = kept
+                out_count[r] = kept if upper else _take_best(cand_j, cand_s, kept, k, out_col[o:o + k],
+                                                             out_score[o:o + k])
 
     @njit(cache=True, parallel=True)
     def _histogram(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, rows, bits_prefix,
@@ -617,8 +593,8 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     out_score = np.empty(off[-1], np.float32)
     counts = np.zeros(len(rows), np.int64)
     if len(rows):
-        _select(*_args(tile, min_score), _bounds(tile), rows, off, np.float32(min_score), _nchunks(len(rows)),
-                out_col, out_score, counts)
+        _mine_rows(*_args(tile, min_score), _bounds(tile), rows, off, np.float32(min_score), False,
+                   _nchunks(len(rows)), out_col, out_score, counts)
     _, cols, scores = _compact(off, counts, out_col, out_score)
     return counts, cols, scores
 
@@ -639,7 +615,8 @@ def pairs(tile: Tile, rows: np.ndarray, min_score: float):
         out_col = np.empty(off[-1], np.int32)
         out_score = np.empty(off[-1], np.float32)
         counts = np.zeros(len(sub), np.int64)
-        _pairs(*args, _bounds(tile), sub, off, np.float32(min_score), _nchunks(len(sub)), out_col, out_score, counts)
+        _mine_rows(*args, _bounds(tile), sub, off, np.float32(min_score), True, _nchunks(len(sub)), out_col, out_score,
+                   counts)
         keep, cols, scores = _compact(off, counts, out_col, out_score)
         parts.append((sub[keep].astype(np.int32), cols, scores))
         start = stop
