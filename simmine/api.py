@@ -90,7 +90,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
           num_perm: int = 128, bands: Optional[int] = None, rows: Optional[int] = None,
           recall_sample: int = 500, seed: int = 0, embeddings: Optional[str] = None, index: str = "flat",
           dim: int = 256, candidates: Optional[int] = None, shard_rows: Optional[int] = None, resume: bool = False,
-          ray_address: Optional[str] = None, command: Optional[str] = None) -> str:
+          ray_address: Optional[str] = None, memory_gb: Optional[float] = None,
+          command: Optional[str] = None) -> str:
     """Mines strong and weak positives and writes them to ``out``; returns ``out``.
 
     Keyword names are the CLI flags with underscores. With ``input=None`` the built-in demo log is used.
@@ -142,6 +143,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         raise InputError("--backend blas scores only --metric embedding")
     if m.name == "embedding":
         be = get_backend("blas")
+    if memory_gb is not None:
+        _check_streamed(memory_gb, input, method, m.name)
     if threads:
         set_num_threads(threads)
     buckets = _bucket_list(bucket_by)
@@ -149,6 +152,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
     _check_out(out)
     progress = make_progress(quiet)
 
+    seqs = log = src = None
     if input is None:
         from .demo import demo_table
 
@@ -159,14 +163,20 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         input_info = {"path": None, "demo": True, "bytes": None, "sha256": None}
     else:
         input = os.fspath(input)
-        log = read_log(input, format, user_col, item_col, time_col, buckets)
+        if memory_gb is None:
+            log = read_log(input, format, user_col, item_col, time_col, buckets)
+        else:
+            from .stream import describe_log
+
+            src = describe_log(input, format, user_col, item_col, time_col, buckets)
         input_info = {"path": os.path.abspath(input), "demo": False, "bytes": os.path.getsize(input),
                       "sha256": sha256_file(input)}
-    seqs = build_sequences(log, split, max_len, compare)
-    if seqs.n == 0:
-        where = log.path
-        raise InputError(f"{where}: no user has a non-empty history after --split {split} "
-                         f"(every one of {seqs.n_users} users was skipped)")
+    if log is not None:
+        seqs = build_sequences(log, split, max_len, compare)
+        if seqs.n == 0:
+            raise InputError(f"{log.path}: no user has a non-empty history after --split {split} "
+                             f"(every one of {seqs.n_users} users was skipped)")
+        src = {"fmt": log.fmt, "user_col": log.user_col, "item_col": log.item_col, "time_col": log.time_col}
     vectors = None
     if embeddings is not None:
         embeddings = os.fspath(embeddings)
@@ -174,29 +184,48 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         input_info["embeddings"] = {"path": os.path.abspath(embeddings), "sha256": sha256_file(embeddings)}
     timings["load"] = time.perf_counter() - t0
 
-    t = time.perf_counter()
-    features = dense_features(vectors) if vectors is not None else prepare_features(seqs, m, ngram_n)
-    plan = make_plan(seqs.n, seqs.bucket_codes)
-    check_output_size(_estimate_bytes(seqs, features, plan, sel, be), max_output_gb)
-    timings["prepare"] = time.perf_counter() - t
-
     params = {
         "metric": m.name, "alpha": sel.alpha, "alpha_scope": alpha_scope if sel.alpha is not None else None,
         "k": sel.k, "min_sim": sel.min_sim, "max_per_anchor": sel.max_per_anchor, "selection": sel.mode,
         "method": method, "backend": be.name, "engine": engine, "bucket_by": list(buckets) or None,
         "split": split, "max_len": int(max_len), "compare": compare,
-        "ngram_n": int(ngram_n) if m.name == "ngram" else None, "format": log.fmt,
-        "user_col": log.user_col, "item_col": log.item_col, "time_col": log.time_col,
-        "max_output_gb": max_output_gb, "shard_rows": int(shard_rows),
+        "ngram_n": int(ngram_n) if m.name == "ngram" else None, "format": src["fmt"],
+        "user_col": src["user_col"], "item_col": src["item_col"], "time_col": src["time_col"],
+        "max_output_gb": max_output_gb, "shard_rows": int(shard_rows), "memory_gb": memory_gb,
         "embeddings": input_info.get("embeddings", {}).get("path"),
         **({"num_perm": num_perm, "bands": bands, "rows": rows} if method == "minhash" else {}),
         **({"index": index, "dim": int(dim), "candidates": candidates, "num_perm": num_perm}
            if method == "faiss" else {}),
         **({"recall_sample": recall_sample, "seed": seed} if method != "exact" else {}),
     }
-    ranges = [(lo, min(lo + shard_rows, seqs.n)) for lo in range(0, seqs.n, shard_rows)]
     fingerprint = hashlib.sha256(json.dumps({"input": input_info, "params": params, "version": __version__},
                                             sort_keys=True, default=str).encode()).hexdigest()
+    if seqs is None:
+        from .stream import build_streamed
+
+        partial = _open_partial(out, fingerprint, None, resume)
+        try:
+            res, files = build_streamed(partial, src, m, sel, be, engine, split, max_len, compare, ngram_n,
+                                        memory_gb, max_output_gb, shard_rows, ray_address, progress, timings)
+        except InputError:
+            shutil.rmtree(partial, ignore_errors=True)  # bad input leaves nothing behind
+            raise
+        shutil.rmtree(os.path.join(partial, "spill"))
+        shards = [{"rows": rows_, "weak": w_, "strong": s_} for w_, s_, rows_ in files] if len(files) > 1 else None
+        counts = {"n_anchors": res.n, "n_users": res.n_users, "skipped": res.skipped, "n_buckets": res.n_buckets,
+                  "pairs": {"compared": res.compared, "weak_kept": res.weak_kept, "strong_kept": res.strong_kept}}
+        extra = {"ray": res.tasks, "recall": None, "approximate": None,
+                 "streamed": {"partitions": res.partitions, "groups": res.groups}}
+        return _finish(out, partial, command, input, input_info, params, counts, res.threshold, method, be.name,
+                       engine, extra, shards, timings, t0)
+
+    t = time.perf_counter()
+    features = dense_features(vectors) if vectors is not None else prepare_features(seqs, m, ngram_n)
+    plan = make_plan(seqs.n, seqs.bucket_codes)
+    check_output_size(_estimate_bytes(seqs, features, plan, sel, be), max_output_gb)
+    timings["prepare"] = time.perf_counter() - t
+
+    ranges = [(lo, min(lo + shard_rows, seqs.n)) for lo in range(0, seqs.n, shard_rows)]
     partial = _open_partial(out, fingerprint, ranges, resume)
     runner = None
     try:
@@ -242,49 +271,70 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             shards = [{"rows": [lo, hi], "weak": f"weak-{s_:05d}.arrow", "strong": f"strong-{s_:05d}.arrow"}
                       for s_, (lo, hi) in enumerate(ranges)]
         timings["write"] = write_t
-        compared = plan.compared_pairs
-        names = ["sequences.arrow"] + ([f for sh in shards for f in (sh["weak"], sh["strong"])] if shards else
-                                       ["weak.arrow", "strong.arrow"])
-        rows_of = {"sequences.arrow": [0, seqs.n]}
-        for sh in shards or [{"rows": [0, seqs.n], "weak": "weak.arrow", "strong": "strong.arrow"}]:
-            rows_of[sh["weak"]] = rows_of[sh["strong"]] = sh["rows"]
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "simmine_version": __version__,
-            "command": command if command is not None else _api_command(input, out, params),
-            "input": input_info,
-            "params": params,
-            "n_anchors": seqs.n,
-            "n_users": seqs.n_users,
-            "skipped": seqs.skipped,
-            "n_buckets": len(plan.members),
-            "pairs": {"compared": compared, "weak_kept": kept_weak, "strong_kept": int(len(strong_nbr))},
-            "tau": None if thr is None else thr.tau,
-            "realised_fraction": (thr.pairs_at_or_above / compared if thr is not None and compared else None),
-            "method": method,
-            "backend": be.name,
-            "engine": engine,
-            "ray": {"tasks": runner.tasks, "task_rows": runner.task_rows} if runner else None,
-            "recall": stats.get("recall"),
-            "approximate": {k_: v for k_, v in stats.items() if k_ != "recall"} or None,
-            "shards": shards,
-            "elapsed_s": {**{k_: round(v, 6) for k_, v in timings.items()},
-                          "total": round(time.perf_counter() - t0, 6)},
-            "files": {name: {"sha256": sha256_file(os.path.join(partial, name)),
-                             "bytes": os.path.getsize(os.path.join(partial, name)),
-                             "rows": rows_of[name]} for name in names},
-        }
-        write_json(os.path.join(partial, "manifest.json"), manifest)
-        os.remove(os.path.join(partial, PLAN_FILE))
-        if os.path.isdir(out):
-            shutil.rmtree(out)
-        os.replace(partial, out)
+        counts = {"n_anchors": seqs.n, "n_users": seqs.n_users, "skipped": seqs.skipped,
+                  "n_buckets": len(plan.members),
+                  "pairs": {"compared": plan.compared_pairs, "weak_kept": kept_weak,
+                            "strong_kept": int(len(strong_nbr))}}
+        extra = {"ray": {"tasks": runner.tasks, "task_rows": runner.task_rows} if runner else None,
+                 "recall": stats.get("recall"),
+                 "approximate": {k_: v for k_, v in stats.items() if k_ != "recall"} or None}
+        return _finish(out, partial, command, input, input_info, params, counts, thr, method, be.name, engine,
+                       extra, shards, timings, t0)
     except InputError:
         shutil.rmtree(partial, ignore_errors=True)  # bad input leaves nothing behind
         raise
     finally:
         if runner is not None:
             runner.close()
+
+
+def _check_streamed(memory_gb, input, method: str, metric: str) -> None:
+    """What a bounded-memory build (--memory-gb) accepts."""
+    if not (isinstance(memory_gb, (int, float)) and not isinstance(memory_gb, bool) and memory_gb > 0):
+        raise InputError(f"--memory-gb must be positive, got {memory_gb}")
+    if input is None:
+        raise InputError("--memory-gb streams an --input file; the demo log is built in memory")
+    if method != "exact":
+        raise InputError("--memory-gb runs --method exact; approximate builds hold their sketches in memory")
+    if metric == "embedding":
+        raise InputError("--memory-gb streams interaction logs; --metric embedding reads its .npy whole")
+
+
+def _finish(out, partial, command, input, input_info, params, counts, thr, method, backend, engine, extra, shards,
+            timings, t0) -> str:
+    """Writes the manifest (SPEC §6) into ``partial`` and renames it to ``out``."""
+    n = counts["n_anchors"]
+    compared = counts["pairs"]["compared"]
+    names = ["sequences.arrow"] + ([f for sh in shards for f in (sh["weak"], sh["strong"])] if shards else
+                                   ["weak.arrow", "strong.arrow"])
+    rows_of = {"sequences.arrow": [0, n]}
+    for sh in shards or [{"rows": [0, n], "weak": "weak.arrow", "strong": "strong.arrow"}]:
+        rows_of[sh["weak"]] = rows_of[sh["strong"]] = sh["rows"]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "simmine_version": __version__,
+        "command": command if command is not None else _api_command(input, out, params),
+        "input": input_info,
+        "params": params,
+        **counts,
+        "tau": None if thr is None else thr.tau,
+        "realised_fraction": (thr.pairs_at_or_above / compared if thr is not None and compared else None),
+        "method": method,
+        "backend": backend,
+        "engine": engine,
+        **extra,
+        "shards": shards,
+        "elapsed_s": {**{k_: round(v, 6) for k_, v in timings.items()},
+                      "total": round(time.perf_counter() - t0, 6)},
+        "files": {name: {"sha256": sha256_file(os.path.join(partial, name)),
+                         "bytes": os.path.getsize(os.path.join(partial, name)),
+                         "rows": rows_of[name]} for name in names},
+    }
+    write_json(os.path.join(partial, "manifest.json"), manifest)
+    os.remove(os.path.join(partial, PLAN_FILE))
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    os.replace(partial, out)
     return out
 
 

@@ -81,6 +81,9 @@ def _add_build(sub) -> None:
     p.add_argument("--shard-rows", type=_int, default=None,
                    help="anchors per output shard (default 1,000,000; one shard writes weak.arrow)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build from its finished shards")
+    p.add_argument("--memory-gb", type=_number, default=None,
+                   help="stream the log through spill files, holding about this much (plus ~40 B per anchor); "
+                        "same output")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
@@ -136,7 +139,8 @@ def _run_build(args) -> int:
                 threads=args.threads, quiet=args.quiet, num_perm=args.num_perm, bands=args.bands,
                 rows=args.rows, recall_sample=args.recall_sample, seed=args.seed, embeddings=args.embeddings,
                 index=args.index, dim=args.dim, candidates=args.candidates, shard_rows=args.shard_rows,
-                resume=args.resume, ray_address=args.ray_address, command=command)
+                resume=args.resume, ray_address=args.ray_address, memory_gb=args.memory_gb,
+                command=command)
     if not args.quiet:
         from .report import summary_lines
 

@@ -251,8 +251,10 @@ def ngram_codes(indptr: np.ndarray, items: np.ndarray, n: int):
     return g_indptr, codes.reshape(-1).astype(np.int32)
 
 
-def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2) -> Features:
-    """Features of every anchor for ``metric`` (SPEC §3)."""
+def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2, df: Optional[np.ndarray] = None,
+                     n_total: Optional[int] = None) -> Features:
+    """Features of every anchor for ``metric`` (SPEC §3). TF-IDF takes N and df from the anchors given, or
+    from ``n_total`` and ``df`` (per item code) when they are part of a larger build."""
     if metric.name == "levenshtein":
         return Features("edit", seqs.indptr, seqs.items.astype(np.int32))
     if metric.name == "ngram":
@@ -266,10 +268,12 @@ def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2) -> Fea
         return Features("set", indptr, codes)
     # tfidf: w(v,u) = tf(v,u) · ln(N / df(v)), N = all anchors of the build, df over their histories
     n = seqs.n
-    df = np.bincount(codes, minlength=int(codes.max()) + 1 if len(codes) else 0)
+    if df is None:
+        df = np.bincount(codes, minlength=int(codes.max()) + 1 if len(codes) else 0)
+    n_idf = n if n_total is None else n_total
     idf = np.zeros(len(df), dtype=np.float64)
     seen = df > 0
-    idf[seen] = np.log(n / df[seen].astype(np.float64))
+    idf[seen] = np.log(n_idf / df[seen].astype(np.float64))
     w = counts.astype(np.float64) * idf[codes]
     keep = w > 0  # items in every history weigh 0 and change no dot product
     row_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))[keep]

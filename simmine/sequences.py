@@ -23,6 +23,8 @@ FORMATS = ("auto", "parquet", "csv", "tsv", "arrow", "inter", "lines", "ml-dat")
 SPLITS = ("loo", "none")
 COMPARES = ("history", "full")
 
+CSV_BLOCK_BYTES = 1 << 24   # delimited text is parsed (and its types inferred) a block at a time
+
 _EXTENSIONS = {
     ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".arrow": "arrow",
     ".feather": "arrow", ".ipc": "arrow", ".inter": "inter",
@@ -41,6 +43,7 @@ class Log:
     time_col: Optional[str]    # None: file order
     bucket_cols: tuple
     first_line: int            # file line of table row 0 (1-based); 0 when rows are not lines
+    row_base: int = 0          # rows of the file before this table (a streamed batch's position)
 
 
 @dataclass
@@ -112,9 +115,8 @@ def _all_tokens_are_data(tokens: Sequence[str]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- readers
-def read_log(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
-             time_col: Optional[str] = None, bucket_cols: Sequence[str] = ()) -> Log:
-    """Reads the columns simmine needs. ``time_col=None`` takes ``timestamp`` when present, else file order."""
+def _check_file(path: str, fmt: str) -> str:
+    """The log's format, after checking that the file can be read at all."""
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -125,29 +127,154 @@ def read_log(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: 
         raise InputError(f"{path}: the log is empty")
     if fmt not in FORMATS:
         raise InputError(f"unknown --format '{fmt}' (choose from {', '.join(FORMATS)})")
-    if fmt == "auto":
-        fmt = detect_format(path)
-    reader = {"parquet": _read_parquet, "arrow": _read_arrow, "csv": _read_csv, "tsv": _read_tsv,
-              "inter": _read_inter, "lines": _read_lines, "ml-dat": _read_ml_dat}[fmt]
-    table, first_line = reader(path)
+    return detect_format(path) if fmt == "auto" else fmt
+
+
+def _pick_columns(path: str, names, user_col: str, item_col: str, time_col: Optional[str], bucket_cols) -> tuple:
+    """(columns to keep, time column or None). ``time_col=None`` takes ``timestamp`` when present."""
     explicit_time = time_col is not None
     time_name = time_col if explicit_time else "timestamp"
     wanted = [user_col, item_col] + list(bucket_cols)
-    missing = [c for c in wanted if c not in table.column_names]
-    if explicit_time and time_name not in table.column_names:
+    missing = [c for c in wanted if c not in names]
+    if explicit_time and time_name not in names:
         missing.append(time_name)
     if missing:
         flag = {user_col: "--user-col", item_col: "--item-col", time_name: "--time-col"}.get(missing[0], "--bucket-by")
-        raise InputError(f"{path}: no column '{missing[0]}' (columns: {', '.join(table.column_names)}); "
+        raise InputError(f"{path}: no column '{missing[0]}' (columns: {', '.join(names)}); "
                          f"name the right one with {flag}")
-    has_time = time_name in table.column_names
-    keep = wanted + ([time_name] if has_time else [])
-    table = table.select(list(dict.fromkeys(keep)))
+    has_time = time_name in names
+    keep = list(dict.fromkeys(wanted + ([time_name] if has_time else [])))
+    return keep, (time_name if has_time else None)
+
+
+def read_log(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
+             time_col: Optional[str] = None, bucket_cols: Sequence[str] = ()) -> Log:
+    """Reads the columns simmine needs. ``time_col=None`` takes ``timestamp`` when present, else file order."""
+    fmt = _check_file(path, fmt)
+    reader = {"parquet": _read_parquet, "arrow": _read_arrow, "csv": _read_csv, "tsv": _read_tsv,
+              "inter": _read_inter, "lines": _read_lines, "ml-dat": _read_ml_dat}[fmt]
+    table, first_line = reader(path)
+    keep, time_name = _pick_columns(path, table.column_names, user_col, item_col, time_col, bucket_cols)
+    table = table.select(keep)
     if table.num_rows == 0:
         raise InputError(f"{path}: the log has no interactions")
-    log = Log(path, fmt, table, user_col, item_col, time_name if has_time else None, tuple(bucket_cols), first_line)
+    log = Log(path, fmt, table, user_col, item_col, time_name, tuple(bucket_cols), first_line)
     _check_nulls(log)
     return log
+
+
+def stream_log(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
+               time_col: Optional[str] = None, bucket_cols: Sequence[str] = (), batch_rows: int = 1 << 20,
+               as_text: bool = False):
+    """The log as a sequence of Logs of at most about ``batch_rows`` rows, in file order, each checked as
+    read_log checks a whole log (row_base places a batch's rows in the file, for error messages).
+
+    Parquet, Arrow and delimited text (csv, tsv, inter) are read batch by batch, so memory is bounded by
+    the batch; ``lines`` and ``ml-dat`` files are read whole, then cut into batches. A delimited file whose
+    column turns from numbers to text past the first block raises RetypeAsText: stream it again with
+    ``as_text=True`` to get read_log's types."""
+    fmt = _check_file(path, fmt)
+    if fmt == "parquet":
+        batches, first_line = _parquet_batches(path, batch_rows), 0
+    elif fmt == "arrow":
+        batches, first_line = _arrow_batches(path), 0
+    elif fmt in ("csv", "tsv", "inter"):
+        batches, first_line = _delimited_batches(path, fmt, as_text)
+    else:
+        table, first_line = (_read_lines if fmt == "lines" else _read_ml_dat)(path)
+        batches = table.to_batches(max_chunksize=batch_rows)
+    row_base, keep, time_name = 0, None, None
+    for batch in batches:
+        if keep is None:
+            keep, time_name = _pick_columns(path, batch.schema.names, user_col, item_col, time_col, bucket_cols)
+        table = pa.Table.from_batches([batch]).select(keep)
+        for lo in range(0, table.num_rows, batch_rows):
+            log = Log(path, fmt, table.slice(lo, batch_rows), user_col, item_col, time_name, tuple(bucket_cols),
+                      first_line, row_base)
+            _check_nulls(log)
+            yield log
+            row_base += log.table.num_rows
+    if row_base == 0:
+        raise InputError(f"{path}: the log has no interactions")
+
+
+def _parquet_batches(path: str, batch_rows: int):
+    import pyarrow.parquet as pq
+
+    try:
+        f = pq.ParquetFile(path)
+        for batch in f.iter_batches(batch_size=batch_rows):
+            yield batch
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from None
+
+
+def _arrow_batches(path: str):
+    try:
+        source = pa.memory_map(path)
+        try:
+            reader = pa.ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:
+            source.seek(0)
+            batches = pa.ipc.open_stream(source)
+        for batch in batches:
+            yield batch
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Arrow file ({_first_line(exc)})") from None
+
+
+def _delimited_batches(path: str, fmt: str, as_text: bool):
+    """(batches, first line) of a csv/tsv/inter file, parsed block by block with the types read_log's
+    whole-file reader would give (on a conversion error past the first block, every column is re-read as
+    text, as read_log does)."""
+    if fmt == "inter":
+        with open(path, "rb") as f:
+            first = _first_text_line(path, f.read(1 << 16))
+        names, types = [], {}
+        for field in first.rstrip("\r\n").split("\t"):
+            name, _, kind = field.partition(":")
+            names.append(name)
+            types[name] = pa.float64() if kind == "float" else pa.string()
+        return _delimited_stream(path, "\t", names, types, skip_rows=1), 2
+    delimiter = "\t" if fmt == "tsv" else _sniff_delimiter(path, ",")
+    return _delimited_stream(path, delimiter, None, _text_types(path, delimiter, None) if as_text else None), 2
+
+
+class RetypeAsText(Exception):
+    """A streamed delimited log needs every column read as text (a column turned from numbers to text
+    past the first block): start the stream again with ``as_text=True``."""
+
+
+def _text_types(path: str, delimiter: str, column_names) -> dict:
+    names = _header_names(path, delimiter, None) if column_names is None else column_names
+    return {n: pa.string() for n in names}
+
+
+def _delimited_stream(path: str, delimiter: str, column_names=None, column_types=None, skip_rows: int = 0):
+    import pyarrow.csv as pacsv
+
+    header = column_names is None
+    read = pacsv.ReadOptions(column_names=column_names, skip_rows=skip_rows, block_size=CSV_BLOCK_BYTES)
+    parse = pacsv.ParseOptions(delimiter=delimiter)
+    convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False,
+                                   quoted_strings_can_be_null=False)
+    emitted = 0
+    try:
+        with pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert) as reader:
+            for batch in reader:
+                emitted += 1
+                yield batch
+    except pa.ArrowInvalid as exc:
+        if "conversion error" in str(exc) and column_types is None:
+            if emitted:  # batches with the first block's types are out already: the reader must start again
+                raise RetypeAsText(path) from None
+            yield from _delimited_stream(path, delimiter, column_names, _text_types(path, delimiter, column_names),
+                                         skip_rows)
+            return
+        raise _locate_bad_line(path, delimiter, header, column_names, None) or _arrow_error(path, exc) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -204,7 +331,7 @@ def _read_delimited(path: str, delimiter: str, column_names=None, column_types=N
 
     header = column_names is None
     source = io.BytesIO(data) if data is not None else path
-    read = pacsv.ReadOptions(column_names=column_names, skip_rows=skip_rows, block_size=1 << 24)
+    read = pacsv.ReadOptions(column_names=column_names, skip_rows=skip_rows, block_size=CSV_BLOCK_BYTES)
     parse = pacsv.ParseOptions(delimiter=delimiter)
     convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
@@ -229,9 +356,14 @@ def _header_names(path: str, delimiter: str, data: Optional[bytes]):
 
 
 def _locate_bad_line(path, delimiter, header, column_names, data) -> Optional[InputError]:
-    raw = data if data is not None else open(path, "rb").read()
+    with (io.BytesIO(data) if data is not None else open(path, "rb")) as lines:
+        return _first_bad_line(path, delimiter, header, column_names, lines)
+
+
+def _first_bad_line(path, delimiter, header, column_names, lines) -> Optional[InputError]:
     expected = None if header else len(column_names)
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+    for lineno, line in enumerate(lines, start=1):
+        line = line.rstrip(b"\n")
         try:
             text = line.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError:
@@ -306,6 +438,7 @@ def _check_nulls(log: Log) -> None:
 
 
 def _where(log: Log, row: int) -> str:
+    row += log.row_base
     return f"line {log.first_line + row}: " if log.first_line else f"row {row + 1}: "
 
 
@@ -368,7 +501,21 @@ def encode_sorted(values) -> tuple:
     return codes.to_numpy(zero_copy_only=False).astype(np.int32), uniq
 
 
-def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history") -> SequenceSet:
+@dataclass
+class AnchorRows:
+    """Where each anchor's parts are in a log's table (SPEC §2), before any value is encoded."""
+
+    user_codes: np.ndarray      # int64 per row: user in order of first appearance
+    user_dict: pa.Array         # user code -> user as given
+    history_rows: np.ndarray    # table rows of every anchor's compared items, anchor after anchor
+    lengths: np.ndarray         # int64 compared items per anchor
+    target_rows: np.ndarray     # table row of every anchor's target
+    first_rows: np.ndarray      # table row of every anchor's user's first interaction
+    valid: np.ndarray           # user codes of the anchors
+    n_users: int
+
+
+def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history") -> AnchorRows:
     """Per SPEC §2: stable time sort per user, split, target = T[-1], history = T[:-1][-max_len:]."""
     if split not in SPLITS:
         raise InputError(f"unknown --split '{split}' (choose from {', '.join(SPLITS)})")
@@ -377,16 +524,13 @@ def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: st
     if max_len < 1:
         raise InputError(f"--max-len must be at least 1, got {max_len}")
     users = _check_id_type(log, log.user_col)
-    items = _check_id_type(log, log.item_col)
     enc = pc.dictionary_encode(users.combine_chunks())  # dictionary in order of first appearance
     user_codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    user_dict = enc.dictionary
-    item_codes, item_values = encode_sorted(items)
     if log.time_col is not None:
         order = np.lexsort((_time_values(log), user_codes))  # lexsort is stable: ties keep file order
     else:
         order = np.argsort(user_codes, kind="stable")
-    n_users = len(user_dict)
+    n_users = len(enc.dictionary)
     lengths = np.bincount(user_codes, minlength=n_users).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     t_len = np.maximum(lengths - 2, 0) if split == "loo" else lengths
@@ -400,34 +544,55 @@ def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: st
         c_begin = np.maximum(s, s + tl - max_len)
         c_end = s + tl
     c_len = c_end - c_begin
-    rows = order[_ranges(c_begin, c_len)]
-    target_rows = order[target_pos]
+    first = np.minimum.reduceat(order, starts)[valid] if len(order) else np.zeros(0, np.int64)
+    return AnchorRows(user_codes, enc.dictionary, order[_ranges(c_begin, c_len)], c_len, order[target_pos],
+                      first, valid, int(n_users))
+
+
+def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",
+                    item_values: Optional[pa.Array] = None) -> SequenceSet:
+    """The anchors of a log (SPEC §2). Items are coded in the sorted order of ``item_values`` (a sorted
+    dictionary covering the log, as a streamed build passes) or of the log's own items."""
+    rows = anchor_rows(log, split, max_len, compare)
+    items = _check_id_type(log, log.item_col)
+    if item_values is None:
+        item_codes, item_values = encode_sorted(items)
+    else:
+        item_codes = encode_with(items, item_values)
     bucket_codes = bucket_labels = None
     if log.bucket_cols:
-        bucket_codes, bucket_labels = _bucket_keys(log, target_rows)
+        idx = pa.array(rows.target_rows)
+        bucket_codes, bucket_labels = bucket_keys([log.table.column(c).take(idx) for c in log.bucket_cols])
     return SequenceSet(
-        indptr=np.concatenate(([0], np.cumsum(c_len))).astype(np.int64),
-        items=item_codes[rows],
+        indptr=np.concatenate(([0], np.cumsum(rows.lengths))).astype(np.int64),
+        items=item_codes[rows.history_rows],
         item_values=item_values,
-        user_values=user_dict.take(pa.array(valid)),
-        target_codes=item_codes[target_rows],
+        user_values=rows.user_dict.take(pa.array(rows.valid)),
+        target_codes=item_codes[rows.target_rows],
         bucket_codes=bucket_codes,
         bucket_labels=bucket_labels,
-        n_users=int(n_users),
-        skipped=int(n_users - len(valid)),
+        n_users=rows.n_users,
+        skipped=int(rows.n_users - len(rows.valid)),
     )
 
 
-def _bucket_keys(log: Log, rows: np.ndarray):
-    """Bucket per anchor from its target row; label = the values joined by '|'."""
-    idx = pa.array(rows)
+def encode_with(values, dictionary: pa.Array) -> np.ndarray:
+    """int32 codes of ``values`` in a sorted dictionary that holds every one of them."""
+    codes = pc.index_in(values, value_set=dictionary)
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    return codes.to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def bucket_keys(columns: list):
+    """Bucket code per anchor from the values of its bucket columns (one array per column): codes in the
+    sorted order of the value tuples; label = the values joined by '|'."""
     parts, labels_per_col = [], []
-    for name in log.bucket_cols:
-        values = log.table.column(name).take(idx)
+    for values in columns:
         codes, dictionary = encode_sorted(values)
         parts.append(codes)
         labels_per_col.append([str(v) for v in dictionary.to_pylist()])
-    if not len(rows):
+    if not len(parts[0]):
         return np.zeros(0, dtype=np.int32), []
     keys, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
     labels = ["|".join(labels_per_col[c][k] for c, k in enumerate(key)) for key in keys]

@@ -46,6 +46,20 @@ def test_ray_sharded_equals_local(tmp_path):
     assert _tables(local) == _tables(remote)
 
 
+@pytest.mark.parametrize("sel", [dict(k=4), dict(alpha=0.02, alpha_scope="global", metric="tfidf")], ids=str)
+def test_ray_streamed_equals_local_in_memory(tmp_path, sel):
+    from simmine.synth import synth
+
+    log = str(tmp_path / "log.parquet")
+    synth(log, users=3000, items=400, mean_len=10, cities=3, days=3, seed=4)
+    local = simmine.build(input=log, out=str(tmp_path / "local"), quiet=True, bucket_by="city,day", **sel)
+    remote = simmine.build(input=log, out=str(tmp_path / "ray"), quiet=True, bucket_by="city,day", engine="ray",
+                           memory_gb=0.0005, **sel)
+    m = simmine.open(remote).manifest
+    assert m["streamed"]["groups"] > 1 and m["ray"]["tasks"] >= m["streamed"]["groups"]
+    assert _tables(local) == _tables(remote)
+
+
 def test_dead_worker_is_retried(tmp_path, monkeypatch):
     marker = tmp_path / "died-once"
     monkeypatch.setenv("SIMMINE_RAY_FAIL_ONCE", str(marker))

@@ -226,14 +226,18 @@ def mine_weak_range(features: Features, plan: Plan, sel: Selection, backend, lo:
 def global_threshold_of(features: Features, plan: Plan, sel: Selection, backend, progress=None) -> GlobalThreshold:
     """τ of a global-alpha selection, from two histogram passes over every compared pair."""
 
-    def hist_pass(prefix: int, label: str):
-        hist = np.zeros(HIST_BINS, dtype=np.int64)
-        for _, tile, rows in _tile_blocks(features, plan, progress, label):
-            hist += backend.histogram(tile, rows, prefix)
-        return hist
+    high = score_histogram(features, plan, backend, -1, progress, "threshold")
+    return global_threshold(sel.alpha, plan.compared_pairs, high,
+                            lambda p: score_histogram(features, plan, backend, p, progress, "threshold (exact)"))
 
-    high = hist_pass(-1, "threshold")
-    return global_threshold(sel.alpha, plan.compared_pairs, high, lambda p: hist_pass(p, "threshold (exact)"))
+
+def score_histogram(features: Features, plan: Plan, backend, prefix: int, progress=None, label: str = "threshold"):
+    """HIST_BINS counts of every compared pair's score bits (the high 16 bits, or the low 16 bits of the
+    pairs whose high bits equal ``prefix``), one pass of global alpha's threshold search."""
+    hist = np.zeros(HIST_BINS, dtype=np.int64)
+    for _, tile, rows in _tile_blocks(features, plan, progress, label):
+        hist += backend.histogram(tile, rows, prefix)
+    return hist
 
 
 def _assemble(n, counts, chunks):

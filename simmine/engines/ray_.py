@@ -38,7 +38,9 @@ def _mine_task(features, plan, sel, backend_name, lo, hi, threshold, fail_marker
 
 
 class RayRunner:
-    """Mines ranges of anchors on a Ray cluster (``address=None`` starts a local one, stopped by close())."""
+    """Mines ranges of anchors on a Ray cluster (``address=None`` starts a local one, stopped by close()).
+    ``load`` puts the features to mine in the object store; a bounded-memory build loads one group of
+    buckets after another."""
 
     def __init__(self, features, plan, sel, backend_name: str, threshold=None, address: Optional[str] = None,
                  task_rows: Optional[int] = None):
@@ -50,15 +52,23 @@ class RayRunner:
             except Exception as exc:  # unreachable address, bad cluster
                 raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({exc})") from None
             self.started = True
-        features._last_tile = (None, None)  # ship the CSR, not a cached tile
-        self.features_ref = ray.put(features)
-        self.plan_ref = ray.put(plan)
-        self.sel, self.backend_name, self.threshold = sel, backend_name, threshold
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.task_rows = task_rows or max(256, -(-features.n // (4 * cpus)))
+        self.sel, self.backend_name, self.fixed_task_rows = sel, backend_name, task_rows
         self.remote = ray.remote(max_retries=TASK_MAX_RETRIES, num_cpus=1)(_mine_task)
         self.tasks = 0
         self.fail_marker = os.environ.get("SIMMINE_RAY_FAIL_ONCE")
+        self.features_ref = self.plan_ref = None
+        if features is not None:
+            self.load(features, plan, threshold)
+
+    def load(self, features, plan, threshold=None) -> None:
+        """Makes ``features`` and ``plan`` the ones mined next (put in the object store once)."""
+        features._last_tile = (None, None)  # ship the CSR, not a cached tile
+        self.features_ref, self.plan_ref = None, None  # let the store free the previous group
+        self.features_ref = self.ray.put(features)
+        self.plan_ref = self.ray.put(plan)
+        self.threshold = threshold
+        cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        self.task_rows = self.fixed_task_rows or max(256, -(-features.n // (4 * cpus)))
 
     def mine(self, lo: int, hi: int) -> WeakResult:
         """Weak lists of anchors lo..hi-1, computed as Ray tasks of at most task_rows anchors."""
