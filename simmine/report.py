@@ -99,26 +99,44 @@ def plot_histograms(out: str, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- verify
-def sequences_from_output(out: str):
-    """The SequenceSet of a build, rebuilt from sequences.arrow alone (items coded in sorted value order,
-    so every history's codes keep the order they had in the build)."""
-    from .sequences import SequenceSet, encode_sorted
+def sequences_of_buckets(out: str, anchors: np.ndarray):
+    """The anchors sharing a bucket with any of ``anchors``, rebuilt from sequences.arrow: (their seq_ids
+    ascending, their SequenceSet, N, df per item code or None). Items are coded in sorted value order, so
+    every history's codes keep the order they had in the build; df counts, over all N anchors, the
+    histories holding each of these items (TF-IDF's idf), in one pass of bounded memory."""
+    import pyarrow.compute as pc
+
+    from .sequences import SequenceSet, encode_sorted, encode_with
 
     table = map_table(os.path.join(out, "sequences.arrow"))
-    hist = table.column("history").combine_chunks()
-    values = pa.concat_arrays([hist.values, table.column("target").combine_chunks()])
-    codes, dictionary = encode_sorted(values)
-    n_items = len(hist.values)
-    bucket_codes = labels = None
+    n = table.num_rows
     bucket = table.column("bucket")
     if bucket.null_count < len(bucket):
-        bucket_codes, labels = encode_sorted(bucket)
-        labels = labels.to_pylist()
-    return SequenceSet(
-        indptr=hist.offsets.to_numpy().astype(np.int64),
-        items=codes[:n_items], item_values=dictionary, user_values=table.column("user_id").combine_chunks(),
-        target_codes=codes[n_items:], bucket_codes=bucket_codes, bucket_labels=labels,
-        n_users=table.num_rows, skipped=0)
+        bucket_codes, _ = encode_sorted(bucket)
+        members = np.flatnonzero(np.isin(bucket_codes, bucket_codes[anchors]))
+    else:
+        bucket_codes, members = None, np.arange(n)
+    part = table.take(pa.array(members))
+    hist = part.column("history").combine_chunks()
+    start = hist.offsets[0].as_py()
+    values = hist.values.slice(start, hist.offsets[-1].as_py() - start)
+    codes, dictionary = encode_sorted(pa.concat_arrays([values, part.column("target").combine_chunks()]))
+    df = np.zeros(len(dictionary), dtype=np.int64)
+    for batch in table.to_batches():  # histories holding each item, all anchors, a batch at a time
+        h = batch.column(batch.schema.get_field_index("history"))
+        flat = pc.list_flatten(h)
+        rows = np.repeat(np.arange(len(h)), pc.list_value_length(h).to_numpy(zero_copy_only=False))
+        known = pc.is_in(flat, value_set=dictionary).to_numpy(zero_copy_only=False)
+        c = encode_with(flat.filter(pa.array(known)), dictionary).astype(np.int64)
+        pairs = np.unique(rows[known] * len(dictionary) + c)
+        df += np.bincount(pairs % len(dictionary), minlength=len(dictionary))
+    n_items = len(values)
+    seqs = SequenceSet(
+        indptr=(hist.offsets.to_numpy() - start).astype(np.int64), items=codes[:n_items], item_values=dictionary,
+        user_values=part.column("user_id").combine_chunks(), target_codes=codes[n_items:],
+        bucket_codes=None if bucket_codes is None else bucket_codes[members], bucket_labels=None,
+        n_users=len(members), skipped=0)
+    return members, seqs, n, df
 
 
 def _file_of(manifest: dict, anchor: int):
@@ -156,7 +174,10 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     if problems:
         return problems
     p = m["params"]
-    seqs = sequences_from_output(out)
+    n = m["n_anchors"]
+    rng = np.random.default_rng(seed)
+    anchors = np.sort(rng.choice(n, size=min(sample, n), replace=False))
+    members, seqs, n, df = sequences_of_buckets(out, anchors)  # the sample's buckets, not the whole build
     oracle = reference
     if p["metric"] == "embedding":
         from .backends import dense as oracle
@@ -165,20 +186,19 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
         emb = m["input"]["embeddings"]
         if not os.path.isfile(emb["path"]) or sha256_file(emb["path"]) != emb["sha256"]:
             return [f"{emb['path']}: the embeddings this build read are missing or changed"]
-        features = dense_features(load_embeddings(emb["path"], seqs.n))
+        features = dense_features(load_embeddings(emb["path"], n)[members])
     else:
-        features = prepare_features(seqs, resolve_metric(p["metric"]), p["ngram_n"] or 2)
+        features = prepare_features(seqs, resolve_metric(p["metric"]), p["ngram_n"] or 2, df=df, n_total=n)
     plan = make_plan(seqs.n, seqs.bucket_codes)
     sel = make_selection(p["alpha"], p["alpha_scope"] or "anchor", p["k"], p["min_sim"], p["max_per_anchor"])
     threshold = GlobalThreshold(m["tau"], 0, 0) if sel.mode == "alpha_global" else None
-    rng = np.random.default_rng(seed)
-    anchors = np.sort(rng.choice(seqs.n, size=min(sample, seqs.n), replace=False))
-    want = select_anchors(features, plan, sel, oracle, anchors, threshold)
+    local = np.searchsorted(members, anchors)
+    want = select_anchors(features, plan, sel, oracle, local, threshold)
     bucket = seqs.bucket_codes if seqs.bucket_codes is not None else np.zeros(seqs.n, dtype=np.int32)
     pos = Positives(out)
-    for i in anchors.tolist():
-        want_n, scores = want[i]
-        want_n = want_n.astype(np.uint32)
+    for i, li in zip(anchors.tolist(), local.tolist()):
+        want_n, scores = want[li]
+        want_n = members[want_n].astype(np.uint32)
         got_n, got_s = pos.weak(i)
         weak_file, strong_file = _file_of(m, i)
         if len(got_n) != len(want_n) or not np.array_equal(got_n, want_n):
@@ -186,7 +206,7 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
                             f"(stored {got_n[:5].tolist()}..., expected {want_n[:5].tolist()}...)")
         elif not np.allclose(got_s, scores, rtol=0, atol=1e-6):
             problems.append(f"{weak_file}: anchor {i}: scores differ from the reference")
-        same = np.flatnonzero((seqs.target_codes == seqs.target_codes[i]) & (bucket == bucket[i]))
+        same = members[np.flatnonzero((seqs.target_codes == seqs.target_codes[li]) & (bucket == bucket[li]))]
         same = same[same != i].astype(np.uint32)
         if not np.array_equal(pos.strong(i), same):
             problems.append(f"{strong_file}: anchor {i}: strong positives differ from the same-target anchors")

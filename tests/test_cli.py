@@ -4,9 +4,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
+import simmine
 from simmine.cli import main
 
 
@@ -148,3 +150,31 @@ def test_string_ids_csv_build(tmp_path):
     seqs = pa.ipc.open_file(str(tmp_path / "o" / "sequences.arrow")).read_all()
     assert seqs.column("user_id").to_pylist()[:2] == ["u0", "u1"]
     assert seqs.column("history").to_pylist()[1] == ["item-0", "item-1", "item-2"]
+
+
+@pytest.mark.parametrize("metric", ["jaccard", "tfidf", "ngram", "levenshtein"])
+def test_verify_recomputes_bucketed_builds_from_the_sample_buckets(tmp_path, metric):
+    """verify rebuilds only the sampled anchors' buckets (with TF-IDF's df over every anchor) and still finds
+    a single swapped neighbour."""
+    from simmine.io import sha256_file, weak_table, write_table
+    from simmine.report import verify
+
+    out = str(tmp_path / "out")
+    simmine.build(out=out, metric=metric, alpha=0.05, bucket_by="city", quiet=True)
+    assert verify(out, sample=30) == []
+    n = simmine.open(out).manifest["n_anchors"]
+    t = pa.ipc.open_file(os.path.join(out, "weak.arrow")).read_all()
+    nbr = t.column("neighbors").combine_chunks()
+    offsets, values = nbr.offsets.to_numpy(), nbr.values.to_numpy().copy()
+    sampled = np.sort(np.random.default_rng(0).choice(n, size=30, replace=False))  # verify's sample, seed 0
+    victim = int(next(i for i in sampled if offsets[i + 1] > offsets[i]))
+    a, b = offsets[victim], min(offsets[victim + 1], offsets[victim] + 5)
+    values[a] = victim  # an anchor is never its own positive
+    write_table(os.path.join(out, "weak.arrow"),
+                weak_table(offsets, values, t.column("scores").combine_chunks().values.to_numpy()))
+    m = json.loads(open(os.path.join(out, "manifest.json")).read())
+    m["files"]["weak.arrow"]["sha256"] = sha256_file(os.path.join(out, "weak.arrow"))
+    open(os.path.join(out, "manifest.json"), "w").write(json.dumps(m))
+    problems = verify(out, sample=30)
+    assert problems == [f"weak.arrow: anchor {victim}: neighbours differ from the reference "
+                        f"(stored {values[a:b].tolist()}..., expected {nbr.values.to_numpy()[a:b].tolist()}...)"]

@@ -72,3 +72,26 @@ def test_gpu_build_equals_cpp(tmp_path, sel):
         for i in range(len(pa_)):
             np.testing.assert_array_equal(pa_.weak(i)[0], pb.weak(i)[0])
             np.testing.assert_array_equal(pa_.weak(i)[1], pb.weak(i)[1])
+
+
+def test_ray_tasks_ask_for_a_gpu_only_on_the_cuda_backend():
+    from simmine.engines.ray_ import task_resources
+
+    assert task_resources("cuda") == {"num_cpus": 1, "num_gpus": 1}
+    assert task_resources("cpp")["num_gpus"] == 0 and task_resources("numba")["num_gpus"] == 0
+
+
+@pytest.mark.skipif(not HAS_GPU, reason="no usable GPU")
+def test_gpu_tiles_on_ray_equal_cpp(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        cpu = simmine.build(out=str(tmp_path / "cpp"), k=5, bucket_by="city", backend="cpp", quiet=True)
+        gpu = simmine.build(out=str(tmp_path / "gpu"), k=5, bucket_by="city", backend="cuda", engine="ray",
+                            quiet=True)
+    finally:
+        ray.shutdown()
+    a, b = simmine.open(cpu), simmine.open(gpu)
+    for i in range(len(a)):
+        assert np.array_equal(a.weak(i)[0], b.weak(i)[0])
+        assert np.allclose(a.weak(i)[1], b.weak(i)[1], rtol=0, atol=1e-6)

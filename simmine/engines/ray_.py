@@ -19,6 +19,12 @@ from .local import WeakResult, mine_weak_range
 TASK_MAX_RETRIES = 3
 
 
+def task_resources(backend_name: str) -> dict:
+    """What one mining task asks Ray for: a CPU, and a whole GPU when its tiles run on the cuda backend
+    (the kernels size their launches for one device)."""
+    return {"num_cpus": 1, "num_gpus": 1 if backend_name == "cuda" else 0}
+
+
 def _ray():
     try:
         import ray
@@ -53,7 +59,7 @@ class RayRunner:
                 raise InputError(f"--ray-address {address}: cannot connect to a Ray cluster ({exc})") from None
             self.started = True
         self.sel, self.backend_name, self.fixed_task_rows = sel, backend_name, task_rows
-        self.remote = ray.remote(max_retries=TASK_MAX_RETRIES, num_cpus=1)(_mine_task)
+        self.remote = ray.remote(max_retries=TASK_MAX_RETRIES, **task_resources(backend_name))(_mine_task)
         self.tasks = 0
         self.fail_marker = os.environ.get("SIMMINE_RAY_FAIL_ONCE")
         self.features_ref = self.plan_ref = None
