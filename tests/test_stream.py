@@ -178,3 +178,25 @@ def test_kill_9_at_any_stage_then_resume_is_byte_identical(tmp_path, bucketed_lo
     assert _tables(out) == _tables(ref)
     assert not (out / "spill").exists()
     assert subprocess.run([sys.executable, "-m", "simmine.cli", "verify", str(out)]).returncode == 0
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.4])
+def test_kill_9_at_a_random_moment_then_resume_is_byte_identical(tmp_path, bucketed_log, fraction):
+    """SIGKILL once the work directory exists plus a fraction of an uninterrupted build's wall time,
+    wherever the build then is."""
+    import time
+
+    args = [sys.executable, "-m", "simmine.cli", "build", "--input", bucketed_log, "--metric", "ngram", "--k", "4",
+            "--bucket-by", "city,day", "--shard-rows", "800", "--memory-gb", str(TINY), "--quiet"]
+    t = time.perf_counter()
+    assert subprocess.run(args + ["--out", str(tmp_path / "ref")]).returncode == 0
+    wall = time.perf_counter() - t
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "out")])
+    while not (tmp_path / "out.partial").exists() and proc.poll() is None:
+        time.sleep(0.002)
+    time.sleep(wall * fraction)
+    proc.kill()
+    proc.wait()
+    resumed = subprocess.run(args + ["--out", str(tmp_path / "out"), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _tables(tmp_path / "out") == _tables(tmp_path / "ref")
