@@ -46,7 +46,9 @@ def summary_lines(out: str) -> list:
         f"{m['n_buckets']:,} bucket(s){' by ' + ','.join(p['bucket_by']) if p['bucket_by'] else ''}",
         f"  metric     {metric} on {p['compare']}, split {p['split']}, max-len {p['max_len']}",
         f"  selection  {how}",
-        f"  run        method {m['method']}, backend {m['backend']}, engine {m['engine']}",
+        f"  run        method {m['method']}, backend {m['backend']}, engine {m['engine']}"
+        + (f", streamed within --memory-gb {p['memory_gb']} ({m['streamed']['partitions']} user partitions, "
+           f"{m['streamed']['groups']} bucket groups)" if m.get("streamed") else ""),
         f"  pairs      {m['pairs']['compared']:,} compared",
         f"  weak       {int(counts.sum()):,} kept; per anchor mean {counts.mean():.2f}, max {counts.max()}, "
         f"{int((counts == 0).sum()):,} anchors with none",

@@ -33,6 +33,10 @@ def _same_build(tmp_path, name, **kw):
     for key in ("n_anchors", "n_users", "skipped", "n_buckets", "pairs", "tau", "realised_fraction", "shards"):
         assert m_mem[key] == m_low[key], key
     assert m_low["params"]["memory_gb"] == TINY and m_mem["params"]["memory_gb"] is None
+    from simmine.report import summary_lines
+
+    assert f"streamed within --memory-gb {TINY} ({m_low['streamed']['partitions']} user partitions" in \
+        "\n".join(summary_lines(low))
     return m_low
 
 
