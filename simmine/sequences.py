@@ -526,10 +526,7 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
     users = _check_id_type(log, log.user_col)
     enc = pc.dictionary_encode(users.combine_chunks())  # dictionary in order of first appearance
     user_codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    if log.time_col is not None:
-        order = np.lexsort((_time_values(log), user_codes))  # lexsort is stable: ties keep file order
-    else:
-        order = np.argsort(user_codes, kind="stable")
+    order = _user_time_order(user_codes, _time_values(log) if log.time_col is not None else None)
     n_users = len(enc.dictionary)
     lengths = np.bincount(user_codes, minlength=n_users).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
@@ -547,6 +544,18 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
     first = np.minimum.reduceat(order, starts)[valid] if len(order) else np.zeros(0, np.int64)
     return AnchorRows(user_codes, enc.dictionary, order[_ranges(c_begin, c_len)], c_len, order[target_pos],
                       first, valid, int(n_users))
+
+
+def _user_time_order(user_codes: np.ndarray, times: Optional[np.ndarray]) -> np.ndarray:
+    """Rows by user, then by time, ties in file order (a stable sort). A log already grouped by user and
+    sorted by time, as many are written, is recognised in one pass and not sorted again."""
+    du = np.diff(user_codes)
+    grouped = bool((du >= 0).all())
+    if grouped and (times is None or bool(((du > 0) | (np.diff(times) >= 0)).all())):
+        return np.arange(len(user_codes), dtype=np.int64)
+    if times is None:
+        return np.argsort(user_codes, kind="stable")
+    return np.lexsort((times, user_codes))  # lexsort is stable: ties keep file order
 
 
 def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",

@@ -1,4 +1,5 @@
 """Every input format of SPEC §2, written by the tests, yields the same anchors."""
+import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
@@ -125,3 +126,17 @@ def test_bucket_key_comes_from_target_row(tmp_path):
     path.write_text("user_id,item_id,timestamp,city\nu,1,1,A\nu,2,2,A\nu,3,3,B\nv,1,1,B\nv,2,2,B\n")
     seqs = load_sequences(str(path), split="none", bucket_by=("city",))
     assert [seqs.bucket_labels[c] for c in seqs.bucket_codes] == ["B", "B"]
+
+
+def test_user_time_order_is_the_stable_sort_whether_or_not_the_log_is_already_sorted():
+    from simmine.sequences import _user_time_order
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(0, 40))
+        users = np.sort(rng.integers(0, 5, n)) if trial % 2 else rng.integers(0, 5, n)
+        times = rng.integers(0, 4, n) if trial % 3 else np.sort(rng.integers(0, 4, n))
+        if trial % 5 == 0:
+            times = np.zeros(n, dtype=np.int64)  # all tied: file order
+        assert np.array_equal(_user_time_order(users, times), np.lexsort((times, users)))
+        assert np.array_equal(_user_time_order(users, None), np.argsort(users, kind="stable"))
