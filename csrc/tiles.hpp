@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -201,12 +202,14 @@ struct CosineScorer {
         int32_t col;
     };
     struct Scratch {
-        std::vector<double> acc, table;
+        std::vector<double> acc, table, lows;
         std::vector<uint8_t> mark;
         std::vector<int32_t> touched;
         std::vector<Cand> cands;
         explicit Scratch(const CosineScorer& s) : acc(s.n, 0.0), table(s.vocab, 0.0), mark(s.n, 0) {}
     };
+    // Top-k requests up to this k take their first floor from the light-code cosines (see bounded).
+    static constexpr int64_t kLowFloorK = 64;
 
     template <class Sink>
     void score_row(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
@@ -269,25 +272,58 @@ struct CosineScorer {
             if (!heavy[v]) add_postings(v, w[p], j_min, sc);
         }
         const double hi = heavy_norm[i] * (1.0 + 1e-9);
-        sc.cands.clear();
-        for (int32_t j : sc.touched) {
-            if (j != i && norms[j] > 0.0) {
-                sc.cands.push_back(Cand{sc.acc[j] / (ni * norms[j]) * (1.0 + 1e-9) + hi * heavy_norm[j], j});
-            }
-            sc.acc[j] = 0.0;
-        }
         auto verify = [&](int64_t j) {
             const float s = cosine_from_dot(dot_with(sc, j), ni, norms[j]);
             if (s > 0.0f) sink.push(static_cast<int32_t>(j), s);
         };
-        // the most promising first, to raise the floor before the rest is filtered
-        const int64_t first = std::min<int64_t>(sink.wanted(), static_cast<int64_t>(sc.cands.size()));
-        if (first > 0 && first < static_cast<int64_t>(sc.cands.size())) {
-            std::nth_element(sc.cands.begin(), sc.cands.begin() + first - 1, sc.cands.end(),
-                             [](const Cand& a, const Cand& b) { return a.ub > b.ub; });
+        const int64_t want = sink.wanted();
+        const bool low_floor = want > 0 && want <= kLowFloorK;
+        // Light codes alone give a lower bound of each cosine (heavy weights add >= 0): the k-th largest of
+        // them bounds the k-th best score from below, so a candidate whose upper bound is under it is never
+        // pushed. acc[j] becomes that light cosine here.
+        double push_floor = kBelow * sink.floor();
+        if (low_floor) {
+            sc.lows.clear();
+            for (int32_t j : sc.touched) {
+                if (j == i || norms[j] <= 0.0) continue;
+                const double low = sc.acc[j] / (ni * norms[j]);
+                sc.acc[j] = low;
+                if (static_cast<int64_t>(sc.lows.size()) < want) {
+                    sc.lows.push_back(low);
+                    std::push_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
+                } else if (low > sc.lows.front()) {
+                    std::pop_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
+                    sc.lows.back() = low;
+                    std::push_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
+                }
+            }
+            if (static_cast<int64_t>(sc.lows.size()) == want) push_floor = std::max(push_floor, kBelow * sc.lows.front());
         }
-        for (int64_t t = 0; t < static_cast<int64_t>(sc.cands.size()); ++t) {
-            if (t < first || sc.cands[t].ub >= kBelow * sink.floor()) verify(sc.cands[t].col);
+        sc.cands.clear();
+        for (int32_t j : sc.touched) {
+            if (j != i && norms[j] > 0.0) {
+                const double light = low_floor ? sc.acc[j] : sc.acc[j] / (ni * norms[j]);
+                const double ub = light * (1.0 + 1e-9) + hi * heavy_norm[j];
+                if (ub >= push_floor) sc.cands.push_back(Cand{ub, j});
+            }
+            sc.acc[j] = 0.0;
+        }
+        if (low_floor) {  // a few candidates: best bound first, stop where the bound falls under the floor
+            std::sort(sc.cands.begin(), sc.cands.end(), [](const Cand& a, const Cand& b) { return a.ub > b.ub; });
+            for (const Cand& c : sc.cands) {
+                if (c.ub < kBelow * sink.floor()) break;
+                verify(c.col);
+            }
+        } else {
+            // the most promising first, to raise the floor before the rest is filtered
+            const int64_t first = std::min<int64_t>(want, static_cast<int64_t>(sc.cands.size()));
+            if (first > 0 && first < static_cast<int64_t>(sc.cands.size())) {
+                std::nth_element(sc.cands.begin(), sc.cands.begin() + first - 1, sc.cands.end(),
+                                 [](const Cand& a, const Cand& b) { return a.ub > b.ub; });
+            }
+            for (int64_t t = 0; t < static_cast<int64_t>(sc.cands.size()); ++t) {
+                if (t < first || sc.cands[t].ub >= kBelow * sink.floor()) verify(sc.cands[t].col);
+            }
         }
         for (int64_t t = 0; t < n; ++t) {  // pairs sharing no light code: bound h_i·h_j, descending
             const int32_t j = by_heavy[t];

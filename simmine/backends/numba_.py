@@ -15,6 +15,7 @@ name = "numba"
 HIST_BINS = 65536
 PAIRS_BLOCK_ENTRIES = 1 << 25  # virtual: np.empty touches only the pages written
 KIND_SET, KIND_COSINE, KIND_EDIT, KIND_PREFIX = 0, 1, 2, 3
+LOW_FLOOR_K = 64  # top-k requests up to this k take a first floor from light-code cosines
 KBELOW = 1.0 - 1e-6  # bounds are compared with floor·KBELOW: rounding can only add verifications
 PREFIX_MIN_THRESHOLD = 0.4  # as the C++ core: below it, prefix candidates are many and accumulation wins
 
@@ -335,13 +336,31 @@ if numba is not None:
                     nt += 1
                 acc_f[j] += w[p] * pw[q]
         hi = heavy_norm[i] * (1.0 + 1e-9)
+        # light codes alone bound each cosine from below; the k-th largest of those bounds the k-th best
+        # score, so a candidate whose upper bound is under it is never kept (acc_f[j] becomes that cosine)
+        low_floor = ranked and k <= LOW_FLOOR_K
+        push_floor = KBELOW * min_score
+        if low_floor:
+            low_s = np.empty(k, np.float64)
+            low_j = np.empty(k, np.int64)
+            nl = 0
+            for t in range(nt):
+                j = touched[t]
+                if j != i and norms[j] > 0:
+                    acc_f[j] = acc_f[j] / (ni * norms[j])
+                    nl = _heap_push(low_s, low_j, nl, k, acc_f[j], j)
+            if nl == k:
+                push_floor = max(push_floor, KBELOW * low_s[0])
         nc = 0
         for t in range(nt):
             j = touched[t]
             if j != i and norms[j] > 0:
-                cand_j[nc] = j
-                cand_ub[nc] = acc_f[j] / (ni * norms[j]) * (1.0 + 1e-9) + hi * heavy_norm[j]
-                nc += 1
+                light = acc_f[j] if low_floor else acc_f[j] / (ni * norms[j])
+                ub = light * (1.0 + 1e-9) + hi * heavy_norm[j]
+                if ub >= push_floor:
+                    cand_j[nc] = j
+                    cand_ub[nc] = ub
+                    nc += 1
             acc_f[j] = 0.0
         size = 0
         first = min(k, nc) if ranked else 0
