@@ -110,6 +110,9 @@ def _add_synth(sub) -> None:
     p.add_argument("--cities", type=_int, default=0, help="add a city column with this many cities (Zipf)")
     p.add_argument("--days", type=_int, default=0, help="add a day column with this many days")
     p.add_argument("--seed", type=_int, default=0)
+    p.add_argument("--chunk-users", type=_int, default=200_000,
+                   help="users generated and written at a time: bounds memory (about 5 KB per user); the log "
+                        "is deterministic for a given seed and chunk size")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -174,7 +177,7 @@ def _run_synth(args) -> int:
     from .synth import synth
 
     stats = synth(args.out, users=args.users, items=args.items, mean_len=args.mean_len, zipf=args.zipf,
-                  cities=args.cities, days=args.days, seed=args.seed)
+                  cities=args.cities, days=args.days, seed=args.seed, chunk_users=args.chunk_users)
     print(f"{stats['path']}: {stats['users']:,} users, {stats['rows']:,} interactions "
           f"(mean length {stats['mean_len']:.1f}), {stats['items']:,} items, Zipf s={stats['zipf']}")
     return 0

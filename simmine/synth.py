@@ -4,7 +4,8 @@ Item popularity is Zipf with exponent s over a random permutation of item ids; l
 the requested mean (at least 3 interactions, so every user can give a leave-one-out anchor);
 timestamps increase within a user. Optional ``city`` and ``day`` columns are drawn per user (Zipf over
 cities, uniform over days), so ``--bucket-by city,day`` gives realistic skewed buckets. Users are generated
-chunk by chunk: memory is bounded by ``chunk_users``, not by N. Deterministic for a given seed.
+chunk by chunk: memory is bounded by ``chunk_users`` (``--chunk-users``), not by N. Deterministic for a given
+seed and chunk size (each chunk draws from its own seeded generator).
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def synth(out: str, users: int, items: int = 50_000, mean_len: float = 40.0, zip
         raise InputError("synth needs --users >= 1 and --items >= 1")
     if mean_len < 3:
         raise InputError(f"--mean-len must be at least 3, got {mean_len}")
+    if chunk_users < 1:
+        raise InputError(f"--chunk-users must be positive, got {chunk_users}")
     if zipf < 0 or cities < 0 or days < 0:
         raise InputError("--zipf, --cities and --days must not be negative")
     rng = np.random.default_rng(seed)

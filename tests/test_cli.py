@@ -178,3 +178,20 @@ def test_verify_recomputes_bucketed_builds_from_the_sample_buckets(tmp_path, met
     problems = verify(out, sample=30)
     assert problems == [f"weak.arrow: anchor {victim}: neighbours differ from the reference "
                         f"(stored {values[a:b].tolist()}..., expected {nbr.values.to_numpy()[a:b].tolist()}...)"]
+
+
+def test_synth_streams_chunks_of_users_deterministically(tmp_path):
+    import pyarrow.parquet as pq
+
+    a, b = str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")
+    for path in (a, b):
+        assert main(["synth", path, "--users", "500", "--items", "300", "--cities", "3", "--days", "2",
+                     "--chunk-users", "64", "--seed", "7"]) == 0
+    f = pq.ParquetFile(a)
+    assert f.metadata.num_row_groups == 8  # ceil(500 / 64) chunks, each written as it is generated
+    t = f.read()
+    assert t.column_names == ["user_id", "item_id", "timestamp", "city", "day"]
+    assert t.equals(pq.read_table(b)) and len(set(t.column("user_id").to_pylist())) == 500
+    assert min(np.bincount(t.column("user_id").to_numpy())[1:]) >= 3
+    r = run("synth", str(tmp_path / "c.parquet"), "--users", "10", "--chunk-users", "0")
+    assert r.returncode == 2 and "--chunk-users must be positive" in r.stderr
