@@ -24,14 +24,13 @@ from .io import (FORMAT_VERSION, sequences_table, sha256_file, strong_table, wea
                  write_table)
 from .metrics import Features, dense_features, load_embeddings, prepare_features, resolve_metric
 from .progress import make_progress
-from .select import GlobalThreshold, Selection, ceil_fraction, check_output_size, k_per_anchor, make_selection
+from .select import (GlobalThreshold, Selection, check_output_size, make_selection, output_bytes,
+                     weak_entries_bound)
 from .sequences import Log, SequenceSet, build_sequences, read_log
 
 METHODS = ("exact", "minhash", "faiss")
 ENGINES = ("local", "ray")
 ESTIMATE_SAMPLE = 256
-BYTES_PER_WEAK = 8      # uint32 neighbour + float32 score
-BYTES_PER_STRONG = 4
 
 
 def _bucket_list(bucket_by: Union[None, str, Sequence[str]]) -> tuple:
@@ -56,17 +55,10 @@ def _check_out(out: str) -> None:
 def _estimate_bytes(seqs: SequenceSet, features: Features, plan, sel: Selection, backend) -> int:
     """Output size before computing: exact for k/alpha modes, sampled for min-sim, a lower bound for
     global alpha (its exact size is checked again once τ is known)."""
-    n = seqs.n
-    k = k_per_anchor(sel, plan.bucket_size)
-    if sel.mode in ("alpha", "k"):
-        weak = int(k.sum())
-    elif sel.mode == "alpha_global":
-        weak = min(2 * ceil_fraction(sel.alpha, plan.compared_pairs), int(k.sum()))
-    else:
+    weak = weak_entries_bound(sel, plan.bucket_size, plan.compared_pairs)
+    if weak is None:
         weak = _sampled_min_sim_entries(features, plan, sel, backend)
-    strong = strong_entries(seqs.target_codes, seqs.bucket_codes)
-    history = int(seqs.indptr[-1]) * 8
-    return weak * BYTES_PER_WEAK + strong * BYTES_PER_STRONG + history + 32 * n
+    return output_bytes(weak, strong_entries(seqs.target_codes, seqs.bucket_codes), int(seqs.indptr[-1]), seqs.n)
 
 
 def _sampled_min_sim_entries(features, plan, sel, backend) -> int:

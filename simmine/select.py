@@ -129,6 +129,28 @@ def global_threshold(alpha: float, pairs: int, hist_high, hist_low_of) -> Global
     return GlobalThreshold(tau, rank, above_hi + above_lo + int(low[lo]))
 
 
+BYTES_PER_WEAK = 8      # uint32 neighbour + float32 score
+BYTES_PER_STRONG = 4    # uint32 neighbour
+BYTES_PER_HISTORY = 8   # one history item as given, in sequences.arrow
+BYTES_PER_ANCHOR = 32   # seq_id, user, target, offsets
+
+
+def output_bytes(weak: int, strong: int, history: int, n: int) -> int:
+    """Size of a build's tables from its entry counts (weak and strong entries, history items, anchors)."""
+    return weak * BYTES_PER_WEAK + strong * BYTES_PER_STRONG + history * BYTES_PER_HISTORY + BYTES_PER_ANCHOR * n
+
+
+def weak_entries_bound(sel: Selection, bucket_size: np.ndarray, compared_pairs: int) -> Optional[int]:
+    """Weak entries a selection keeps before computing: exact for k and alpha, a lower bound for global
+    alpha (checked again once τ is known), None for min-sim (which only mining or sampling can tell)."""
+    k = k_per_anchor(sel, bucket_size)
+    if sel.mode in ("alpha", "k"):
+        return int(k.sum())
+    if sel.mode == "alpha_global":
+        return min(2 * ceil_fraction(sel.alpha, compared_pairs), int(k.sum()))
+    return None
+
+
 def check_output_size(est_bytes: int, max_output_gb: float, what: str = "estimated") -> None:
     """Refuses a build whose output would pass --max-output-gb, suggesting how to keep less."""
     if est_bytes > max_output_gb * 1e9:

@@ -25,11 +25,11 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from .engines.local import make_plan, mine_weak, mine_weak_range, score_histogram, strong_positives
+from .engines.local import make_plan, mine_weak, mine_weak_range, score_histogram, strong_counts, strong_positives
 from .errors import InputError
 from .io import ROWS_PER_BATCH, strong_table, weak_table, write_json, write_table
 from .metrics import _unique_per_row, prepare_features
-from .select import ceil_fraction, check_output_size, global_threshold, k_per_anchor
+from .select import check_output_size, global_threshold, k_per_anchor, output_bytes, weak_entries_bound
 from .sequences import (Log, RetypeAsText, SequenceSet, _check_id_type, _ranges, _time_values, anchor_rows,
                         bucket_keys, encode_with, stream_log)
 
@@ -247,9 +247,6 @@ def _map(path: str) -> pa.Table:
 # ---------------------------------------------------------------------------------------------- stage C
 def _order_anchors(spill, state, sel, budget, max_output_gb) -> None:
     """Stage C: seq_ids, bucket codes and groups, saved to ``order.npz`` and the state."""
-    from .api import BYTES_PER_STRONG, BYTES_PER_WEAK
-    from .engines.local import strong_entries
-
     tables = [_map(os.path.join(spill, "anchors-%05d.arrow" % p)) for p in state["present"]]
     first = np.concatenate([t.column("first_row").to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
     n = len(first)
@@ -271,23 +268,14 @@ def _order_anchors(spill, state, sel, budget, max_output_gb) -> None:
     n_buckets = int(buckets.max()) + 1 if n else 0
     size = np.bincount(buckets, minlength=n_buckets)
     bucket_size = size[buckets]
-    k = k_per_anchor(sel, bucket_size)
+    strong = strong_counts(targets, buckets)
     # the output-size check of SPEC §4, as the in-memory build makes it (min-sim is checked while mining)
-    if sel.mode in ("alpha", "k"):
-        weak = int(k.sum())
-    elif sel.mode == "alpha_global":
-        weak = min(2 * ceil_fraction(sel.alpha, int(np.sum(size * (size - 1) // 2))), int(k.sum()))
-    else:
-        weak = 0
-    strong = strong_entries(targets, buckets if state["bucket_cols"] else None)
-    total = weak * BYTES_PER_WEAK + strong * BYTES_PER_STRONG + int(lengths.sum()) * 8 + 32 * n
-    check_output_size(total, max_output_gb)
+    weak = weak_entries_bound(sel, bucket_size, int(np.sum(size * (size - 1) // 2)))
+    check_output_size(output_bytes(weak or 0, int(strong.sum()), int(lengths.sum()), n), max_output_gb)
     # groups: consecutive buckets whose working set stays under the budget
-    key = buckets.astype(np.int64) * (int(targets.max()) + 1 if n else 1) + targets
-    _, inverse, same = np.unique(key, return_inverse=True, return_counts=True)
-    strong_per_anchor = same[inverse.reshape(-1)] - 1
-    cost = (np.bincount(buckets, weights=lengths * BYTES_PER_ENTRY + np.minimum(k, bucket_size - 1) * BYTES_PER_KEPT
-                        + strong_per_anchor * 8, minlength=n_buckets))
+    kept = np.minimum(k_per_anchor(sel, bucket_size), bucket_size - 1)
+    cost = np.bincount(buckets, weights=lengths * BYTES_PER_ENTRY + kept * BYTES_PER_KEPT + strong * 8,
+                       minlength=n_buckets)
     group_of_bucket = np.zeros(n_buckets, dtype=np.int64)
     g, used = 0, 0.0
     for b in range(n_buckets):
@@ -569,20 +557,15 @@ def build_streamed(partial: str, src: dict, metric, sel, be, engine, split, max_
 
             runner = RayRunner(None, None, sel, be.name, None, ray_address)
         tick = progress("score", state["groups"]) if progress else None
-        fixed_bytes = 8 * state["entries"] + 32 * state["n"]  # min-sim's weak lists are counted as they come
         for g in range(state["groups"]):
             if str(g) not in kept or not os.path.exists(os.path.join(spill, "result-%05d.arrow" % g)):
                 kept[str(g)] = _mine_group(spill, state, g, sel, be, metric, ngram_n, df, thr, runner)
                 write_json(state_path, state)
                 if g + 1 == kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)
-            if sel.mode == "min_sim":
-                from .api import BYTES_PER_STRONG, BYTES_PER_WEAK
-
-                weak_n = sum(v[0] for v in kept.values())
-                strong_n = sum(v[1] for v in kept.values())
-                check_output_size(weak_n * BYTES_PER_WEAK + strong_n * BYTES_PER_STRONG + fixed_bytes,
-                                  max_output_gb, "counted while mining")
+            if sel.mode == "min_sim":  # min-sim's weak lists are counted as they come
+                check_output_size(output_bytes(sum(v[0] for v in kept.values()), sum(v[1] for v in kept.values()),
+                                               state["entries"], state["n"]), max_output_gb, "counted while mining")
             if tick:
                 tick(1)
         if tick:

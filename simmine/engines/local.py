@@ -292,11 +292,16 @@ def strong_positives(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray
     return offsets, neighbors
 
 
+def strong_counts(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray]) -> np.ndarray:
+    """Strong positives per anchor (the others of its bucket with its target), without building them."""
+    if not len(target_codes):
+        return np.zeros(0, dtype=np.int64)
+    bucket = bucket_codes if bucket_codes is not None else np.zeros(len(target_codes), dtype=np.int32)
+    key = bucket.astype(np.int64) * (int(target_codes.max()) + 1) + target_codes
+    _, inverse, sizes = np.unique(key, return_inverse=True, return_counts=True)
+    return sizes[inverse.reshape(-1)] - 1
+
+
 def strong_entries(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray]) -> int:
     """Number of strong-positive entries, without building them (for the output-size estimate)."""
-    bucket = bucket_codes if bucket_codes is not None else np.zeros(len(target_codes), dtype=np.int32)
-    if not len(target_codes):
-        return 0
-    key = bucket.astype(np.int64) * (int(target_codes.max()) + 1) + target_codes
-    _, sizes = np.unique(key, return_counts=True)
-    return int(np.sum(sizes * (sizes - 1)))
+    return int(strong_counts(target_codes, bucket_codes).sum())
