@@ -97,15 +97,14 @@ def user_partition(users: pa.ChunkedArray, parts: int) -> np.ndarray:
         offsets = offsets[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
         data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] else np.zeros(0, np.uint8)
         lengths = np.diff(offsets)
-        pos = _ranges(offsets[:-1], lengths)
-        within = np.arange(len(pos), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        pos = _ranges(offsets[:-1], lengths)                 # every byte of every string, string after string
+        within = pos - np.repeat(offsets[:-1], lengths)      # its position in its string
         powers = np.cumprod(np.full(int(lengths.max(initial=0)) + 1, 0x100000001B3, dtype=np.uint64))
         terms = (data[pos].astype(np.uint64) + np.uint64(1)) * powers[within]
         key = lengths.astype(np.uint64)
         nonempty = np.flatnonzero(lengths)
         if len(nonempty):
-            starts = np.cumsum(lengths) - lengths
-            key[nonempty] += np.add.reduceat(terms, starts[nonempty])
+            key[nonempty] += np.add.reduceat(terms, (np.cumsum(lengths) - lengths)[nonempty])
     return (_mix64(key) % np.uint64(parts)).astype(np.int64)
 
 
@@ -143,6 +142,14 @@ class _Appender:
             self.open[key] = (sink, pa.ipc.new_stream(sink, table.schema, options=options))
         self.open[key][1].write_table(table)
 
+    def write_split(self, table: pa.Table, keys: np.ndarray, n_keys: int) -> None:
+        """Appends each row of ``table`` to the file of its key (0..n_keys-1), rows keeping their order."""
+        order = np.argsort(keys, kind="stable")
+        cuts = np.searchsorted(keys[order], np.arange(n_keys + 1))
+        moved = table.take(pa.array(order))
+        for key in np.flatnonzero(np.diff(cuts)).tolist():
+            self.write(key, moved.slice(cuts[key], cuts[key + 1] - cuts[key]))
+
     def close(self) -> None:
         for sink, writer in self.open.values():
             writer.close()
@@ -176,12 +183,7 @@ def _partition_log(spill, src, budget, progress) -> dict:
                 if log.time_col is not None:
                     _time_values(log)  # bad timestamps are reported here, with their file line
                 table = _plain(log.table).append_column(ROW, pa.array(np.arange(rows, rows + log.table.num_rows)))
-                part = user_partition(users, parts)
-                order = np.argsort(part, kind="stable")
-                cuts = np.searchsorted(part[order], np.arange(parts + 1))
-                sorted_table = table.take(pa.array(order))
-                for p in np.flatnonzero(np.diff(cuts)).tolist():
-                    out.write(p, sorted_table.slice(cuts[p], cuts[p + 1] - cuts[p]))
+                out.write_split(table, user_partition(users, parts), parts)
                 pending.append(pc.unique(item_col.combine_chunks()))
                 if sum(len(a) for a in pending) > max(1 << 22, 2 * (len(items) if items is not None else 0)):
                     items = _merge_unique(([items] if items is not None else []) + pending)
@@ -190,7 +192,6 @@ def _partition_log(spill, src, budget, progress) -> dict:
                 if tick:
                     tick(log.table.num_rows)
         except RetypeAsText:
-            out.close()
             as_text = True
             continue
         finally:
@@ -216,6 +217,13 @@ def _list_parts(column) -> tuple:
     offsets = arr.offsets.to_numpy().astype(np.int64)
     values = arr.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]]
     return offsets - offsets[0], values
+
+
+def _reorder_lists(lengths: np.ndarray, values: np.ndarray, order: np.ndarray) -> tuple:
+    """(offsets, values) of variable-length rows (``lengths``, values row after row) taken in ``order``."""
+    starts = np.cumsum(lengths) - lengths
+    taken = values[_ranges(starts[order], lengths[order])]
+    return np.concatenate(([0], np.cumsum(lengths[order]))).astype(np.int64), taken
 
 
 def _partition_anchors(spill, src, items: pa.Array, p: int, split, max_len, compare) -> None:
@@ -310,11 +318,7 @@ def _regroup(spill, state, items: pa.Array, partial, metric_name, progress) -> N
                 df += np.bincount(uniq, minlength=len(df))
             part = pa.table({"seq_id": pa.array(s.astype(np.uint32)), "target": table.column("target"),
                              "history": table.column("history"), "bucket": pa.array(buckets[s])})
-            by_group = np.argsort(g, kind="stable")
-            cuts = np.searchsorted(g[by_group], np.arange(state["groups"] + 1))
-            moved = part.take(pa.array(by_group))
-            for gi in np.flatnonzero(np.diff(cuts)).tolist():
-                out.write(gi, moved.slice(cuts[gi], cuts[gi + 1] - cuts[gi]))
+            out.write_split(part, g, state["groups"])
             if tick:
                 tick(1)
     finally:
@@ -351,12 +355,8 @@ def _write_sequences(path, tables, seq, starts, buckets, labels, items: pa.Array
                 lens.append(np.diff(offsets))
                 hist.append(values)
                 ids.append(s[a:b])
-            ids = np.concatenate(ids)
-            by_seq = np.argsort(ids, kind="stable")
-            lengths = np.concatenate(lens)
-            value_starts = np.cumsum(lengths) - lengths
-            codes = np.concatenate(hist)[_ranges(value_starts[by_seq], lengths[by_seq])]
-            offsets = np.concatenate(([0], np.cumsum(lengths[by_seq])))
+            by_seq = np.argsort(np.concatenate(ids), kind="stable")
+            offsets, codes = _reorder_lists(np.concatenate(lens), np.concatenate(hist), by_seq)
             bucket = label_array.take(pa.array(buckets[lo:hi])) if label_array is not None else pa.nulls(hi - lo,
                                                                                                          pa.string())
             writer.write_batch(pa.record_batch([
@@ -376,10 +376,8 @@ def _load_group(spill, g: int):
     ids = table.column("seq_id").to_numpy()
     by_seq = np.argsort(ids, kind="stable")
     offsets, values = _list_parts(table.column("history"))
-    lengths = np.diff(offsets)
-    items = values[_ranges(offsets[:-1][by_seq], lengths[by_seq])].astype(np.int32)
-    seqs = SequenceSet(indptr=np.concatenate(([0], np.cumsum(lengths[by_seq]))).astype(np.int64), items=items,
-                       item_values=None, user_values=None,
+    indptr, items = _reorder_lists(np.diff(offsets), values, by_seq)
+    seqs = SequenceSet(indptr=indptr, items=items.astype(np.int32), item_values=None, user_values=None,
                        target_codes=table.column("target").to_numpy()[by_seq].astype(np.int32),
                        bucket_codes=table.column("bucket").to_numpy()[by_seq].astype(np.int32),
                        bucket_labels=None, n_users=0, skipped=0)
@@ -432,22 +430,20 @@ def _mine_group(spill, state, g, sel, be, metric, ngram_n, df, thr, runner) -> t
 
 
 # ---------------------------------------------------------------------------------------------- stage F
-def _gather(results, lo, hi, column):
-    """(offsets, values) of one list column for anchors lo..hi-1, merged from the groups' results."""
-    ids, lens, vals = [], [], []
+def _gather(results, lo, hi, columns) -> dict:
+    """{column: (offsets, values)} of list columns for anchors lo..hi-1, merged from the groups' results."""
+    ids, parts = [], {c: ([], []) for c in columns}
     for seq_ids, table in results:
         a, b = np.searchsorted(seq_ids, [lo, hi])
         if a == b:
             continue
-        offsets, values = _list_parts(table.column(column).slice(a, b - a))
         ids.append(seq_ids[a:b])
-        lens.append(np.diff(offsets))
-        vals.append(values)
+        for c in columns:
+            offsets, values = _list_parts(table.column(c).slice(a, b - a))
+            parts[c][0].append(np.diff(offsets))
+            parts[c][1].append(values)
     by_seq = np.argsort(np.concatenate(ids), kind="stable")
-    lengths = np.concatenate(lens)
-    starts = np.cumsum(lengths) - lengths
-    values = np.concatenate(vals)[_ranges(starts[by_seq], lengths[by_seq])]
-    return np.concatenate(([0], np.cumsum(lengths[by_seq]))).astype(np.int64), values
+    return {c: _reorder_lists(np.concatenate(lens), np.concatenate(vals), by_seq) for c, (lens, vals) in parts.items()}
 
 
 def _write_outputs(partial, spill, state, ranges, progress) -> list:
@@ -465,11 +461,10 @@ def _write_outputs(partial, spill, state, ranges, progress) -> list:
         names.append((weak_name, strong_name, [lo, hi]))
         if os.path.exists(os.path.join(partial, weak_name)) and os.path.exists(os.path.join(partial, strong_name)):
             continue
-        offsets, neighbors = _gather(results, lo, hi, "weak")
-        _, scores = _gather(results, lo, hi, "scores")
+        lists = _gather(results, lo, hi, ("weak", "scores", "strong"))
+        (offsets, neighbors), (_, scores) = lists["weak"], lists["scores"]
         write_table(os.path.join(partial, weak_name), weak_table(offsets, neighbors, scores))
-        offsets, neighbors = _gather(results, lo, hi, "strong")
-        write_table(os.path.join(partial, strong_name), strong_table(offsets, neighbors))
+        write_table(os.path.join(partial, strong_name), strong_table(*lists["strong"]))
         if s_ + 1 == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
         if tick:
