@@ -5,7 +5,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import time
 from typing import Optional, Sequence, Union
 
@@ -20,7 +19,7 @@ from .backends import get_backend, set_num_threads
 from .engines.local import (WeakResult, check_threshold_output, global_threshold_of, make_plan, mine_weak,
                             mine_weak_range, select_anchors, strong_entries, strong_positives)
 from .errors import InputError
-from .io import (FORMAT_VERSION, sequences_table, sha256_file, strong_table, weak_table, write_json,
+from .io import (FORMAT_VERSION, fault_point, sequences_table, sha256_file, strong_table, weak_table, write_json,
                  write_table)
 from .metrics import Features, dense_features, load_embeddings, prepare_features, resolve_metric
 from .progress import make_progress
@@ -382,7 +381,6 @@ def _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_of
     """Mines (or slices from ``whole``) and writes every shard not already complete in ``partial``; returns
     (weak entries, seconds spent writing)."""
     kept, write_t = 0, 0.0
-    kill_after = int(os.environ.get("SIMMINE_KILL_AFTER_SHARDS", "-1"))  # fault injection for resume tests
     tick = progress("shards", len(ranges)) if progress else None
     for s_, (lo, hi) in enumerate(ranges):
         weak_path = os.path.join(partial, f"weak-{s_:05d}.arrow")
@@ -404,8 +402,7 @@ def _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_of
             a, b = strong_off[lo], strong_off[hi]
             write_table(strong_path, strong_table(strong_off[lo:hi + 1] - a, strong_nbr[a:b]))
             write_t += time.perf_counter() - t
-            if s_ + 1 == kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            fault_point("SIMMINE_KILL_AFTER_SHARDS", s_ + 1)
         if tick:
             tick(1)
     if tick:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from typing import Optional
 
 import numpy as np
@@ -37,6 +38,13 @@ def write_table(path: str, table: pa.Table) -> None:
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=ROWS_PER_BATCH)
     os.replace(tmp, path)
+
+
+def fault_point(variable: str, at) -> None:
+    """Fault injection for the resume tests: SIGKILL this process when environment ``variable`` equals ``at``
+    (SIMMINE_KILL_AFTER_SHARDS, _GROUPS: a count of finished ones; _STAGE: a streamed build's stage)."""
+    if os.environ.get(variable) == str(at):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_json(path: str, obj) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -27,7 +26,7 @@ import pyarrow as pa
 
 from .engines.local import make_plan, mine_weak, mine_weak_range, score_histogram, strong_counts, strong_positives
 from .errors import InputError
-from .io import ROWS_PER_BATCH, strong_table, weak_table, write_json, write_table
+from .io import ROWS_PER_BATCH, fault_point, strong_table, weak_table, write_json, write_table
 from .metrics import _unique_per_row, prepare_features
 from .select import check_output_size, global_threshold, k_per_anchor, output_bytes, weak_entries_bound
 from .sequences import (Log, RetypeAsText, SequenceSet, _check_id_type, _ranges, _time_values, anchor_rows,
@@ -292,8 +291,8 @@ def _order_anchors(spill, state, sel, budget, max_output_gb) -> None:
         group_of_bucket[b] = g
         used += cost[b]
     np.savez(os.path.join(spill, "order.npz"), seq=seq, buckets=buckets, group_of_bucket=group_of_bucket)
-    state.update(n=int(n), n_buckets=n_buckets, entries=int(lengths.sum()), labels=labels, groups=int(g + 1) if n else 0,
-                 counts=[t.num_rows for t in tables],
+    state.update(n=int(n), n_buckets=n_buckets, entries=int(lengths.sum()), labels=labels,
+                 groups=int(g + 1) if n else 0, counts=[t.num_rows for t in tables],
                  n_users=sum(int(t.schema.metadata[b"n_users"]) for t in tables),
                  skipped=sum(int(t.schema.metadata[b"skipped"]) for t in tables))
 
@@ -453,7 +452,6 @@ def _write_outputs(partial, spill, state, ranges, progress) -> list:
         results.append((table.column("seq_id").to_numpy().astype(np.int64), table))
     sharded = len(ranges) > 1
     names = []
-    kill_after = int(os.environ.get("SIMMINE_KILL_AFTER_SHARDS", "-1"))  # fault injection for resume tests
     tick = progress("shards", len(ranges)) if progress else None
     for s_, (lo, hi) in enumerate(ranges):
         weak_name, strong_name = (f"weak-{s_:05d}.arrow", f"strong-{s_:05d}.arrow") if sharded else \
@@ -465,8 +463,7 @@ def _write_outputs(partial, spill, state, ranges, progress) -> list:
         (offsets, neighbors), (_, scores) = lists["weak"], lists["scores"]
         write_table(os.path.join(partial, weak_name), weak_table(offsets, neighbors, scores))
         write_table(os.path.join(partial, strong_name), strong_table(*lists["strong"]))
-        if s_ + 1 == kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+        fault_point("SIMMINE_KILL_AFTER_SHARDS", s_ + 1)
         if tick:
             tick(1)
     if tick:
@@ -485,8 +482,6 @@ def build_streamed(partial: str, src: dict, metric, sel, be, engine, split, max_
     state_path = os.path.join(spill, "state.json")
     state = json.load(open(state_path)) if os.path.exists(state_path) else {"stage": "", **src}
 
-    kill_at = os.environ.get("SIMMINE_KILL_AFTER_STAGE")  # fault injection for resume tests
-
     clock = [time.perf_counter()]
 
     def done(stage):
@@ -495,8 +490,7 @@ def build_streamed(partial: str, src: dict, metric, sel, be, engine, split, max_
         clock[0] = now
         state["stage"] = stage
         write_json(state_path, state)
-        if stage == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        fault_point("SIMMINE_KILL_AFTER_STAGE", stage)
 
     if state["stage"] < "A":
         state.update(_partition_log(spill, src, budget, progress))
@@ -545,7 +539,6 @@ def build_streamed(partial: str, src: dict, metric, sel, be, engine, split, max_
         check_threshold_output(thr, sel, state["n"], max_output_gb)
     runner = None
     kept = state.setdefault("kept", {})
-    kill_after = int(os.environ.get("SIMMINE_KILL_AFTER_GROUPS", "-1"))  # fault injection for resume tests
     try:
         if engine == "ray":
             from .engines.ray_ import RayRunner
@@ -556,8 +549,7 @@ def build_streamed(partial: str, src: dict, metric, sel, be, engine, split, max_
             if str(g) not in kept or not os.path.exists(os.path.join(spill, "result-%05d.arrow" % g)):
                 kept[str(g)] = _mine_group(spill, state, g, sel, be, metric, ngram_n, df, thr, runner)
                 write_json(state_path, state)
-                if g + 1 == kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                fault_point("SIMMINE_KILL_AFTER_GROUPS", g + 1)
             if sel.mode == "min_sim":  # min-sim's weak lists are counted as they come
                 check_output_size(output_bytes(sum(v[0] for v in kept.values()), sum(v[1] for v in kept.values()),
                                                state["entries"], state["n"]), max_output_gb, "counted while mining")
