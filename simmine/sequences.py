@@ -229,14 +229,7 @@ def _delimited_batches(path: str, fmt: str, as_text: bool):
     whole-file reader would give (on a conversion error past the first block, every column is re-read as
     text, as read_log does)."""
     if fmt == "inter":
-        with open(path, "rb") as f:
-            first = _first_text_line(path, f.read(1 << 16))
-        names, types = [], {}
-        for field in first.rstrip("\r\n").split("\t"):
-            name, _, kind = field.partition(":")
-            names.append(name)
-            types[name] = pa.float64() if kind == "float" else pa.string()
-        return _delimited_stream(path, "\t", names, types, skip_rows=1), 2
+        return _delimited_stream(path, "\t", *_inter_columns(path), skip_rows=1), 2
     delimiter = "\t" if fmt == "tsv" else _sniff_delimiter(path, ",")
     return _delimited_stream(path, delimiter, None, _text_types(path, delimiter, None) if as_text else None), 2
 
@@ -246,22 +239,13 @@ class RetypeAsText(Exception):
     past the first block): start the stream again with ``as_text=True``."""
 
 
-def _text_types(path: str, delimiter: str, column_names) -> dict:
-    names = _header_names(path, delimiter, None) if column_names is None else column_names
-    return {n: pa.string() for n in names}
-
-
 def _delimited_stream(path: str, delimiter: str, column_names=None, column_types=None, skip_rows: int = 0):
     import pyarrow.csv as pacsv
 
     header = column_names is None
-    read = pacsv.ReadOptions(column_names=column_names, skip_rows=skip_rows, block_size=CSV_BLOCK_BYTES)
-    parse = pacsv.ParseOptions(delimiter=delimiter)
-    convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False,
-                                   quoted_strings_can_be_null=False)
     emitted = 0
     try:
-        with pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert) as reader:
+        with pacsv.open_csv(path, **_csv_options(delimiter, column_names, column_types, skip_rows)) as reader:
             for batch in reader:
                 emitted += 1
                 yield batch
@@ -331,23 +315,35 @@ def _read_delimited(path: str, delimiter: str, column_names=None, column_types=N
 
     header = column_names is None
     source = io.BytesIO(data) if data is not None else path
-    read = pacsv.ReadOptions(column_names=column_names, skip_rows=skip_rows, block_size=CSV_BLOCK_BYTES)
-    parse = pacsv.ParseOptions(delimiter=delimiter)
-    convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False,
-                                   quoted_strings_can_be_null=False)
     try:
-        table = pacsv.read_csv(source, read_options=read, parse_options=parse, convert_options=convert)
+        table = pacsv.read_csv(source, **_csv_options(delimiter, column_names, column_types, skip_rows))
     except pa.ArrowInvalid as exc:
-        text = str(exc)
-        if "conversion error" in text and column_types is None:
+        if "conversion error" in str(exc) and column_types is None:
             # a column inferred as numbers from the first block holds text later: read every column as text
-            names = _header_names(path, delimiter, data) if header else column_names
-            types = {n: pa.string() for n in names}
+            types = _text_types(path, delimiter, column_names, data)
             return _read_delimited(path, delimiter, column_names, types, data, skip_rows)
         raise _locate_bad_line(path, delimiter, header, column_names, data) or _arrow_error(path, exc) from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     return table, (2 if header else 1 + skip_rows)
+
+
+def _csv_options(delimiter: str, column_names, column_types, skip_rows: int) -> dict:
+    """pyarrow.csv options shared by the whole-file and the streamed reader: CSV_BLOCK_BYTES blocks (types
+    are inferred from the first), no value read as null. Without column_names the first line is the header."""
+    import pyarrow.csv as pacsv
+
+    return {"read_options": pacsv.ReadOptions(column_names=column_names, skip_rows=skip_rows,
+                                              block_size=CSV_BLOCK_BYTES),
+            "parse_options": pacsv.ParseOptions(delimiter=delimiter),
+            "convert_options": pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False,
+                                                    quoted_strings_can_be_null=False)}
+
+
+def _text_types(path: str, delimiter: str, column_names, data: Optional[bytes] = None) -> dict:
+    """Every column as text, named by column_names or by the header."""
+    names = _header_names(path, delimiter, data) if column_names is None else column_names
+    return {n: pa.string() for n in names}
 
 
 def _header_names(path: str, delimiter: str, data: Optional[bytes]):
@@ -379,17 +375,21 @@ def _first_bad_line(path, delimiter, header, column_names, lines) -> Optional[In
     return None
 
 
-def _read_inter(path: str):
-    """RecBole atomic file: tab-separated, header fields ``name:type`` (token, float, token_seq, float_seq)."""
+def _inter_columns(path: str) -> tuple:
+    """(names, types) of a RecBole atomic file: tab-separated, header fields ``name:type`` (token, float,
+    token_seq, float_seq); float columns are numbers, the rest text."""
     with open(path, "rb") as f:
         first = _first_text_line(path, f.read(1 << 16))
-    fields = first.rstrip("\r\n").split("\t")
     names, types = [], {}
-    for field in fields:
+    for field in first.rstrip("\r\n").split("\t"):
         name, _, kind = field.partition(":")
         names.append(name)
         types[name] = pa.float64() if kind == "float" else pa.string()
-    return _read_delimited(path, "\t", names, types, skip_rows=1)
+    return names, types
+
+
+def _read_inter(path: str):
+    return _read_delimited(path, "\t", *_inter_columns(path), skip_rows=1)
 
 
 _INT_RE = re.compile(rb"-?[1-9][0-9]{0,17}|0")
