@@ -236,6 +236,12 @@ def _unique_per_row(indptr: np.ndarray, codes: np.ndarray):
     return out_indptr, out_codes.astype(np.int32), counts
 
 
+def document_frequency(indptr: np.ndarray, codes: np.ndarray, vocab: int) -> np.ndarray:
+    """Rows holding each code 0..vocab-1 (TF-IDF's df), a code repeated within a row counted once."""
+    _, unique, _ = _unique_per_row(indptr, codes)
+    return np.bincount(unique, minlength=vocab)
+
+
 def ngram_codes(indptr: np.ndarray, items: np.ndarray, n: int):
     """(indptr, codes) of the contiguous n-grams of every row, each n-gram coded by its sorted rank."""
     lengths = np.diff(indptr)

@@ -103,11 +103,12 @@ def plot_histograms(out: str, path: str) -> None:
 # ---------------------------------------------------------------------------------------------- verify
 def sequences_of_buckets(out: str, anchors: np.ndarray):
     """The anchors sharing a bucket with any of ``anchors``, rebuilt from sequences.arrow: (their seq_ids
-    ascending, their SequenceSet, N, df per item code or None). Items are coded in sorted value order, so
+    ascending, their SequenceSet, N, df per item code). Items are coded in sorted value order, so
     every history's codes keep the order they had in the build; df counts, over all N anchors, the
     histories holding each of these items (TF-IDF's idf), in one pass of bounded memory."""
     import pyarrow.compute as pc
 
+    from .metrics import document_frequency
     from .sequences import SequenceSet, encode_sorted, encode_with
 
     table = map_table(os.path.join(out, "sequences.arrow"))
@@ -129,9 +130,8 @@ def sequences_of_buckets(out: str, anchors: np.ndarray):
         flat = pc.list_flatten(h)
         rows = np.repeat(np.arange(len(h)), pc.list_value_length(h).to_numpy(zero_copy_only=False))
         known = pc.is_in(flat, value_set=dictionary).to_numpy(zero_copy_only=False)
-        c = encode_with(flat.filter(pa.array(known)), dictionary).astype(np.int64)
-        pairs = np.unique(rows[known] * len(dictionary) + c)
-        df += np.bincount(pairs % len(dictionary), minlength=len(dictionary))
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(rows[known], minlength=len(h)))))
+        df += document_frequency(indptr, encode_with(flat.filter(pa.array(known)), dictionary), len(dictionary))
     n_items = len(values)
     seqs = SequenceSet(
         indptr=(hist.offsets.to_numpy() - start).astype(np.int64), items=codes[:n_items], item_values=dictionary,

@@ -27,7 +27,7 @@ import pyarrow as pa
 from .engines.local import make_plan, mine_weak, mine_weak_range, score_histogram, strong_counts, strong_positives
 from .errors import InputError
 from .io import ROWS_PER_BATCH, fault_point, strong_table, weak_table, write_json, write_table
-from .metrics import _unique_per_row, prepare_features
+from .metrics import document_frequency, prepare_features
 from .select import check_output_size, global_threshold, k_per_anchor, output_bytes, weak_entries_bound
 from .sequences import (Log, RetypeAsText, SequenceSet, _check_id_type, _ranges, _time_values, anchor_rows,
                         bucket_keys, encode_with, stream_log)
@@ -313,8 +313,7 @@ def _regroup(spill, state, items: pa.Array, partial, metric_name, progress) -> N
             g = group_of_bucket[buckets[s]]
             offsets, values = _list_parts(table.column("history"))
             if df is not None:
-                _, uniq, _ = _unique_per_row(offsets, values)
-                df += np.bincount(uniq, minlength=len(df))
+                df += document_frequency(offsets, values, len(df))
             part = pa.table({"seq_id": pa.array(s.astype(np.uint32)), "target": table.column("target"),
                              "history": table.column("history"), "bucket": pa.array(buckets[s])})
             out.write_split(part, g, state["groups"])
