@@ -259,6 +259,38 @@ PYBIND11_MODULE(_core, m) {
         }
         return sig;
     }, "MinHash signatures [n, num_perm] (uint32) of the code sets of a CSR");
+    m.def("band_candidates", [](py::array run_of, py::array run_ptr, py::array run_members, int64_t m,
+                                py::array anchors, py::array max_candidates) {
+        const int64_t na = anchors.size();
+        const int64_t bands = m > 0 ? run_of.size() / m : 0;
+        if (bands * m != run_of.size()) throw py::value_error("run_of: expected m * bands elements");
+        if (bands > 65535) throw py::value_error("band_candidates: at most 65535 bands");
+        const int32_t* ro = ptr_of<int32_t>(run_of, "run_of");
+        const int64_t* rp = ptr_of<int64_t>(run_ptr, "run_ptr");
+        const int32_t* rm = ptr_of<int32_t>(run_members, "run_members", rp[run_ptr.size() - 1]);
+        const int64_t* an = ptr_of<int64_t>(anchors, "anchors");
+        const int64_t* mc = ptr_of<int64_t>(max_candidates, "max_candidates", na);
+        for (int64_t x = 0; x < na; ++x) {
+            if (an[x] < 0 || an[x] >= m) throw py::index_error("anchor out of range");
+        }
+        std::vector<std::vector<int32_t>> nbr, shared;
+        {
+            py::gil_scoped_release release;
+            band_candidates_block(ro, bands, rp, rm, m, an, na, mc, nbr, shared);
+        }
+        py::array_t<int64_t> ptr(na + 1);
+        int64_t* p = ptr.mutable_data();
+        p[0] = 0;
+        for (int64_t x = 0; x < na; ++x) p[x + 1] = p[x] + static_cast<int64_t>(nbr[x].size());
+        py::array_t<int32_t> cols(p[na]), counts(p[na]);
+        int32_t* c = cols.mutable_data();
+        int32_t* k = counts.mutable_data();
+        for (int64_t x = 0; x < na; ++x) {
+            std::copy(nbr[x].begin(), nbr[x].end(), c + p[x]);
+            std::copy(shared[x].begin(), shared[x].end(), k + p[x]);
+        }
+        return py::make_tuple(ptr, cols, counts);
+    }, "LSH band collisions of anchors: (ptr, rows, runs shared), the best max_candidates[x] (ties kept)");
     m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
         if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
         if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);

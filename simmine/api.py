@@ -184,7 +184,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
         "user_col": src["user_col"], "item_col": src["item_col"], "time_col": src["time_col"],
         "max_output_gb": max_output_gb, "shard_rows": int(shard_rows), "memory_gb": memory_gb,
         "embeddings": input_info.get("embeddings", {}).get("path"),
-        **({"num_perm": num_perm, "bands": bands, "rows": rows} if method == "minhash" else {}),
+        **({"num_perm": num_perm, "bands": bands, "rows": rows, "candidates": candidates}
+           if method == "minhash" else {}),
         **({"index": index, "dim": int(dim), "candidates": candidates, "num_perm": num_perm}
            if method == "faiss" else {}),
         **({"recall_sample": recall_sample, "seed": seed} if method != "exact" else {}),
@@ -227,10 +228,7 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             write_table(path, sequences_table(seqs, seqs.bucket_labels))
         write_t += time.perf_counter() - t
         t = time.perf_counter()
-        strong_off, strong_nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
-        timings["strong"] = time.perf_counter() - t
-        t = time.perf_counter()
-        mh = MinHashParams(num_perm, bands, rows, seed, recall_sample)
+        mh = MinHashParams(num_perm, bands, rows, seed, recall_sample, candidates)
         sharded = len(ranges) > 1
         # exact mining by anchor range (shards, Ray tasks) needs global alpha's τ before it starts
         thr = _shard_threshold(partial, features, plan, sel, be, progress, max_output_gb, seqs.n) \
@@ -245,6 +243,9 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
             timings["score"] = time.perf_counter() - t
             t = time.perf_counter()
             write_table(os.path.join(partial, "weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
+            write_t += time.perf_counter() - t
+            strong_off, strong_nbr = _strong(seqs, timings)  # after mining: the two never share memory
+            t = time.perf_counter()
             write_table(os.path.join(partial, "strong.arrow"), strong_table(strong_off, strong_nbr))
             write_t += time.perf_counter() - t
             shards, thr, stats = None, weak.threshold, weak.stats
@@ -255,10 +256,12 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
                 whole = _mine_all(features, plan, sel, be, method, seqs.bucket_codes, progress, max_output_gb,
                                   mh, fp)
             stats = whole.stats if whole is not None else {}
+            strong_off, strong_nbr = _strong(seqs, timings)
+            t_strong = timings["strong"]
             kept_weak, shard_write = _mine_shards(partial, ranges, features, plan, sel, be, thr, whole, strong_off,
                                                   strong_nbr, progress, runner)
             write_t += shard_write
-            timings["score"] = time.perf_counter() - t - shard_write
+            timings["score"] = time.perf_counter() - t - shard_write - t_strong
             shards = [{"rows": [lo, hi], "weak": f"weak-{s_:05d}.arrow", "strong": f"strong-{s_:05d}.arrow"}
                       for s_, (lo, hi) in enumerate(ranges)]
         timings["write"] = write_t
@@ -277,6 +280,14 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
     finally:
         if runner is not None:
             runner.close()
+
+
+def _strong(seqs: SequenceSet, timings: dict):
+    """Strong positives (same target item, same bucket), timed into ``timings``."""
+    t = time.perf_counter()
+    off, nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
+    timings["strong"] = time.perf_counter() - t
+    return off, nbr
 
 
 def _check_streamed(memory_gb, input, method: str, metric: str) -> None:

@@ -68,7 +68,8 @@ def _add_build(sub) -> None:
     run.add_argument("--index", default="flat", help="faiss index: flat | hnsw | ivf | binary (default flat)")
     run.add_argument("--dim", type=_int, default=256, help="faiss: projection dimension (default 256)")
     run.add_argument("--candidates", type=_int, default=None,
-                     help="faiss: neighbours asked per anchor (default max(4k, 64); 256 for --min-sim)")
+                     help="faiss: neighbours asked per anchor (default max(4k, 64); 256 for --min-sim); "
+                          "minhash: most-colliding anchors kept per anchor (default: calibrated)")
     run.add_argument("--recall-sample", type=_int, default=500,
                      help="anchors whose recall against exact search is estimated (default 500)")
     run.add_argument("--seed", type=_int, default=0)

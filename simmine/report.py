@@ -64,10 +64,10 @@ def summary_lines(out: str) -> list:
         if a.get("method") == "faiss":
             how = (f"faiss {a['index']} index of {a['vectors']}, {a['candidates_per_anchor']} candidates per "
                    f"anchor{' on the GPU' if a.get('gpu') else ''}")
-        elif a.get("candidates") == "lsh-banding":
-            how = f"{a['bands']} bands × {a['rows']} rows of {a['num_perm']} permutations"
         else:
-            how = f"sorted signatures: {a.get('trees')} orders of {a.get('num_perm')} permutations"
+            how = f"{a['bands']} bands × {a['rows']} rows of {a['num_perm']} permutations"
+            if a.get("candidates") == "lsh-collisions":
+                how += f", {a['kept_per_anchor']} most-colliding kept per anchor"
         lines.append(f"  recall     {r['value']:.4f} ({r['of']}, {r['sample']} sampled anchors); "
                      f"{how}, {a.get('candidate_pairs', 0):,} candidate pairs")
     el = m["elapsed_s"]

@@ -1,25 +1,29 @@
 """MinHash-LSH candidates, re-scored exactly (SPEC §5 ``--method minhash``).
 
-1. Signatures: sig[i, p] = min over the anchor's set (unique items, or n-grams for ``ngram``) of
+1. Signatures, per bucket: sig[i, p] = min over the anchor's set (unique items, or n-grams for ``ngram``) of
    h_p(v) = low 32 bits of splitmix64(v ⊕ seed_p); P(sig[i,p] = sig[j,p]) = Jaccard(i, j).
-2. Candidates by sorting (see below): anchors are sorted by band keys or signature prefixes (bucket
-   included), and every anchor pairs with the next ``window`` anchors: runs of any size cost O(N·window),
-   never a quadratic group, and no Python dictionary holds buckets.
-3. Candidate pairs are re-scored exactly with the build's metric by the backend and selected with the same
+2. Bands: b bands of r signature columns. In each band, anchors are sorted by the band's key and every run
+   of equal keys (two anchors or more) is listed once: O(N·b) memory, no Python dictionary, no quadratic
+   group of pairs.
+3. Candidates, by the backend's ``band_candidates``: for each anchor, the anchors sharing a run in at least
+   one band, and how many bands they share. A pair at Jaccard J shares each band with probability J^r, so
+   the count ranks candidates by similarity:
+   - min-sim: every colliding pair, with b and r chosen so that a pair at the target Jaccard collides with
+     probability >= 0.95 (t = S for jaccard, else the 5th percentile of the estimated Jaccard of sampled
+     anchors' exact neighbours) — classic LSH banding;
+   - top-k and alpha (and min-sim when banding would need one row per band): r = 2, b = P / 2, and each
+     anchor keeps its C·k most-colliding anchors (ties kept). C is calibrated on a seeded sample of anchors
+     searched exactly (not the recall sample): the smallest C under which 95% of their exact neighbours
+     are kept. Nearest neighbours in recommendation logs often have Jaccard near 0.15 where random pairs
+     have 0.06: too close for banding's yes/no, while collision counts still separate them.
+     ``--candidates C`` sets the kept anchors per anchor instead.
+4. Candidate pairs are re-scored exactly with the build's metric by the backend and selected with the same
    semantics as exact builds (top-k, alpha, min-sim, caps, ties by seq_id).
-4. Recall@k is estimated against exact search on a seeded sample of anchors and written to the manifest.
-
-Candidates come two ways:
-- min-sim (or when --bands/--rows are given): LSH banding, b bands of r rows chosen so that a pair at the
-  target Jaccard t is found with probability >= 0.95 (t = S for jaccard, else the 5th percentile of the
-  estimated Jaccard of sampled anchors' exact neighbours); when that needs r = 1, sorted signatures instead;
-- top-k and alpha: sorted signatures (the LSH-forest idea). Nearest neighbours in recommendation logs often
-  have Jaccard near 0.1, where banding degenerates to one row per band and everything collides; sorting by
-  random prefixes of the signature puts anchors that share many minhashes next to each other at any
-  similarity level.
+5. Recall@k is estimated against exact search on a seeded sample of anchors and written to the manifest.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -28,12 +32,14 @@ import numpy as np
 from ..engines.local import Plan, WeakResult, selection_request
 from ..errors import InputError
 from ..metrics import Features
-from ..select import Selection
+from ..select import Selection, min_score_of
 from .common import exact_sample, rescore
 
-WINDOW = 32
 PAIR_BATCH = 1 << 24  # candidate keys re-scored together: memory is O(batch + kept pairs), not O(candidates)
 TARGET_PROBABILITY = 0.95
+COUNTED_ROWS = 2  # rows per band when candidates are ranked by their collision counts
+CALIBRATION_SAMPLE = 200  # anchors searched exactly to choose how many candidates each anchor keeps
+EMPTY = np.uint32(0xFFFFFFFF)  # every minhash of an empty set
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -82,61 +88,71 @@ def batched(parts, limit: int = PAIR_BATCH):
         yield unique_sorted(np.concatenate(held))
 
 
-def candidate_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], bands: int, rows: int,
-                    window: int = WINDOW):
-    """Candidate pairs as batches of int64 keys i·n + j (i < j), from banded signatures."""
-    return batched(_band_parts(sig, bucket, bands, rows, window))
+@dataclass
+class BandRuns:
+    """The runs of equal band keys of one bucket: run_of[a, t] is anchor a's run in band t (-1 when no other
+    anchor shares its key), run r holds run_members[run_ptr[r]:run_ptr[r + 1]] (ascending)."""
+    run_of: np.ndarray
+    run_ptr: np.ndarray
+    run_members: np.ndarray
 
 
-def _band_parts(sig, bucket, bands, rows, window):
-    n = sig.shape[0]
-    usable = ~(sig == 0xFFFFFFFF).all(axis=1)  # empty sets collide with each other but share nothing
-    ids = np.flatnonzero(usable)
-    for b in range(bands):
-        band = sig[ids, b * rows:(b + 1) * rows].astype(np.uint64)
-        key = np.full(len(ids), np.uint64(b), dtype=np.uint64)
-        for c in range(rows):
-            key = splitmix64(key ^ band[:, c])
-        if bucket is not None:
-            key = splitmix64(key ^ bucket[ids].astype(np.uint64))
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        for d in range(1, min(window, len(ids) - 1) + 1):
-            same = sorted_key[:-d] == sorted_key[d:]
-            if not same.any():
-                break
-            i, j = ids[order[:-d][same]], ids[order[d:][same]]
-            lo, hi = np.minimum(i, j), np.maximum(i, j)
-            yield lo.astype(np.int64) * n + hi
+def band_runs(sig: np.ndarray, bands: int, rows: int) -> BandRuns:
+    """Band runs of signatures [m, ≥ bands·rows]; anchors with empty sets are in no run (they share
+    nothing). Each band sorts one uint64 per anchor: the band's hash in the high bits, the anchor in the low
+    bits, so a plain sort groups runs with members ascending (a hash collision only adds candidates)."""
+    m = sig.shape[0]
+    run_of = np.full((m, bands), -1, dtype=np.int32)
+    usable = np.flatnonzero(~(sig == EMPTY).all(axis=1)) if m else np.zeros(0, np.int64)
+    sig = sig[usable] if len(usable) < m else sig
+    shift = np.uint64(max(int(m - 1).bit_length(), 1))
+    ptr_parts, member_parts, runs, placed = [np.zeros(1, np.int64)], [], 0, 0
+    for t in range(bands if len(usable) > 1 else 0):
+        if t % 64 == 0:  # the next 64 bands' columns, one contiguous row each
+            columns = np.ascontiguousarray(sig[:, t * rows:min(t + 64, bands) * rows].T).astype(np.uint64)
+        key = np.full(len(usable), np.uint64(t), dtype=np.uint64)
+        for c in range((t % 64) * rows, (t % 64 + 1) * rows):
+            key = splitmix64(key ^ columns[c])
+        key = np.sort(((key >> shift) << shift) | usable.astype(np.uint64))
+        hashed = key >> shift
+        starts = np.flatnonzero(np.concatenate(([True], hashed[1:] != hashed[:-1])))
+        lengths = np.diff(np.append(starts, len(key)))
+        shared = lengths >= 2
+        if not shared.any():
+            continue
+        run_index = np.repeat(np.arange(len(starts)), lengths)
+        in_run = shared[run_index]
+        members = (key[in_run] & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
+        run_of[members, t] = (np.cumsum(shared) - 1 + runs)[run_index[in_run]]
+        ptr_parts.append(placed + np.cumsum(lengths[shared]))
+        member_parts.append(members.astype(np.int32))
+        runs += int(shared.sum())
+        placed += len(members)
+    members = np.concatenate(member_parts) if member_parts else np.zeros(0, np.int32)
+    return BandRuns(run_of, np.concatenate(ptr_parts).astype(np.int64), members)
 
 
-def forest_pairs(sig: np.ndarray, bucket: Optional[np.ndarray], trees: int, depth: int, window: int,
-                 seed: int):
-    """Candidate pairs for nearest-neighbour selection: for each of ``trees`` random orders of the signature
-    columns, anchors are sorted by their first ``depth`` minhashes (bucket first), and each pairs with the
-    next ``window`` anchors. Neighbours in that order share long prefixes of minhashes, so they are likely
-    similar whatever the absolute similarity level; candidates are at most N·window·trees, handed out in
-    batches of about PAIR_BATCH keys."""
-    return batched(_forest_parts(sig, bucket, trees, depth, window, seed))
+def band_candidates(backend, runs: BandRuns, anchors: np.ndarray, max_candidates: np.ndarray):
+    """(ptr, rows, shared bands) of each anchor's band collisions, by the backend's kernel (NumPy's
+    reference where the backend has none)."""
+    if not hasattr(backend, "band_candidates"):
+        from ..backends import reference as backend
+    return backend.band_candidates(runs.run_of, runs.run_ptr, runs.run_members, anchors, max_candidates)
 
 
-def _forest_parts(sig, bucket, trees, depth, window, seed):
-    n, num_perm = sig.shape
-    usable = ~(sig == 0xFFFFFFFF).all(axis=1)
-    ids = np.flatnonzero(usable)
-    rng = np.random.default_rng(seed)
-    for _ in range(trees):
-        cols = rng.permutation(num_perm)[:depth]
-        sort_keys = [sig[ids, c] for c in cols[::-1]]
-        if bucket is not None:
-            sort_keys.append(bucket[ids])
-        order = ids[np.lexsort(sort_keys)]
-        for d in range(1, min(window, len(order) - 1) + 1):
-            i, j = order[:-d], order[d:]
-            if bucket is not None:
-                same = bucket[i] == bucket[j]
-                i, j = i[same], j[same]
-            yield np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
+def bucket_signatures(features: Features, members: np.ndarray, backend, num_perm: int, seed: int) -> np.ndarray:
+    """Signatures of the anchors ``members`` (their global codes: the same whatever the bucketing)."""
+    from ..sequences import _ranges
+
+    lengths = features.indptr[members + 1] - features.indptr[members]
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    codes = features.indices[_ranges(features.indptr[members], lengths)]
+    return backend.minhash(indptr, codes, num_perm, seed)
+
+
+def bucket_runs(features: Features, members: np.ndarray, backend, params: "MinHashParams", bands: int,
+                rows: int) -> BandRuns:
+    return band_runs(bucket_signatures(features, members, backend, params.num_perm, params.seed), bands, rows)
 
 
 @dataclass
@@ -146,46 +162,149 @@ class MinHashParams:
     rows: Optional[int] = None
     seed: int = 0
     recall_sample: int = 500
-    trees: int = 16
-    depth: int = 8
+    candidates: Optional[int] = None  # kept anchors per anchor in counted mode (default: calibrated)
 
 
-def _sample_jaccard(sig: np.ndarray, exact: dict) -> float:
+def _sample_jaccard(features, backend, params, exact: dict) -> float:
     """The 5th percentile of the estimated Jaccard between sampled anchors and their exact neighbours."""
-    est = [float(np.mean(sig[a] == sig[j])) for a, (nbrs, _) in exact.items() for j in nbrs.tolist()]
+    est = []
+    for a, (nbrs, _) in exact.items():
+        if len(nbrs):
+            sig = bucket_signatures(features, np.concatenate(([a], nbrs)).astype(np.int64), backend,
+                                    params.num_perm, params.seed)
+            est.extend(np.mean(sig[1:] == sig[0], axis=1).tolist())
     return float(np.percentile(est, 5)) if est else 0.5
+
+
+@dataclass
+class Limits:
+    """How many most-colliding candidates each anchor keeps: ``fixed`` (--candidates), or calibrated per
+    bucket as a multiple of each anchor's k (top-k, alpha) or a count (min-sim); 0 keeps all that collide."""
+    counted: bool
+    fixed: Optional[int]
+    per_k: bool
+    k_all: np.ndarray
+    seed: int
+    chosen: list  # (bucket size, value) of every calibrated bucket, for the manifest
+
+    def of_bucket(self, features, members, runs, sel, backend, skip: np.ndarray) -> np.ndarray:
+        """Per-member limits of one bucket (its calibration sample excludes the anchors in ``skip``)."""
+        if not self.counted:
+            return np.zeros(len(members), np.int64)
+        value = float(self.fixed) if self.fixed is not None else \
+            _calibrate(features, members, runs, sel, backend, self.k_all, self.per_k, self.seed, skip)
+        if self.fixed is None:
+            self.chosen.append((len(members), value))
+        if value <= 0:
+            return np.zeros(len(members), np.int64)
+        scale = np.maximum(self.k_all[members], 1) if self.per_k else np.ones(len(members), np.int64)
+        return np.ceil(value * scale).astype(np.int64)
+
+    def summary(self) -> dict:
+        if not self.counted:
+            return {"candidates": "lsh-banding"}
+        if self.fixed is not None:
+            return {"candidates": "lsh-collisions", "kept_per_anchor": int(self.fixed), "calibration_sample": None}
+        values = np.array([v if v > 0 else np.inf for _, v in self.chosen], dtype=np.float64)  # 0: all
+        weights = np.array([m for m, _ in self.chosen], dtype=np.float64)
+        kept = "all"
+        if len(values):  # the anchor-weighted median over buckets
+            order = np.argsort(values)
+            mid = values[order][np.searchsorted(np.cumsum(weights[order]), weights.sum() / 2)]
+            kept = "all" if np.isinf(mid) else f"{mid:.4g}{'·k' if self.per_k else ''}"
+        return {"candidates": "lsh-collisions", "kept_per_anchor": kept, "calibration_sample": CALIBRATION_SAMPLE,
+                "calibrated_buckets": len(values), "kept_all_buckets": int(np.isinf(values).sum())}
+
+
+def _calibrate(features, members, runs, sel, backend, k_all, per_k: bool, seed: int, skip) -> float:
+    """How many most-colliding candidates per anchor reach recall@k 0.95 (ties counted by score, as the
+    manifest's recall) on a seeded sample of the bucket's anchors searched exactly: a multiple of each
+    anchor's k (per_k) or a count. 0 keeps every colliding anchor."""
+    rng = np.random.default_rng([seed, int(members[0])])
+    pool = np.flatnonzero(~np.isin(members, skip))  # not the recall sample: its estimate stays unbiased
+    local = np.sort(rng.choice(pool, size=min(len(pool), CALIBRATION_SAMPLE), replace=False))
+    if not len(local):
+        return 0.0
+    tile = features.tile(members)
+    counts, cols, scores = backend.select(tile, local, k_all[members[local]], min_score_of(sel))
+    offs = np.concatenate(([0], np.cumsum(counts)))
+    ptr, nbr, shared = band_candidates(backend, runs, local, np.zeros(len(local), np.int64))
+    curves = []  # per sampled anchor: (wanted, scale, shared bands descending, good candidates so far)
+    for x in range(len(local)):
+        want = scores[offs[x]:offs[x + 1]]
+        if not len(want):
+            continue
+        got, got_shared = nbr[ptr[x]:ptr[x + 1]], shared[ptr[x]:ptr[x + 1]]
+        score = backend.score_pairs(tile, local[x:x + 1].astype(np.int64), np.array([0, len(got)], np.int64),
+                                    got.astype(np.int32))
+        order = np.argsort(-got_shared, kind="stable")
+        good = np.cumsum(score[order] >= want.min())  # candidates as good as the exact list's last
+        curves.append((len(want), len(want) if per_k else 1, got_shared[order], good))
+
+    def recall(c: float) -> float:  # recall@k of the sample when each anchor keeps ceil(c·scale), ties kept
+        found = wanted = 0
+        for k, scale, shared_desc, good in curves:
+            wanted += k
+            if len(good):
+                limit = min(int(math.ceil(c * scale)), len(good))
+                kept = int(np.searchsorted(-shared_desc, -shared_desc[limit - 1], side="right"))
+                found += min(k, int(good[kept - 1]))
+        return found / wanted if wanted else 1.0
+
+    if not curves or recall(float(max(len(g) for _, _, _, g in curves))) < TARGET_PROBABILITY:
+        return 0.0
+    c = 1.0
+    while recall(c) < TARGET_PROBABILITY:
+        c *= 2 ** 0.25
+    return c
+
+
+def _candidate_keys(features, plan, sel, backend, params, bands, rows, limits: Limits, skip):
+    """Candidate pair keys i·n + j (i < j), bucket by bucket, anchor chunk by anchor chunk."""
+    n = features.n
+    for members in plan.members:
+        if len(members) < 2:
+            continue
+        runs = bucket_runs(features, members, backend, params, bands, rows)
+        limit = limits.of_bucket(features, members, runs, sel, backend, skip)
+        step, lo = 1024, 0
+        while lo < len(members):
+            anchors = np.arange(lo, min(lo + step, len(members)), dtype=np.int64)
+            ptr, nbr, _ = band_candidates(backend, runs, anchors, limit[anchors])
+            i = members[np.repeat(anchors, np.diff(ptr))]
+            j = members[nbr]
+            yield np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
+            lo += len(anchors)
+            step = int(min(max(PAIR_BATCH // 4 // max(len(nbr) // len(anchors), 1), 64), 1 << 16))
 
 
 def mine_minhash(features: Features, plan: Plan, sel: Selection, backend, bucket_codes, params: MinHashParams,
                  progress=None) -> WeakResult:
     """Weak lists from MinHash candidates re-scored exactly (global alpha is refused by the caller)."""
-    n = features.n
     k_all, _ = selection_request(sel, plan)
     exact = exact_sample(features, plan, sel, backend, params.recall_sample, params.seed)
-    sig = backend.minhash(features.indptr, features.indices, params.num_perm, params.seed)
     bands, rows, target = params.bands, params.rows, None
-    if bands is None and rows is None and sel.mode == "min_sim":
-        target = sel.min_sim if features.kind == "set" else _sample_jaccard(sig, exact)
-        bands, rows = choose_bands(params.num_perm, target)
-        if rows < 2:  # one row per band: runs of one popular minhash would be cut by the window
-            bands = rows = None
-    elif bands is not None or rows is not None:
+    if bands is not None or rows is not None:  # explicit banding: counted for top-k and alpha
         bands = bands or params.num_perm // rows
         rows = rows or params.num_perm // bands
         if bands * rows > params.num_perm:
             raise InputError(f"--bands × --rows = {bands * rows} exceeds --num-perm {params.num_perm}")
-    banded = bands is not None
-    if banded:
-        pairs = candidate_pairs(sig, bucket_codes, bands, rows)
+        counted = sel.mode != "min_sim"
+    elif sel.mode == "min_sim":
+        target = sel.min_sim if features.kind == "set" else _sample_jaccard(features, backend, params, exact)
+        bands, rows = choose_bands(params.num_perm, target)
+        counted = rows < 2  # one row per band collides on any shared minhash: rank by counts instead
     else:
-        k_max = int(k_all.max()) if n else 0
-        window = int(min(max(2 * k_max, 2 * WINDOW if sel.mode == "min_sim" else WINDOW), 256))
-        pairs = forest_pairs(sig, bucket_codes, params.trees, min(params.depth, params.num_perm), window,
-                             params.seed)
-    stats = {"method": "minhash", "num_perm": params.num_perm, "seed": params.seed}
-    if banded:
-        stats.update(candidates="lsh-banding", bands=int(bands), rows=int(rows), target_jaccard=target)
-    else:
-        stats.update(candidates="sorted-signatures", trees=params.trees, depth=params.depth, window=window,
-                     target_jaccard=target)
-    return rescore(features, plan, sel, backend, pairs, exact, stats)
+        counted = True
+    if counted and params.bands is None and params.rows is None:
+        rows = min(COUNTED_ROWS, params.num_perm)
+        bands = params.num_perm // rows
+    limits = Limits(counted or params.candidates is not None, params.candidates,
+                    params.candidates is None and sel.mode in ("k", "alpha"), k_all, params.seed + 1, [])
+    skip = np.fromiter(exact, dtype=np.int64, count=len(exact))
+    pairs = batched(_candidate_keys(features, plan, sel, backend, params, bands, rows, limits, skip))
+    stats = {"method": "minhash", "num_perm": params.num_perm, "seed": params.seed, "bands": int(bands),
+             "rows": int(rows), "target_jaccard": target}
+    result = rescore(features, plan, sel, backend, pairs, exact, stats)
+    result.stats.update(limits.summary())
+    return result

@@ -71,3 +71,12 @@ def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> 
 
 def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
     return _core.histogram(tile.kind, _fields(tile), np.ascontiguousarray(rows, dtype=np.int64), int(prefix))
+
+
+def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.ndarray, anchors: np.ndarray,
+                    max_candidates: np.ndarray):
+    return _core.band_candidates(np.ascontiguousarray(run_of, dtype=np.int32),
+                                 np.ascontiguousarray(run_ptr, dtype=np.int64),
+                                 np.ascontiguousarray(run_members, dtype=np.int32), int(run_of.shape[0]),
+                                 np.ascontiguousarray(anchors, dtype=np.int64),
+                                 np.ascontiguousarray(max_candidates, dtype=np.int64))

@@ -191,3 +191,12 @@ def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> 
 
 def set_num_threads(n: int) -> None:
     """The GPU backend has no CPU thread pool to size."""
+
+
+def band_candidates(run_of, run_ptr, run_members, anchors, max_candidates):
+    """LSH collision counting is host bookkeeping (runs of row ids, no arithmetic): the C++ core does it,
+    or Numba where the core is not built."""
+    from . import cpp, numba_
+
+    return (cpp if cpp.available() else numba_).band_candidates(run_of, run_ptr, run_members, anchors,
+                                                                max_candidates)

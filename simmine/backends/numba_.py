@@ -531,6 +531,81 @@ if numba is not None:
                     if h < out[i, p]:
                         out[i, p] = h
 
+    @njit(cache=True, nogil=True)
+    def _band_anchor(a, run_of, run_ptr, run_members, max_c, count, touched, hist):
+        """One anchor's band collisions, as the C++ core: rows sharing a run, counted into ``count``
+        (listed in ``touched``); returns (how many touched, the shared-run floor of the kept ones)."""
+        bands = run_of.shape[1]
+        nt = 0
+        for t in range(bands):
+            r = run_of[a, t]
+            if r < 0:
+                continue
+            for q in range(run_ptr[r], run_ptr[r + 1]):
+                j = run_members[q]
+                if j != a:
+                    if count[j] == 0:
+                        touched[nt] = j
+                        nt += 1
+                    count[j] += 1
+        floor = 1
+        if max_c > 0 and nt > max_c:
+            hist[:] = 0
+            for x in range(nt):
+                hist[count[touched[x]]] += 1
+            seen = 0
+            for c in range(bands, 0, -1):
+                seen += hist[c]
+                if seen >= max_c:
+                    floor = c
+                    break
+        return nt, floor
+
+    @njit(cache=True, parallel=True)
+    def _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, chunks, kept, out_nbr, out_shared,
+                         out_ptr, fill):
+        """Pass 1 (fill False) counts each anchor's kept rows into ``kept``; pass 2 writes them at out_ptr."""
+        m, bands = run_of.shape
+        na = len(anchors)
+        for c in prange(chunks):
+            count = np.zeros(m, np.int32)
+            touched = np.empty(m, np.int32)
+            hist = np.zeros(bands + 1, np.int64)
+            for x in range(c * na // chunks, (c + 1) * na // chunks):
+                nt, floor = _band_anchor(anchors[x], run_of, run_ptr, run_members, max_candidates[x], count,
+                                         touched, hist)
+                rows = np.sort(touched[:nt])
+                w = out_ptr[x]
+                for y in range(nt):
+                    j = rows[y]
+                    if count[j] >= floor:
+                        if fill:
+                            out_nbr[w] = j
+                            out_shared[w] = count[j]
+                        w += 1
+                    count[j] = 0
+                kept[x] = w - out_ptr[x]
+
+
+def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.ndarray, anchors: np.ndarray,
+                    max_candidates: np.ndarray):
+    run_of = np.ascontiguousarray(run_of, dtype=np.int32)
+    run_ptr = np.ascontiguousarray(run_ptr, dtype=np.int64)
+    run_members = np.ascontiguousarray(run_members, dtype=np.int32)
+    anchors = np.ascontiguousarray(anchors, dtype=np.int64)
+    max_candidates = np.ascontiguousarray(max_candidates, dtype=np.int64)
+    na = len(anchors)
+    chunks = max(1, min(na, 4 * numba.get_num_threads()))
+    kept = np.zeros(na, np.int64)
+    ptr = np.zeros(na + 1, np.int64)
+    empty = np.zeros(0, np.int32)
+    _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, chunks, kept, empty, empty, ptr, False)
+    np.cumsum(kept, out=ptr[1:])
+    nbr = np.empty(ptr[-1], np.int32)
+    shared = np.empty(ptr[-1], np.int32)
+    _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, chunks, kept, nbr, shared, ptr, True)
+    return ptr, nbr, shared
+
 
 def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
     kind, indptr, idx, w, norms, _, _, _, _, max_len, _, _ = _args(tile)

@@ -104,6 +104,25 @@ def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> 
     return sig
 
 
+def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.ndarray, anchors: np.ndarray,
+                    max_candidates: np.ndarray):
+    """LSH band collisions of anchors: (ptr, rows ascending, runs shared), rows sharing fewer runs than the
+    max_candidates[x]-th most dropped when it is > 0 (ties kept)."""
+    ptr, nbr, shared = [0], [], []
+    for a, most in zip(np.asarray(anchors).tolist(), np.asarray(max_candidates).tolist()):
+        runs = [r for r in run_of[a].tolist() if r >= 0]
+        rows = np.concatenate([run_members[run_ptr[r]:run_ptr[r + 1]] for r in runs]) if runs else np.zeros(0)
+        rows, counts = np.unique(rows[rows != a].astype(np.int64), return_counts=True)
+        if most > 0 and len(rows) > most:
+            keep = counts >= np.sort(counts)[::-1][most - 1]
+            rows, counts = rows[keep], counts[keep]
+        nbr.append(rows)
+        shared.append(counts)
+        ptr.append(ptr[-1] + len(rows))
+    return (np.asarray(ptr, dtype=np.int64), np.concatenate(nbr).astype(np.int32) if nbr else np.zeros(0, np.int32),
+            np.concatenate(shared).astype(np.int32) if shared else np.zeros(0, np.int32))
+
+
 def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
     """Counts of float32 bit patterns of s over pairs (i, j > i), s > 0: high 16 bits, or low 16 bits
     among scores whose high bits equal ``prefix``."""
