@@ -14,9 +14,16 @@ def _shard_tables(out: str, kind: str) -> list:
     return [map_table(os.path.join(out, sh[kind])) for sh in shard_files(read_manifest(out))]
 
 
+def _list_lengths(tables: list) -> np.ndarray:
+    """Neighbours per anchor, from the list offsets of each record batch (the values are never read:
+    combining chunks would copy them, 3 GB for a million anchors' strong positives)."""
+    parts = [np.diff(chunk.offsets.to_numpy()) for t in tables for chunk in t.column("neighbors").chunks]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
 def _weak_arrays(out: str):
     tables = _shard_tables(out, "weak")
-    counts = np.concatenate([np.diff(t.column("neighbors").combine_chunks().offsets.to_numpy()) for t in tables])
+    counts = _list_lengths(tables)
     scores = np.concatenate([t.column("scores").combine_chunks().values.to_numpy() for t in tables])
     return counts, scores
 
@@ -26,8 +33,7 @@ def summary_lines(out: str) -> list:
     m = read_manifest(out)
     p = m["params"]
     counts, scores = _weak_arrays(out)
-    s_counts = np.concatenate([np.diff(t.column("neighbors").combine_chunks().offsets.to_numpy())
-                               for t in _shard_tables(out, "strong")])
+    s_counts = _list_lengths(_shard_tables(out, "strong"))
     inp = m["input"]
     source = "built-in demo log" if inp.get("demo") else f"{inp['path']} ({inp['bytes']:,} bytes, {p['format']})"
     if p["selection"] == "k":
