@@ -571,20 +571,24 @@ if numba is not None:
             count = np.zeros(m, np.int32)
             touched = np.empty(m, np.int32)
             hist = np.zeros(bands + 1, np.int64)
+            shared = np.empty(m, np.int32)  # the kept rows' counts
             for x in range(c * na // chunks, (c + 1) * na // chunks):
                 nt, floor = _band_anchor(anchors[x], run_of, run_ptr, run_members, max_candidates[x], count,
                                          touched, hist)
-                rows = np.sort(touched[:nt])
-                w = out_ptr[x]
+                w = 0  # keep and reset in one pass; only the kept rows are sorted, and only when written
                 for y in range(nt):
-                    j = rows[y]
+                    j = touched[y]
                     if count[j] >= floor:
-                        if fill:
-                            out_nbr[w] = j
-                            out_shared[w] = count[j]
+                        touched[w] = j
+                        shared[w] = count[j]
                         w += 1
                     count[j] = 0
-                kept[x] = w - out_ptr[x]
+                kept[x] = w
+                if fill:
+                    order = np.argsort(touched[:w])
+                    for y in range(w):
+                        out_nbr[out_ptr[x] + y] = touched[order[y]]
+                        out_shared[out_ptr[x] + y] = shared[order[y]]
 
 
 def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.ndarray, anchors: np.ndarray,
