@@ -12,11 +12,11 @@
      probability >= 0.95 (t = S for jaccard, else the 5th percentile of the estimated Jaccard of sampled
      anchors' exact neighbours) — classic LSH banding;
    - top-k and alpha (and min-sim when banding would need one row per band): r = 2, b = P / 2, and each
-     anchor keeps its C·k most-colliding anchors (ties kept). C is calibrated on a seeded sample of anchors
-     searched exactly (not the recall sample): the smallest C under which 95% of their exact neighbours
-     are kept. Nearest neighbours in recommendation logs often have Jaccard near 0.15 where random pairs
-     have 0.06: too close for banding's yes/no, while collision counts still separate them.
-     ``--candidates C`` sets the kept anchors per anchor instead.
+     anchor keeps its C·k most-colliding anchors (ties kept). C is calibrated per bucket on a seeded sample
+     of its anchors searched exactly (never the recall sample): the smallest C (steps of 2^¼) whose
+     recall@k on them, ties counted by score, reaches 0.95. Nearest neighbours in recommendation logs often
+     have Jaccard near 0.15 where random pairs have 0.06: too close for banding's yes/no, while collision
+     counts still separate them. ``--candidates C`` sets the kept anchors per anchor instead.
 4. Candidate pairs are re-scored exactly with the build's metric by the backend and selected with the same
    semantics as exact builds (top-k, alpha, min-sim, caps, ties by seq_id).
 5. Recall@k is estimated against exact search on a seeded sample of anchors and written to the manifest.
@@ -133,10 +133,7 @@ def band_runs(sig: np.ndarray, bands: int, rows: int) -> BandRuns:
 
 
 def band_candidates(backend, runs: BandRuns, anchors: np.ndarray, max_candidates: np.ndarray):
-    """(ptr, rows, shared bands) of each anchor's band collisions, by the backend's kernel (NumPy's
-    reference where the backend has none)."""
-    if not hasattr(backend, "band_candidates"):
-        from ..backends import reference as backend
+    """(ptr, rows, shared bands) of each anchor's band collisions, by the backend's kernel."""
     return backend.band_candidates(runs.run_of, runs.run_ptr, runs.run_members, anchors, max_candidates)
 
 
@@ -284,7 +281,8 @@ def mine_minhash(features: Features, plan: Plan, sel: Selection, backend, bucket
     k_all, _ = selection_request(sel, plan)
     exact = exact_sample(features, plan, sel, backend, params.recall_sample, params.seed)
     bands, rows, target = params.bands, params.rows, None
-    if bands is not None or rows is not None:  # explicit banding: counted for top-k and alpha
+    explicit = bands is not None or rows is not None
+    if explicit:  # the given banding: counted for top-k and alpha
         bands = bands or params.num_perm // rows
         rows = rows or params.num_perm // bands
         if bands * rows > params.num_perm:
@@ -296,7 +294,7 @@ def mine_minhash(features: Features, plan: Plan, sel: Selection, backend, bucket
         counted = rows < 2  # one row per band collides on any shared minhash: rank by counts instead
     else:
         counted = True
-    if counted and params.bands is None and params.rows is None:
+    if counted and not explicit:
         rows = min(COUNTED_ROWS, params.num_perm)
         bands = params.num_perm // rows
     limits = Limits(counted or params.candidates is not None, params.candidates,
