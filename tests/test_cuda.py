@@ -37,17 +37,11 @@ def test_cuda_by_name_without_gpu_is_an_error(tmp_path):
     assert get_backend("auto").name != "cuda"
 
 
-@pytest.mark.skipif(not HAS_GPU, reason="no usable GPU")
-@pytest.mark.parametrize("metric", ["jaccard", "tfidf", "ngram", "levenshtein"])
-def test_gpu_kernels_equal_reference(metric):
-    from test_backends import _seqs
-
-    rng = np.random.default_rng(0)
-    hists = [rng.integers(0, 15, size=int(rng.integers(1, 90))).tolist() for _ in range(60)]
-    tile = prepare_features(_seqs(hists), resolve_metric(metric)).tile(np.arange(60))
-    rows = np.arange(60, dtype=np.int64)
-    for k, t in ((5, 0.0), (59, 0.2)):
-        k_row = np.full(60, k, dtype=np.int64)
+def _assert_backend_equals_reference(tile, n):
+    rows = np.arange(n, dtype=np.int64)
+    for k, t in ((5, 0.0), (n - 1, 0.2), (3, 0.35)):
+        k_row = np.full(n, k, dtype=np.int64)
+        k_row[::7] = 0
         for w, g in zip(reference.select(tile, rows, k_row, t), cuda.select(tile, rows, k_row, t)):
             np.testing.assert_array_equal(g, w)
     assert sorted(zip(*[a.tolist() for a in cuda.pairs(tile, rows, 0.3)])) == \
@@ -57,8 +51,50 @@ def test_gpu_kernels_equal_reference(metric):
     cols = np.array([1, 2, 3, 0, 9], dtype=np.int32)
     np.testing.assert_array_equal(cuda.score_pairs(tile, np.array([0, 7]), ptr, cols),
                                   reference.score_pairs(tile, np.array([0, 7]), ptr, cols))
+
+
+def _zipf_tile(metric, n=80, vocab=40, max_len=90, seed=0):
+    from test_backends import _seqs
+
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, vocab + 1)
+    hists = [rng.choice(vocab, size=int(rng.integers(1, max_len)), p=p / p.sum()).tolist() for _ in range(n)]
+    return prepare_features(_seqs(hists), resolve_metric(metric)).tile(np.arange(n))
+
+
+@pytest.mark.skipif(not HAS_GPU, reason="no usable GPU")
+@pytest.mark.parametrize("path", ["gemm", "merge"])
+@pytest.mark.parametrize("metric", ["jaccard", "tfidf", "ngram", "levenshtein"])
+def test_gpu_kernels_equal_reference(metric, path, monkeypatch):
+    if path == "merge":
+        monkeypatch.setattr(cuda, "GEMM_MAX_VOCAB", 0)
+    before = dict(cuda.stats)
+    tile = _zipf_tile(metric)
+    _assert_backend_equals_reference(tile, tile.n)
     np.testing.assert_array_equal(cuda.minhash(tile.indptr, tile.indices.astype(np.int64), 32, 3),
                                   reference.minhash(tile.indptr, tile.indices.astype(np.int64), 32, 3))
+    if metric in ("jaccard", "ngram"):
+        moved = cuda.stats["gemm_blocks" if path == "gemm" else "merge_blocks"] - before["gemm_blocks" if path == "gemm" else "merge_blocks"]
+        assert moved > 0
+    if metric == "tfidf" and path == "gemm":
+        assert cuda.stats["tfidf_rows_certified"] > before["tfidf_rows_certified"]
+
+
+@pytest.mark.skipif(not HAS_GPU, reason="no usable GPU")
+def test_gpu_tfidf_rows_the_bound_cannot_certify_are_recomputed(monkeypatch):
+    monkeypatch.setattr(cuda, "GEMM_EPS", 0.9)  # a loose bound certifies almost nothing
+    before = cuda.stats["tfidf_rows_recomputed"]
+    tile = _zipf_tile("tfidf", n=120, seed=1)
+    _assert_backend_equals_reference(tile, tile.n)
+    assert cuda.stats["tfidf_rows_recomputed"] > before
+
+
+@pytest.mark.skipif(not HAS_GPU, reason="no usable GPU")
+@pytest.mark.parametrize("metric", ["jaccard", "tfidf", "levenshtein"])
+def test_gpu_one_row_blocks_equal_reference(metric, monkeypatch):
+    monkeypatch.setattr(cuda, "MEMORY_FRACTION", 1e-12)  # one row per block: padding and block joins
+    tile = _zipf_tile(metric, n=40, max_len=150, seed=2)  # histories past 64 items: the DP and swapped Myers
+    _assert_backend_equals_reference(tile, tile.n)
 
 
 @pytest.mark.skipif(not HAS_GPU, reason="no usable GPU")
