@@ -114,7 +114,9 @@ def _estimate_rows(path: str, fmt: str) -> int:
         return pq.ParquetFile(path).metadata.num_rows
     if fmt == "arrow":
         try:
-            return pa.ipc.open_file(pa.memory_map(path)).count_rows()
+            reader = pa.ipc.open_file(pa.memory_map(path))
+            # batch by batch: RecordBatchFileReader.count_rows is missing from some pyarrow releases
+            return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
         except pa.ArrowInvalid:
             pass
     return os.path.getsize(path) // 8 + 1  # text: an upper bound (no row is shorter than 8 bytes or so)
