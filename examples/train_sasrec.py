@@ -2,9 +2,11 @@
 
     python examples/train_sasrec.py --input ../shared/data/beauty.txt --epochs 40 --out rcl-beauty.json
 
-Protocol: per user, S[-1] is the test item and S[-2] the validation item; the training sample is the anchor
-of simmine's build (history T[:-1] → target T[-1], T = S[:-2]), one per user, cross-entropy over all items at
-the last position. Evaluation ranks the held-out item against every item (no sampling; items of the history
+Protocol: per user, S[-1] is the test item and S[-2] the validation item, T = S[:-2] is training data. By
+default the training sample is the anchor of simmine's build (history T[:-1] → target T[-1]), one per user;
+with --prefixes every prefix is one (T[:t] → T[t] for t ≥ 1, as RecBole-style SASRec and RCL's code train),
+and simmine mines positives among all of them (each prefix is written as a one-line "user" and built with
+--split none). Cross-entropy over all items at the last position. Evaluation ranks the held-out item against every item (no sampling; items of the history
 are not removed), HR@5/10 and NDCG@5/10 on test at the epoch with the best validation NDCG@10.
 With --rcl, each step also draws one strong and one weak positive per anchor (simmine.torch.PositiveSampler),
 encodes them with the same model (dropout on, as DuoRec does) and adds λ·RelativeContrastiveLoss.
@@ -66,11 +68,17 @@ def left_pad(seqs, max_len: int) -> torch.Tensor:
     return out
 
 
+def _selection(args) -> dict:
+    return {"k": args.k} if args.k else {"alpha": args.alpha}
+
+
 def load(args):
     """Builds the positives with simmine and the train/valid/test tensors with items coded 1..V."""
+    if args.prefixes:
+        return load_prefixes(args)
     out = os.path.join(args.work, "positives")
-    simmine.build(input=args.input, format=args.format, out=out, metric=args.metric, alpha=args.alpha,
-                  max_len=args.max_len, quiet=True)
+    simmine.build(input=args.input, format=args.format, out=out, metric=args.metric, max_len=args.max_len,
+                  quiet=True, backend=args.backend, **_selection(args))
     pos = simmine.open(out)
     seqs = pos.sequences()
     log = simmine.sequences.read_log(args.input, args.format)
@@ -92,15 +100,46 @@ def load(args):
     return pos, len(items), (train_hist, train_target), (valid_hist, valid_target), (test_hist, test_target)
 
 
+def load_prefixes(args):
+    """Every prefix of every user's T as a training sample, with simmine's positives mined among them."""
+    log = simmine.sequences.read_log(args.input, args.format)
+    built = simmine.sequences.build_sequences(log, split="none", max_len=10**9)
+    items = sorted(set(built.item_values.to_pylist()))
+    code = {v: c + 1 for c, v in enumerate(items)}
+    whole = []
+    for i in range(built.n):
+        s = built.item_values.take(built.items[built.indptr[i]:built.indptr[i + 1]]).to_pylist()
+        s.append(built.target_values[i].as_py())
+        if len(s) >= 4:  # T = S[:-2] has a history: the users the anchor protocol evaluates
+            whole.append([code[v] for v in s])
+    lines = os.path.join(args.work, "prefixes.txt")
+    hist, target = [], []
+    with open(lines, "w") as f:
+        for u, s in enumerate(whole):
+            for t in range(1, len(s) - 2):
+                f.write(f"{u}:{t} " + " ".join(map(str, s[:t + 1])) + "\n")
+                hist.append(s[:t])
+                target.append(s[t])
+    out = os.path.join(args.work, "positives")
+    simmine.build(input=lines, format="lines", split="none", out=out, metric=args.metric, max_len=args.max_len,
+                  quiet=True, backend=args.backend, **_selection(args))
+    pos = simmine.open(out)
+    assert len(pos) == len(hist), "one anchor per prefix"
+    return (pos, len(items), (left_pad(hist, args.max_len), torch.tensor(target)),
+            (left_pad([s[:-2] for s in whole], args.max_len), torch.tensor([s[-2] for s in whole])),
+            (left_pad([s[:-1] for s in whole], args.max_len), torch.tensor([s[-1] for s in whole])))
+
+
 @torch.no_grad()
 def evaluate(model, hist, target, batch=1024):
     model.eval()
     ranks = []
+    device = model.item.weight.device
     for lo in range(0, len(hist), batch):
-        s = model.scores(model(hist[lo:lo + batch]))
-        true = s.gather(1, (target[lo:lo + batch] - 1)[:, None])
+        s = model.scores(model(hist[lo:lo + batch].to(device)))
+        true = s.gather(1, (target[lo:lo + batch].to(device) - 1)[:, None])
         ranks.append((s > true).sum(dim=1))
-    r = torch.cat(ranks).double()
+    r = torch.cat(ranks).double().cpu()
     out = {}
     for k in (5, 10):
         hit = r < k
@@ -112,14 +151,20 @@ def evaluate(model, hist, target, batch=1024):
 def train(args, rcl: bool, data):
     pos, n_items, (hist, target), valid, test = data
     torch.manual_seed(args.seed)
-    model = SASRec(n_items, max_len=args.max_len, dropout=args.dropout)
+    device = torch.device(args.device)
+    model = SASRec(n_items, max_len=args.max_len, dropout=args.dropout).to(device)
+    hist, target = hist.to(device), target.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     order = AnchorSampler(len(hist), seed=args.seed)
     sampler = PositiveSampler(pos, seed=args.seed)
     rcl_loss = RelativeContrastiveLoss(temperature=args.tau)
     best, best_valid, history = None, -1.0, []
     sampler_s = step_s = 0.0
+    started = time.perf_counter()
     for epoch in range(args.epochs):
+        if args.time_limit and time.perf_counter() - started > args.time_limit:
+            print(f"{'rcl ' if rcl else 'base'} stopped by --time-limit after {epoch} epochs", flush=True)
+            break
         model.train()
         order.set_epoch(epoch)
         sampler.set_epoch(epoch)
@@ -131,13 +176,16 @@ def train(args, rcl: bool, data):
             if rcl:
                 t_s = time.perf_counter()
                 pb = sampler.sample(anchors)
-                sampler_s += time.perf_counter() - t_s
+                sampler_s += time.perf_counter() - t_s  # the draw alone: copies to the device wait on the GPU
+                strong, weak = pb.strong.to(device), pb.weak.to(device)
+                masks = (pb.weak_score.to(device), pb.strong_mask.to(device), pb.weak_mask.to(device))
+            anchors = anchors.to(device)
             h = model(hist[anchors])
             loss = nn.functional.cross_entropy(model.scores(h), target[anchors] - 1)
             if rcl:
-                ks, kw = model(hist[pb.strong]), model(hist[pb.weak])
-                sim = batch_similarity(hist[anchors], hist[pb.weak], args.metric)
-                loss = loss + args.lam * rcl_loss(h, ks, kw, pb.weak_score, pb.strong_mask, pb.weak_mask, sim)
+                ks, kw = model(hist[strong]), model(hist[weak])
+                sim = batch_similarity(hist[anchors], hist[weak], args.metric)
+                loss = loss + args.lam * rcl_loss(h, ks, kw, *masks, sim)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -157,6 +205,11 @@ def main():
     ap.add_argument("--format", default="auto")
     ap.add_argument("--metric", default="jaccard")
     ap.add_argument("--alpha", type=float, default=0.01)
+    ap.add_argument("--k", type=int, default=None, help="weak positives per anchor by count instead of --alpha")
+    ap.add_argument("--prefixes", action="store_true", help="train on every prefix (see the protocol above)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--time-limit", type=float, default=None, help="seconds of training per variant, then stop")
+    ap.add_argument("--backend", default=None, help="simmine backend for the positives (default: auto)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
