@@ -30,6 +30,28 @@ def test_kernel_source_and_header_are_found():
     assert os.path.isfile(os.path.join(cuda.include_dir(), "metrics.hpp"))
 
 
+def test_replace_rows_swaps_whole_row_lists_in_row_order():
+    """The host-side merge that puts recomputed TF-IDF rows back among the certified ones (runs without a GPU)."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        r = int(rng.integers(1, 30))
+        counts = rng.integers(0, 5, r)
+        cols, scores = rng.integers(0, 100, counts.sum()).astype(np.int32), rng.random(counts.sum())
+        rows = np.flatnonzero(rng.random(r) < 0.4)
+        new_counts = rng.integers(0, 5, len(rows))
+        new_cols, new_scores = rng.integers(0, 100, new_counts.sum()).astype(np.int32), rng.random(new_counts.sum())
+        per_row = np.split(np.stack([cols, scores]), np.cumsum(counts)[:-1], axis=1)
+        new_per_row = np.split(np.stack([new_cols, new_scores]), np.cumsum(new_counts)[:-1], axis=1)
+        for t, i in enumerate(rows.tolist()):
+            per_row[i] = new_per_row[t]
+        want = np.concatenate(per_row, axis=1)
+        got_counts, got_cols, got_scores = cuda._replace_rows((counts, cols, scores), rows,
+                                                              (new_counts, new_cols, new_scores))
+        assert got_counts.tolist() == [p.shape[1] for p in per_row]
+        np.testing.assert_array_equal(got_cols, want[0].astype(np.int32))
+        np.testing.assert_array_equal(got_scores, want[1])
+
+
 @pytest.mark.skipif(HAS_GPU, reason="a GPU is usable here")
 def test_cuda_by_name_without_gpu_is_an_error(tmp_path):
     with pytest.raises(simmine.InputError, match="backend 'cuda' is not available"):

@@ -234,7 +234,7 @@ def _decode(best: np.ndarray, k_rows: np.ndarray):
 
 def _select_cosine_gemm(tile: Tile, block: np.ndarray, k_rows: np.ndarray, min_score: float):
     """TF-IDF top-k of a row block: bf16 GEMM candidates, exact rescoring, and a bound check per row; rows the
-    bound cannot certify are recomputed exactly. Returns per-row (counts, cols, scores) lists."""
+    bound cannot certify are recomputed exactly. Returns (counts, cols, scores) as ``_select_tile`` does."""
     import cupy
 
     d = _dev(tile)
@@ -267,15 +267,23 @@ def _select_cosine_gemm(tile: Tile, block: np.ndarray, k_rows: np.ndarray, min_s
     ok = np.where(full, kth > outside, (outside < float(floor)) | (outside == 0)) | (k_rows == 0)
     stats["tfidf_rows_certified"] += int(ok.sum())
     stats["tfidf_rows_recomputed"] += int((~ok).sum())
-    ptr = np.concatenate(([0], np.cumsum(counts)))
-    per_row = [(counts[i], cols[ptr[i]:ptr[i + 1]], scores[ptr[i]:ptr[i + 1]]) for i in range(r)]
+    if ok.all():
+        return counts, cols, scores
     redo = np.flatnonzero(~ok)
-    if len(redo):
-        c2, col2, s2 = _select_tile(_scores(tile, block[redo]), k_rows[redo], min_score)
-        p2 = np.concatenate(([0], np.cumsum(c2)))
-        for t, i in enumerate(redo.tolist()):
-            per_row[i] = (c2[t], col2[p2[t]:p2[t + 1]], s2[p2[t]:p2[t + 1]])
-    return per_row
+    return _replace_rows((counts, cols, scores), redo,
+                         _select_tile(_scores(tile, block[redo]), k_rows[redo], min_score))
+
+
+def _replace_rows(lists, rows: np.ndarray, new_lists):
+    """Per-row lists (counts, cols, scores) with the lists of ``rows`` replaced by ``new_lists``'s, row order kept."""
+    counts, cols, scores = lists
+    new_counts, new_cols, new_scores = new_lists
+    owner = np.repeat(np.arange(len(counts)), counts)
+    keep = ~np.isin(owner, rows)
+    order = np.argsort(np.concatenate((owner[keep], np.repeat(rows, new_counts))), kind="stable")
+    counts = counts.copy()
+    counts[rows] = new_counts
+    return counts, np.concatenate((cols[keep], new_cols))[order], np.concatenate((scores[keep], new_scores))[order]
 
 
 def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
@@ -287,12 +295,9 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     for lo, block in _row_blocks(tile, rows):
         k_rows = k_row[lo:lo + len(block)]
         if tile.kind == "cosine" and len(block) and k_rows.max() > 0 and "dense" in _dev(tile):
-            for c, col, s in _select_cosine_gemm(tile, block, k_rows, min_score):
-                counts.append(np.array([c], np.int64))
-                cols.append(col)
-                scores.append(s)
-            continue
-        c, col, s = _select_tile(_scores(tile, block), k_rows, min_score)
+            c, col, s = _select_cosine_gemm(tile, block, k_rows, min_score)
+        else:
+            c, col, s = _select_tile(_scores(tile, block), k_rows, min_score)
         counts.append(c)
         cols.append(col)
         scores.append(s)
