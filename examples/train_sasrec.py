@@ -72,46 +72,51 @@ def _selection(args) -> dict:
     return {"k": args.k} if args.k else {"alpha": args.alpha}
 
 
-def load(args):
-    """Builds the positives with simmine and the train/valid/test tensors with items coded 1..V."""
-    if args.prefixes:
-        return load_prefixes(args)
+def _positives(args, path: str, **kw):
+    """simmine's build of ``path`` with the run's metric, selection and backend, opened."""
     out = os.path.join(args.work, "positives")
-    simmine.build(input=args.input, format=args.format, out=out, metric=args.metric, max_len=args.max_len,
-                  quiet=True, backend=args.backend, **_selection(args))
-    pos = simmine.open(out)
-    seqs = pos.sequences()
+    simmine.build(input=path, out=out, metric=args.metric, max_len=args.max_len, quiet=True, backend=args.backend,
+                  **_selection(args), **kw)
+    return simmine.open(out)
+
+
+def _user_sequences(args):
+    """Each user's whole sequence S (by user, in order of first appearance) with items coded 1..V, and the code
+    of each item."""
     log = simmine.sequences.read_log(args.input, args.format)
     built = simmine.sequences.build_sequences(log, split="none", max_len=10**9)
     full = {u: built.item_values.take(built.items[built.indptr[i]:built.indptr[i + 1]]).to_pylist() +
             [built.target_values[i].as_py()] for i, u in enumerate(built.user_values.to_pylist())}
     items = sorted({v for s in full.values() for v in s})
     code = {v: c + 1 for c, v in enumerate(items)}
-    users = seqs.column("user_id").to_pylist()
-    whole = [[code[v] for v in full[u]] for u in users]          # S per anchor, in seq_id order
+    return {u: [code[v] for v in s] for u, s in full.items()}, code
+
+
+def _held_out(whole, max_len: int):
+    """(valid, test) tensors: S[:-2] → S[-2] and S[:-1] → S[-1] per sequence."""
+    return ((left_pad([s[:-2] for s in whole], max_len), torch.tensor([s[-2] for s in whole])),
+            (left_pad([s[:-1] for s in whole], max_len), torch.tensor([s[-1] for s in whole])))
+
+
+def load(args):
+    """Builds the positives with simmine and the train/valid/test tensors with items coded 1..V."""
+    if args.prefixes:
+        return load_prefixes(args)
+    pos = _positives(args, args.input, format=args.format)
+    seqs = pos.sequences()
+    coded, code = _user_sequences(args)
+    whole = [coded[u] for u in seqs.column("user_id").to_pylist()]  # S per anchor, in seq_id order
     train_hist = left_pad([s[:-3] for s in whole], args.max_len)  # T[:-1]
     train_target = torch.tensor([s[-3] for s in whole])           # T[-1]
-    valid_hist = left_pad([s[:-2] for s in whole], args.max_len)
-    valid_target = torch.tensor([s[-2] for s in whole])
-    test_hist = left_pad([s[:-1] for s in whole], args.max_len)
-    test_target = torch.tensor([s[-1] for s in whole])
     check = seqs.column("target").to_pylist()
     assert all(code[t] == int(x) for t, x in zip(check, train_target)), "anchors and training targets disagree"
-    return pos, len(items), (train_hist, train_target), (valid_hist, valid_target), (test_hist, test_target)
+    return (pos, len(code), (train_hist, train_target)) + _held_out(whole, args.max_len)
 
 
 def load_prefixes(args):
     """Every prefix of every user's T as a training sample, with simmine's positives mined among them."""
-    log = simmine.sequences.read_log(args.input, args.format)
-    built = simmine.sequences.build_sequences(log, split="none", max_len=10**9)
-    items = sorted(set(built.item_values.to_pylist()))
-    code = {v: c + 1 for c, v in enumerate(items)}
-    whole = []
-    for i in range(built.n):
-        s = built.item_values.take(built.items[built.indptr[i]:built.indptr[i + 1]]).to_pylist()
-        s.append(built.target_values[i].as_py())
-        if len(s) >= 4:  # T = S[:-2] has a history: the users the anchor protocol evaluates
-            whole.append([code[v] for v in s])
+    coded, code = _user_sequences(args)
+    whole = [s for s in coded.values() if len(s) >= 4]  # T = S[:-2] has a history: the anchor protocol's users
     lines = os.path.join(args.work, "prefixes.txt")
     hist, target = [], []
     with open(lines, "w") as f:
@@ -120,14 +125,9 @@ def load_prefixes(args):
                 f.write(f"{u}:{t} " + " ".join(map(str, s[:t + 1])) + "\n")
                 hist.append(s[:t])
                 target.append(s[t])
-    out = os.path.join(args.work, "positives")
-    simmine.build(input=lines, format="lines", split="none", out=out, metric=args.metric, max_len=args.max_len,
-                  quiet=True, backend=args.backend, **_selection(args))
-    pos = simmine.open(out)
+    pos = _positives(args, lines, format="lines", split="none")
     assert len(pos) == len(hist), "one anchor per prefix"
-    return (pos, len(items), (left_pad(hist, args.max_len), torch.tensor(target)),
-            (left_pad([s[:-2] for s in whole], args.max_len), torch.tensor([s[-2] for s in whole])),
-            (left_pad([s[:-1] for s in whole], args.max_len), torch.tensor([s[-1] for s in whole])))
+    return (pos, len(code), (left_pad(hist, args.max_len), torch.tensor(target))) + _held_out(whole, args.max_len)
 
 
 @torch.no_grad()
