@@ -61,6 +61,40 @@ def agreement(a, b, atol=0.0):
     return ok, same / max(len(a), 1)
 
 
+def ensure_log(workdir, name, **synth_kw):
+    """The synthetic log ``name`` in workdir, written on first use."""
+    path = os.path.join(workdir, f"{name}.parquet")
+    if not os.path.exists(path):
+        synth(path, zipf=1.0, **synth_kw)
+    return path
+
+
+def cuda_then_cpp_slice(tile, k, warm, slice_rows):
+    """cuda top-k of every row (after a warm-up on `warm` rows), then cpp on the first `slice_rows` rows as a
+    parity check at scale: (cuda lists, cuda seconds, cpp figures). The device state is released after cuda."""
+    import cupy
+
+    rows = np.arange(tile.n, dtype=np.int64)
+    k_row = np.full(tile.n, k, dtype=np.int64)
+    cuda.select(tile, rows[:warm], k_row[:warm], 0.0)  # compile and warm up
+    (c, col, sc), el = timed(cuda.select, tile, rows, k_row, 0.0)
+    cuda._state.clear()
+    cupy.get_default_memory_pool().free_all_blocks()
+    ours = lists(c, col, sc)
+    sl = min(tile.n, slice_rows)
+    (cc, ccol, csc), cel = timed(cpp.select, tile, rows[:sl], k_row[:sl], 0.0)
+    ok, _ = agreement(ours[:sl], lists(cc, ccol, csc))
+    return ours, el, dict(cpp_slice=sl, cpp_slice_s=cel, cpp_full_estimate_s=cel * tile.n / sl, equal_to_cpp=ok,
+                          threads=os.cpu_count())
+
+
+def whole_build(path, out, **kw):
+    """(seconds, manifest) of simmine.build from the log to its Arrow files."""
+    t = time.perf_counter()
+    o = simmine.build(input=path, out=out, k=10, quiet=True, **kw)
+    return time.perf_counter() - t, simmine.open(o).manifest
+
+
 def torch_topk(tile, k, metric, dtype, block=4096):
     """What a user writes by hand: dense rows on the GPU, blocked X·Xᵀ, scores, diagonal out, topk."""
     import torch
@@ -86,9 +120,8 @@ def torch_topk(tile, k, metric, dtype, block=4096):
             out_c.append(c_.cpu())
         return torch.cat(out_s).numpy(), torch.cat(out_c).numpy()
 
-    run_block = run  # warm-up on the same code path
     torch.cuda.synchronize()
-    run_block()
+    run()  # warm-up
     torch.cuda.synchronize()
     t = time.perf_counter()
     s, c = run()
@@ -101,37 +134,22 @@ def torch_topk(tile, k, metric, dtype, block=4096):
 
 def ml20m_scale(workdir, quick, out):
     n = 20_000 if quick else 138_000
-    path = os.path.join(workdir, f"ml20m-{n}.parquet")
-    if not os.path.exists(path):
-        synth(path, users=n, items=27_000, mean_len=144, zipf=1.0, seed=7, max_len=2000)
+    path = ensure_log(workdir, f"ml20m-{n}", users=n, items=27_000, mean_len=144, seed=7, max_len=2000)
     t = time.perf_counter()
     seqs = load_sequences(path, max_len=2000)
     load_s = time.perf_counter() - t
     rows = np.arange(seqs.n, dtype=np.int64)
-    k_row = np.full(seqs.n, 10, dtype=np.int64)
     for metric in ("jaccard", "tfidf"):
         t = time.perf_counter()
         tile = prepare_features(seqs, resolve_metric(metric)).tile(rows)
         prep_s = time.perf_counter() - t
         res = dict(task=f"{metric} top-10", n=seqs.n, vocab=tile.vocab, mean_len=float(np.diff(tile.indptr).mean()),
                    pairs=float(seqs.n) * (seqs.n - 1), load_s=load_s, prepare_s=prep_s)
-        cuda.select(tile, rows[:2048], k_row[:2048], 0.0)  # compile and warm up
-        (c, col, sc), el = timed(cuda.select, tile, rows, k_row, 0.0)
-        cuda._state.clear()
-        import cupy
-
-        cupy.get_default_memory_pool().free_all_blocks()
-        ours = lists(c, col, sc)
+        ours, el, cpp_figures = cuda_then_cpp_slice(tile, 10, warm=2048, slice_rows=3000)
         res.update(simmine_s=el, pairs_per_s=res["pairs"] / el, stats=dict(cuda.stats))
         n_pad, v_pad = cuda._pad(seqs.n), cuda._pad(tile.vocab)
         floor = 2.0 * n_pad * n_pad * v_pad / (INT8_DENSE_OPS if metric == "jaccard" else BF16_DENSE_FLOPS)
-        res.update(gemm_floor_s=floor)
-        # the cpp backend on this machine's cores, on a slice of anchors, as a parity check at scale too
-        sl = min(seqs.n, 3000)
-        (cc, ccol, csc), cel = timed(cpp.select, tile, rows[:sl], k_row[:sl], 0.0)
-        ok_cpp, _ = agreement(ours[:sl], lists(cc, ccol, csc))
-        res.update(cpp_slice=sl, cpp_slice_s=cel, cpp_full_estimate_s=cel * seqs.n / sl, equal_to_cpp=ok_cpp,
-                   threads=os.cpu_count())
+        res.update(gemm_floor_s=floor, **cpp_figures)
         import torch
 
         for label, dtype in (("torch fp32", torch.float32), ("torch fp16", torch.float16)):
@@ -144,49 +162,32 @@ def ml20m_scale(workdir, quick, out):
         del tile
         if metric == "jaccard":  # the whole build, log to Arrow files, on each backend
             for backend in ("cuda", "cpp"):
-                t = time.perf_counter()
-                o = simmine.build(input=path, out=os.path.join(workdir, f"e2e-{backend}"), k=10, max_len=2000,
-                                  backend=backend, quiet=True)
-                res[f"build_{backend}_s"] = time.perf_counter() - t
-                res[f"build_{backend}_stages"] = simmine.open(o).manifest.get("elapsed_s")
+                el, m = whole_build(path, os.path.join(workdir, f"e2e-{backend}"), max_len=2000, backend=backend)
+                res[f"build_{backend}_s"] = el
+                res[f"build_{backend}_stages"] = m.get("elapsed_s")
         out.append(res)
         print(json.dumps(res), flush=True)
 
 
 def levenshtein(workdir, quick, out):
     n = 5_000 if quick else 20_000
-    path = os.path.join(workdir, f"lev-{n}.parquet")
-    if not os.path.exists(path):
-        synth(path, users=n, items=50_000, mean_len=40, zipf=1.0, seed=3)
-    seqs = load_sequences(path, max_len=50)
-    rows = np.arange(seqs.n, dtype=np.int64)
-    tile = prepare_features(seqs, resolve_metric("levenshtein")).tile(rows)
+    seqs = load_sequences(ensure_log(workdir, f"lev-{n}", users=n, items=50_000, mean_len=40, seed=3), max_len=50)
+    tile = prepare_features(seqs, resolve_metric("levenshtein")).tile(np.arange(seqs.n, dtype=np.int64))
     lens = np.diff(tile.indptr).astype(np.float64)
     cells = lens.sum() ** 2 - (lens ** 2).sum()
-    k_row = np.full(seqs.n, 10, dtype=np.int64)
-    cuda.select(tile, rows[:256], k_row[:256], 0.0)
-    (c, col, sc), el = timed(cuda.select, tile, rows, k_row, 0.0)
-    sl = min(seqs.n, 2000)
-    (cc, ccol, csc), cel = timed(cpp.select, tile, rows[:sl], k_row[:sl], 0.0)
-    ok, _ = agreement(lists(c, col, sc)[:sl], lists(cc, ccol, csc))
+    _, el, cpp_figures = cuda_then_cpp_slice(tile, 10, warm=256, slice_rows=2000)
     res = dict(task="levenshtein top-10", n=seqs.n, mean_len=float(lens.mean()), simmine_s=el,
-               cell_updates_per_s=cells / el, cpp_slice=sl, cpp_full_estimate_s=cel * seqs.n / sl,
-               equal_to_cpp=ok, threads=os.cpu_count())
+               cell_updates_per_s=cells / el, **cpp_figures)
     out.append(res)
     print(json.dumps(res), flush=True)
 
 
 def bucketed(workdir, quick, out):
     n = 250_000 if quick else 2_500_000
-    path = os.path.join(workdir, f"bucketed-{n}.parquet")
-    if not os.path.exists(path):
-        synth(path, users=n, items=276_000, mean_len=41, zipf=1.0, seed=5, cities=10, days=25)
+    path = ensure_log(workdir, f"bucketed-{n}", users=n, items=276_000, mean_len=41, seed=5, cities=10, days=25)
     for backend in ("cuda",) + (("cpp",) if quick else ()):
-        t = time.perf_counter()
-        o = simmine.build(input=path, out=os.path.join(workdir, f"out-{backend}"), k=10, backend=backend,
-                          bucket_by=["city", "day"], quiet=True)
-        el = time.perf_counter() - t
-        m = simmine.open(o).manifest
+        el, m = whole_build(path, os.path.join(workdir, f"out-{backend}"), backend=backend,
+                            bucket_by=["city", "day"])
         res = dict(task="jaccard top-10, city×day buckets", n=n, backend=backend, seconds=el,
                    timings=m.get("elapsed_s"), buckets=m.get("n_buckets"), pairs=m.get("pairs"))
         out.append(res)
