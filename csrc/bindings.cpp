@@ -207,7 +207,11 @@ CosineScorer make_cosine(const py::dict& t) {
                         std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1),
                         t["heavy"].is_none() ? nullptr : ptr_of<uint8_t>(arr(t, "heavy"), "heavy"),
                         t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_norm"), "heavy_norm", n),
-                        t["heavy"].is_none() ? nullptr : ptr_of<int32_t>(arr(t, "by_heavy"), "by_heavy", n)};
+                        t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "inv_norms"), "inv_norms", n),
+                        t["heavy"].is_none() ? nullptr : ptr_of<int32_t>(arr(t, "by_heavy"), "by_heavy", n),
+                        t["heavy"].is_none() ? nullptr : ptr_of<int64_t>(arr(t, "heavy_ptr"), "heavy_ptr", n + 1),
+                        t["heavy"].is_none() ? nullptr : ptr_of<int32_t>(arr(t, "heavy_idx"), "heavy_idx"),
+                        t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_w"), "heavy_w")};
 }
 
 EditScorer make_edit(const py::dict& t) {

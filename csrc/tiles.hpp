@@ -180,9 +180,12 @@ struct PrefixSetScorer {
 // order every backend uses, so they round identically. Two paths:
 // - accumulate: inverted-index accumulation over all codes (histograms, small tiles);
 // - bounded: popular ("heavy") codes carry little weight (low idf) but most of the postings. Only light
-//   codes are accumulated; by Cauchy–Schwarz the heavy part of cos(i, j) is at most h_i·h_j, with
-//   h = ‖heavy part‖ / ‖row‖, so a pair is verified exactly only if light part + h_i·h_j can reach the
-//   sink's floor; pairs sharing no light code are visited in descending h_j until h_i·h_j falls below it.
+//   codes are accumulated. The heavy part of a dot product is summed over the other row's heavy codes in
+//   ascending code order (a short list per row). A pair sharing light codes is verified
+//   exactly only if its light part + heavy part can reach the sink's floor (first screened by the
+//   Cauchy–Schwarz bound h_i·h_j, h = ‖heavy part‖ / ‖row‖). A pair sharing no light code has only its heavy
+//   part, which then is the exact dot (the non-common codes add exact zeros); such pairs are visited in
+//   descending h_j until h_i·h_j falls below the floor.
 struct CosineScorer {
     const int64_t* indptr;
     const int32_t* idx;
@@ -195,7 +198,11 @@ struct CosineScorer {
     int64_t vocab;
     const uint8_t* heavy;     // per code, or nullptr: no bounded path
     const double* heavy_norm; // per row: h
+    const double* inv_norms;  // per row: 1 / norm (0 for a zero row)
     const int32_t* by_heavy;  // rows by descending h
+    const int64_t* heavy_ptr; // row j's heavy codes: [heavy_ptr[j], heavy_ptr[j+1]) into heavy_idx, heavy_w
+    const int32_t* heavy_idx; // ascending per row
+    const double* heavy_w;
 
     struct Cand {
         double ub;
@@ -263,6 +270,13 @@ struct CosineScorer {
         return dot;
     }
 
+    // Exact dot of row i (spread in sc.table) with row j's heavy part: as dot_with, over row j's heavy codes.
+    double heavy_dot(const Scratch& sc, int64_t j) const {
+        double dot = 0.0;
+        for (int64_t p = heavy_ptr[j]; p < heavy_ptr[j + 1]; ++p) dot += sc.table[heavy_idx[p]] * heavy_w[p];
+        return dot;
+    }
+
     template <class Sink>
     void bounded(int64_t i, int64_t j_min, Scratch& sc, Sink& sink) const {
         const double ni = norms[i];
@@ -279,39 +293,48 @@ struct CosineScorer {
         const int64_t want = sink.wanted();
         const bool low_floor = want > 0 && want <= kLowFloorK;
         // Light codes alone give a lower bound of each cosine (heavy weights add >= 0): the k-th largest of
-        // them bounds the k-th best score from below, so a candidate whose upper bound is under it is never
-        // pushed. acc[j] becomes that light cosine here.
+        // them bounds the k-th best score from below, so a pair whose upper bound is under it is never
+        // pushed. push_floor rises as those lower bounds arrive; one pass keeps the pairs whose Cauchy–Schwarz
+        // bound reaches it (with their light cosine), a second keeps those whose exact heavy part does.
         double push_floor = kBelow * sink.floor();
-        if (low_floor) {
-            sc.lows.clear();
-            for (int32_t j : sc.touched) {
-                if (j == i || norms[j] <= 0.0) continue;
-                const double low = sc.acc[j] / (ni * norms[j]);
-                sc.acc[j] = low;
+        const double inv_i = inv_norms[i];
+        sc.lows.clear();
+        sc.cands.clear();
+        for (int32_t j : sc.touched) {
+            const double low = sc.acc[j] * inv_i * inv_norms[j];
+            sc.acc[j] = 0.0;
+            if (j == i || inv_norms[j] <= 0.0) continue;  // a zero row scores 0
+            if (low_floor) {
                 if (static_cast<int64_t>(sc.lows.size()) < want) {
                     sc.lows.push_back(low);
                     std::push_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
+                    if (static_cast<int64_t>(sc.lows.size()) == want) {
+                        push_floor = std::max(push_floor, kBelow * sc.lows.front());
+                    }
                 } else if (low > sc.lows.front()) {
                     std::pop_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
                     sc.lows.back() = low;
                     std::push_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
+                    push_floor = std::max(push_floor, kBelow * sc.lows.front());
                 }
             }
-            if (static_cast<int64_t>(sc.lows.size()) == want) push_floor = std::max(push_floor, kBelow * sc.lows.front());
+            if (low * (1.0 + 1e-9) + hi * heavy_norm[j] >= push_floor) sc.cands.push_back(Cand{low, j});
         }
-        sc.cands.clear();
-        for (int32_t j : sc.touched) {
-            if (j != i && norms[j] > 0.0) {
-                const double light = low_floor ? sc.acc[j] : sc.acc[j] / (ni * norms[j]);
-                const double ub = light * (1.0 + 1e-9) + hi * heavy_norm[j];
-                if (ub >= push_floor) sc.cands.push_back(Cand{ub, j});
-            }
-            sc.acc[j] = 0.0;
+        std::size_t kept = 0;
+        for (const Cand& c : sc.cands) {
+            const int32_t j = c.col;
+            const double light = c.ub * (1.0 + 1e-9);
+            if (light + hi * heavy_norm[j] < push_floor) continue;
+            const double ub = light + heavy_dot(sc, j) * inv_i * inv_norms[j] * (1.0 + 1e-9);
+            if (ub >= push_floor) sc.cands[kept++] = Cand{ub, j};
         }
+        sc.cands.resize(kept);
+        // a pair below push_floor never enters: the lowest score that still can
+        auto floor = [&]() { return std::max(push_floor, kBelow * sink.floor()); };
         if (low_floor) {  // a few candidates: best bound first, stop where the bound falls under the floor
             std::sort(sc.cands.begin(), sc.cands.end(), [](const Cand& a, const Cand& b) { return a.ub > b.ub; });
             for (const Cand& c : sc.cands) {
-                if (c.ub < kBelow * sink.floor()) break;
+                if (c.ub < floor()) break;
                 verify(c.col);
             }
         } else {
@@ -322,13 +345,16 @@ struct CosineScorer {
                                  [](const Cand& a, const Cand& b) { return a.ub > b.ub; });
             }
             for (int64_t t = 0; t < static_cast<int64_t>(sc.cands.size()); ++t) {
-                if (t < first || sc.cands[t].ub >= kBelow * sink.floor()) verify(sc.cands[t].col);
+                if (t < first || sc.cands[t].ub >= floor()) verify(sc.cands[t].col);
             }
         }
-        for (int64_t t = 0; t < n; ++t) {  // pairs sharing no light code: bound h_i·h_j, descending
+        for (int64_t t = 0; t < n; ++t) {  // pairs sharing no light code: exact heavy dot, h_i·h_j descending
             const int32_t j = by_heavy[t];
-            if (hi * heavy_norm[j] < kBelow * sink.floor()) break;
-            if (j >= j_min && j != i && !sc.mark[j] && norms[j] > 0.0) verify(j);
+            if (hi * heavy_norm[j] < floor()) break;
+            if (j >= j_min && j != i && !sc.mark[j] && norms[j] > 0.0) {
+                const float s = cosine_from_dot(heavy_dot(sc, j), ni, norms[j]);
+                if (s > 0.0f) sink.push(j, s);
+            }
         }
         for (int32_t j : sc.touched) sc.mark[j] = 0;
         sc.touched.clear();

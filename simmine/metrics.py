@@ -149,7 +149,11 @@ class Tile:
     dense_code: Optional[np.ndarray] = None
     heavy: Optional[np.ndarray] = None
     heavy_norm: Optional[np.ndarray] = None
+    inv_norms: Optional[np.ndarray] = None
     by_heavy: Optional[np.ndarray] = None
+    heavy_ptr: Optional[np.ndarray] = None
+    heavy_idx: Optional[np.ndarray] = None
+    heavy_w: Optional[np.ndarray] = None
     vectors: Optional[np.ndarray] = None      # dense (embedding) tiles
     _prefix: dict = field(default_factory=dict)
 
@@ -158,7 +162,8 @@ class Tile:
         return len(self.indptr) - 1
 
     def add_heavy_bounds(self) -> None:
-        """Marks popular codes; per row h = ‖popular part‖/‖row‖ and the rows in descending h."""
+        """Marks popular codes; gives every row its popular codes and weights (a CSR), its
+        h = ‖popular part‖/‖row‖, and the rows in descending h."""
         df = np.diff(self.post_ptr)
         if self.n < HEAVY_MIN_ROWS or not len(df):
             return
@@ -166,10 +171,16 @@ class Tile:
         if not heavy.any():
             return
         row_of = np.repeat(np.arange(self.n), np.diff(self.indptr))
-        part = np.bincount(row_of, weights=np.where(heavy[self.indices], self.weights, 0.0) ** 2, minlength=self.n)
-        self.heavy_norm = np.sqrt(part) / np.where(self.norms > 0, self.norms, 1.0)
+        held = heavy[self.indices]
+        part = np.bincount(row_of[held], weights=self.weights[held] ** 2, minlength=self.n)
+        positive = self.norms > 0
+        self.inv_norms = np.where(positive, 1.0 / np.where(positive, self.norms, 1.0), 0.0)
+        self.heavy_norm = np.sqrt(part) * self.inv_norms
         self.by_heavy = np.argsort(-self.heavy_norm, kind="stable").astype(np.int32)
         self.heavy = heavy.astype(np.uint8)
+        self.heavy_ptr = _csr_ptr(row_of[held], self.n)
+        self.heavy_idx = self.indices[held]
+        self.heavy_w = self.weights[held]
 
     def add_dense_bitmaps(self) -> None:
         n = self.n

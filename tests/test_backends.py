@@ -115,8 +115,9 @@ def test_dense_bitmap_path_equals_reference(backend, gain, monkeypatch):
 
 @pytest.mark.parametrize("backend", NATIVE)
 def test_tfidf_bounded_path_equals_reference(backend, monkeypatch):
-    """Popular codes bounded by Cauchy–Schwarz instead of accumulated (forced on a small tile) change no
-    selection or join: k·64 <= n, or a floor of at least 0.1, takes the bounded path."""
+    """Popular codes scored from per-row lists instead of accumulated (forced on a small tile) change no
+    selection or join: k·64 <= n, or a floor of at least 0.1, takes the bounded path. Some selected pairs
+    share only popular codes, so the walk that scores them from those lists alone is exercised too."""
     import simmine.metrics as metrics
 
     monkeypatch.setattr(metrics, "HEAVY_MIN_ROWS", 0)
@@ -127,6 +128,11 @@ def test_tfidf_bounded_path_equals_reference(backend, monkeypatch):
     assert tile.heavy is not None and tile.heavy.sum() >= 3
     be = get_backend(backend)
     rows = np.arange(150, dtype=np.int64)
+    codes = np.split(tile.indices, tile.indptr[1:-1])
+    light = [set(c[tile.heavy[c] == 0].tolist()) for c in codes]
+    counts, nbrs, _ = reference.select(tile, rows, np.full(150, 10, dtype=np.int64), 0.0)
+    anchor = np.repeat(rows, counts)
+    assert any(not (light[i] & light[j]) for i, j in zip(anchor.tolist(), nbrs.tolist()))
     for k, min_score in ((1, 0.0), (2, 0.0), (10, 0.1), (149, 0.3), (5, 0.5)):
         k_row = np.full(150, k, dtype=np.int64)
         for w, g in zip(reference.select(tile, rows, k_row, min_score), be.select(tile, rows, k_row, min_score)):

@@ -17,7 +17,7 @@ except ImportError:  # not built on this machine
 _FIELDS = {
     "set": ("indptr", "indices", "post_ptr", "post_rows", "dense_words", "dense_bits", "dense_code", "vocab"),
     "cosine": ("indptr", "indices", "weights", "norms", "post_ptr", "post_rows", "post_weights", "vocab", "heavy",
-               "heavy_norm", "by_heavy"),
+               "heavy_norm", "inv_norms", "by_heavy", "heavy_ptr", "heavy_idx", "heavy_w"),
     "edit": ("indptr", "indices", "ms_ptr", "ms_codes", "ms_counts", "post_ptr", "post_rows", "post_counts",
              "vocab"),
 }

@@ -310,14 +310,15 @@ if numba is not None:
         return _heap_sort(hs, hj, size)
 
     @njit(cache=True, nogil=True)
-    def _bounded_cosine(i, j_min, k, ranked, min_score, indptr, idx, w, norms, pptr, prow, pw, heavy, heavy_norm,
-                        by_heavy, acc_f, mark, touched, table, cand_j, cand_ub, hs, hj):
-        """Top-k TF-IDF with bounds (as the C++ core's bounded path): only light codes are accumulated; the
-        heavy part of cos(i, j) is at most h_i·h_j (Cauchy–Schwarz), so a pair is verified exactly only if
-        light part + h_i·h_j reaches the k-th best so far, most promising first; pairs sharing no light
-        code are visited by descending h_j until h_i·h_j falls below it. Columns j >= j_min; ``ranked``
-        (top-k) verifies the k best bounds first, a threshold join (k = every column) needs no ranking.
-        Writes the heap hs/hj, sorted."""
+    def _bounded_cosine(i, j_min, k, ranked, min_score, indptr, idx, w, norms, pptr, prow, pw, bounds, acc_f, mark,
+                        touched, table, cand_j, cand_ub, hs, hj):
+        """Top-k TF-IDF with bounds (as the C++ core's bounded path): only light codes are accumulated; a pair
+        is verified exactly only if its light part + its heavy part (screened first by h_i·h_j,
+        Cauchy–Schwarz) reaches the k-th best so far, most promising first; pairs sharing no light code
+        are visited by descending h_j until h_i·h_j falls below it, their heavy part being their exact dot.
+        Columns j >= j_min; ``ranked`` (top-k) verifies the k best bounds first, a threshold join (k = every
+        column) needs no ranking. Writes the heap hs/hj, sorted."""
+        heavy, heavy_norm, inv_norms, by_heavy, heavy_ptr, heavy_idx, heavy_w, _ = bounds
         ni = norms[i]
         if ni <= 0 or k <= 0:
             return 0
@@ -336,6 +337,7 @@ if numba is not None:
                     nt += 1
                 acc_f[j] += w[p] * pw[q]
         hi = heavy_norm[i] * (1.0 + 1e-9)
+        inv_i = inv_norms[i]
         # light codes alone bound each cosine from below; the k-th largest of those bounds the k-th best
         # score, so a candidate whose upper bound is under it is never kept (acc_f[j] becomes that cosine)
         low_floor = ranked and k <= LOW_FLOOR_K
@@ -355,12 +357,14 @@ if numba is not None:
         for t in range(nt):
             j = touched[t]
             if j != i and norms[j] > 0:
-                light = acc_f[j] if low_floor else acc_f[j] / (ni * norms[j])
-                ub = light * (1.0 + 1e-9) + hi * heavy_norm[j]
-                if ub >= push_floor:
-                    cand_j[nc] = j
-                    cand_ub[nc] = ub
-                    nc += 1
+                light = (acc_f[j] if low_floor else acc_f[j] / (ni * norms[j])) * (1.0 + 1e-9)
+                if light + hi * heavy_norm[j] >= push_floor:
+                    dot = _heavy_dot(j, table, heavy_ptr, heavy_idx, heavy_w)
+                    ub = light + dot * inv_i * inv_norms[j] * (1.0 + 1e-9)
+                    if ub >= push_floor:
+                        cand_j[nc] = j
+                        cand_ub[nc] = ub
+                        nc += 1
             acc_f[j] = 0.0
         size = 0
         first = min(k, nc) if ranked else 0
@@ -377,19 +381,19 @@ if numba is not None:
                     size = _heap_push(hs, hj, size, k, s, j)
                 cand_ub[t] = -1.0
         for t in range(nc):
-            floor = hs[0] if size == k else min_score
-            if cand_ub[t] >= KBELOW * floor:
+            floor = max(KBELOW * (hs[0] if size == k else min_score), push_floor)
+            if cand_ub[t] >= floor:
                 j = cand_j[t]
                 s = _cosine_with_table(j, table, indptr, idx, w, ni, norms[j])
                 if s > 0 and s >= min_score:
                     size = _heap_push(hs, hj, size, k, s, j)
         for t in range(len(by_heavy)):
-            floor = hs[0] if size == k else min_score
+            floor = max(KBELOW * (hs[0] if size == k else min_score), push_floor)
             j = by_heavy[t]
-            if hi * heavy_norm[j] < KBELOW * floor:
+            if hi * heavy_norm[j] < floor:
                 break
             if j >= j_min and j != i and mark[j] == 0 and norms[j] > 0:
-                s = _cosine_with_table(j, table, indptr, idx, w, ni, norms[j])
+                s = _cosine_from_dot(_heavy_dot(j, table, heavy_ptr, heavy_idx, heavy_w), ni, norms[j])
                 if s > 0 and s >= min_score:
                     size = _heap_push(hs, hj, size, k, s, j)
         for t in range(nt):
@@ -405,6 +409,18 @@ if numba is not None:
         dot = 0.0
         for p in range(indptr[j], indptr[j + 1]):
             dot += table[idx[p]] * w[p]
+        return _cosine_from_dot(dot, ni, nj)
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _heavy_dot(j, table, heavy_ptr, heavy_idx, heavy_w):
+        """Row i's (spread in table) dot with row j's heavy part, as _cosine_with_table sums it."""
+        dot = 0.0
+        for p in range(heavy_ptr[j], heavy_ptr[j + 1]):
+            dot += table[heavy_idx[p]] * heavy_w[p]
+        return dot
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _cosine_from_dot(dot, ni, nj):
         if dot <= 0 or ni <= 0 or nj <= 0:
             return np.float32(0.0)
         return np.float32(min(dot / (ni * nj), 1.0))
@@ -432,7 +448,7 @@ if numba is not None:
             hi = (c + 1) * nrows // nchunks
             scratch = _scratch(kind, n, vocab, max_len)
             acc_i, acc_f, touched, _, _, cand_j, cand_s, table, cand_ub = scratch
-            heavy, heavy_norm, by_heavy, has_bounds = bounds
+            has_bounds = bounds[-1]
             for r in range(lo, hi):
                 i = rows[r]
                 j_min = i + 1 if upper else 0
@@ -440,8 +456,8 @@ if numba is not None:
                 k = out_off[r + 1] - o
                 if kind == KIND_COSINE and has_bounds and (min_score >= 0.1 or (not upper and k * 64 <= n)):
                     out_count[r] = _bounded_cosine(i, j_min, k, not upper, min_score, indptr, idx, w, norms, pptr,
-                                                   prow, pw, heavy, heavy_norm, by_heavy, acc_f, acc_i, touched,
-                                                   table, cand_j, cand_ub, out_score[o:o + k], out_col[o:o + k])
+                                                   prow, pw, bounds, acc_f, acc_i, touched, table, cand_j, cand_ub,
+                                                   out_score[o:o + k], out_col[o:o + k])
                     continue
                 m = _row(kind, i, j_min, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, dense, scratch)
                 kept = 0
@@ -661,15 +677,19 @@ def _args(tile: Tile, min_score: float = 0.0):
             max(tile.vocab, 1), int(lengths.max()) if len(lengths) else 0, prefix, dense)
 
 
-_NO_BOUNDS = (np.zeros(1, np.uint8), np.zeros(1, np.float64), np.zeros(1, np.int32), False)
+_NO_BOUNDS = (np.zeros(1, np.uint8), np.zeros(1, np.float64), np.zeros(1, np.float64), np.zeros(1, np.int32),
+              np.zeros(2, np.int64), np.zeros(1, np.int32), np.zeros(1, np.float64), False)
 
 
 def _bounds(tile: Tile):
     """TF-IDF's heavy-code bounds (Tile.add_heavy_bounds), when the tile has them."""
     if tile.kind != "cosine" or tile.heavy is None:
         return _NO_BOUNDS
-    return (np.ascontiguousarray(tile.heavy, dtype=np.uint8), np.ascontiguousarray(tile.heavy_norm, dtype=np.float64),
-            np.ascontiguousarray(tile.by_heavy, dtype=np.int32), True)
+    f64, i32 = np.float64, np.int32
+    return (np.ascontiguousarray(tile.heavy, dtype=np.uint8), np.ascontiguousarray(tile.heavy_norm, dtype=f64),
+            np.ascontiguousarray(tile.inv_norms, dtype=f64), np.ascontiguousarray(tile.by_heavy, dtype=i32),
+            np.ascontiguousarray(tile.heavy_ptr, dtype=np.int64), np.ascontiguousarray(tile.heavy_idx, dtype=i32),
+            np.ascontiguousarray(tile.heavy_w, dtype=f64), True)
 
 
 def _nchunks(nrows: int) -> int:
