@@ -8,6 +8,8 @@ with --prefixes every prefix is one (T[:t] → T[t] for t ≥ 1, as RecBole-styl
 and simmine mines positives among all of them (each prefix is written as a one-line "user" and built with
 --split none). Cross-entropy over all items at the last position. Evaluation ranks the held-out item against every item (no sampling; items of the history
 are not removed), HR@5/10 and NDCG@5/10 on test at the epoch with the best validation NDCG@10.
+With --loss bce the objective is SASRec's original one instead: at every position of the anchor's history
+T[:-1], binary cross-entropy of the next item against one uniformly sampled negative item.
 With --rcl, each step also draws one strong and one weak positive per anchor (simmine.torch.PositiveSampler),
 encodes them with the same model (dropout on, as DuoRec does) and adds λ·RelativeContrastiveLoss.
 The same seed gives both runs the same initialisation and batch order.
@@ -47,16 +49,29 @@ class SASRec(nn.Module):
         nn.init.normal_(self.item.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
 
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+    def forward(self, seq: torch.Tensor, every_position: bool = False) -> torch.Tensor:
+        """The last position's state [B, d], or every position's [B, L, d]."""
         keep = (seq != 0).unsqueeze(-1).to(self.item.weight.dtype)
         x = self.item(seq) * math.sqrt(self.item.embedding_dim) + self.pos.weight[None, : seq.shape[1]]
         x = self.drop(x) * keep
         for layer in self.layers:
             x = layer(x, src_mask=self.causal[: seq.shape[1], : seq.shape[1]]) * keep
-        return self.norm(x[:, -1])
+        return self.norm(x if every_position else x[:, -1])
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         return h @ self.item.weight[1:].T  # item ids 1..n_items
+
+
+def sampled_bce(model: SASRec, states: torch.Tensor, nxt: torch.Tensor, n_items: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """SASRec's objective: per non-padded position, −log σ(s·e_next) − log(1 − σ(s·e_neg)) with one
+    uniformly drawn negative item, averaged over positions. states [B, L, d], nxt [B, L] (0 = padding)."""
+    neg = torch.randint(1, n_items + 1, nxt.shape, generator=generator).to(nxt.device)
+    pos_logit = (states * model.item(nxt)).sum(-1)
+    neg_logit = (states * model.item(neg)).sum(-1)
+    real = nxt != 0
+    loss = nn.functional.softplus(-pos_logit) + nn.functional.softplus(neg_logit)
+    return loss[real].mean()
 
 
 def left_pad(seqs, max_len: int) -> torch.Tensor:
@@ -108,9 +123,10 @@ def load(args):
     whole = [coded[u] for u in seqs.column("user_id").to_pylist()]  # S per anchor, in seq_id order
     train_hist = left_pad([s[:-3] for s in whole], args.max_len)  # T[:-1]
     train_target = torch.tensor([s[-3] for s in whole])           # T[-1]
+    train_next = left_pad([s[1:-2] for s in whole], args.max_len)  # T[1:], aligned with T[:-1] position by position
     check = seqs.column("target").to_pylist()
     assert all(code[t] == int(x) for t, x in zip(check, train_target)), "anchors and training targets disagree"
-    return (pos, len(code), (train_hist, train_target)) + _held_out(whole, args.max_len)
+    return (pos, len(code), (train_hist, train_target, train_next)) + _held_out(whole, args.max_len)
 
 
 def load_prefixes(args):
@@ -127,7 +143,8 @@ def load_prefixes(args):
                 target.append(s[t])
     pos = _positives(args, lines, format="lines", split="none")
     assert len(pos) == len(hist), "one anchor per prefix"
-    return (pos, len(code), (left_pad(hist, args.max_len), torch.tensor(target))) + _held_out(whole, args.max_len)
+    hist = left_pad(hist, args.max_len)
+    return (pos, len(code), (hist, torch.tensor(target), None)) + _held_out(whole, args.max_len)
 
 
 @torch.no_grad()
@@ -149,11 +166,13 @@ def evaluate(model, hist, target, batch=1024):
 
 
 def train(args, rcl: bool, data):
-    pos, n_items, (hist, target), valid, test = data
+    pos, n_items, (hist, target, nxt), valid, test = data
     torch.manual_seed(args.seed)
+    negatives = torch.Generator().manual_seed(args.seed)
     device = torch.device(args.device)
     model = SASRec(n_items, max_len=args.max_len, dropout=args.dropout).to(device)
     hist, target = hist.to(device), target.to(device)
+    nxt = nxt.to(device) if nxt is not None else None
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     order = AnchorSampler(len(hist), seed=args.seed)
     sampler = PositiveSampler(pos, seed=args.seed)
@@ -180,8 +199,13 @@ def train(args, rcl: bool, data):
                 strong, weak = pb.strong.to(device), pb.weak.to(device)
                 masks = (pb.weak_score.to(device), pb.strong_mask.to(device), pb.weak_mask.to(device))
             anchors = anchors.to(device)
-            h = model(hist[anchors])
-            loss = nn.functional.cross_entropy(model.scores(h), target[anchors] - 1)
+            if args.loss == "bce":
+                states = model(hist[anchors], every_position=True)
+                h = states[:, -1]
+                loss = sampled_bce(model, states, nxt[anchors], n_items, negatives)
+            else:
+                h = model(hist[anchors])
+                loss = nn.functional.cross_entropy(model.scores(h), target[anchors] - 1)
             if rcl:
                 ks, kw = model(hist[strong]), model(hist[weak])
                 sim = batch_similarity(hist[anchors], hist[weak], args.metric)
@@ -207,6 +231,8 @@ def main():
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--k", type=int, default=None, help="weak positives per anchor by count instead of --alpha")
     ap.add_argument("--prefixes", action="store_true", help="train on every prefix (see the protocol above)")
+    ap.add_argument("--loss", choices=("ce", "bce"), default="ce",
+                    help="ce: full softmax at the last position; bce: SASRec's sampled BCE at every position")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training per variant, then stop")
     ap.add_argument("--backend", default=None, help="simmine backend for the positives (default: auto)")
@@ -222,6 +248,8 @@ def main():
     ap.add_argument("--variants", default="base,rcl")
     ap.add_argument("--out", default=None, help="JSON file for both rows")
     args = ap.parse_args()
+    if args.loss == "bce" and args.prefixes:
+        ap.error("--loss bce trains every position of a history already: leave out --prefixes")
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:
