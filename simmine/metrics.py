@@ -104,7 +104,8 @@ class Features:
         return tile
 
 
-# TF-IDF: codes held by at least HEAVY_FRACTION of a tile's rows are bounded, not accumulated.
+# TF-IDF: codes held by at least HEAVY_FRACTION of a tile's rows are scored from per-row lists, not
+# accumulated. On the 50k Zipf log, select took 4.3, 2.3, 2.3, 2.9 and 6.6 s at 1/8, 1/16, 1/24, 1/32, 1/48.
 HEAVY_MIN_ROWS = 256
 HEAVY_FRACTION = 1 / 16
 # Popular codes move from the postings to per-row bitmaps when one 64-code word of them would cost the
