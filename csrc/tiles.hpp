@@ -297,19 +297,18 @@ struct CosineScorer {
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.table[idx[p]] = 0.0;
     }
 
-    // Exact dot of row i (spread in sc.table) with row j: products added in ascending code order of j,
-    // non-common codes adding an exact 0.0, so the sum rounds as the accumulation does.
-    double dot_with(const Scratch& sc, int64_t j) const {
+    // Row i (spread in sc.table) against entries [lo, hi) of a CSR (codes, weights): products added in
+    // ascending code order, non-common codes adding an exact 0.0, so the sum rounds as the accumulation does.
+    static double table_dot(const Scratch& sc, const int32_t* codes, const double* weights, int64_t lo, int64_t hi) {
         double dot = 0.0;
-        for (int64_t p = indptr[j]; p < indptr[j + 1]; ++p) dot += sc.table[idx[p]] * w[p];
+        for (int64_t p = lo; p < hi; ++p) dot += sc.table[codes[p]] * weights[p];
         return dot;
     }
-
-    // Exact dot of row i (spread in sc.table) with row j's heavy part: as dot_with, over row j's heavy codes.
+    // Exact dot of row i with row j.
+    double dot_with(const Scratch& sc, int64_t j) const { return table_dot(sc, idx, w, indptr[j], indptr[j + 1]); }
+    // Exact dot of row i with row j's heavy part (which is all of it when the two share no light code).
     double heavy_dot(const Scratch& sc, int64_t j) const {
-        double dot = 0.0;
-        for (int64_t p = heavy_ptr[j]; p < heavy_ptr[j + 1]; ++p) dot += sc.table[heavy_idx[p]] * heavy_w[p];
-        return dot;
+        return table_dot(sc, heavy_idx, heavy_w, heavy_ptr[j], heavy_ptr[j + 1]);
     }
 
     template <class Sink>

@@ -173,15 +173,16 @@ class Tile:
             return
         row_of = np.repeat(np.arange(self.n), np.diff(self.indptr))
         held = heavy[self.indices]
-        part = np.bincount(row_of[held], weights=self.weights[held] ** 2, minlength=self.n)
+        held_rows = row_of[held]
+        self.heavy_w = self.weights[held]
+        part = np.bincount(held_rows, weights=self.heavy_w ** 2, minlength=self.n)
         positive = self.norms > 0
         self.inv_norms = np.where(positive, 1.0 / np.where(positive, self.norms, 1.0), 0.0)
         self.heavy_norm = np.sqrt(part) * self.inv_norms
         self.by_heavy = np.argsort(-self.heavy_norm, kind="stable").astype(np.int32)
         self.heavy = heavy.astype(np.uint8)
-        self.heavy_ptr = _csr_ptr(row_of[held], self.n)
+        self.heavy_ptr = _csr_ptr(held_rows, self.n)
         self.heavy_idx = self.indices[held]
-        self.heavy_w = self.weights[held]
 
     def add_dense_bitmaps(self) -> None:
         n = self.n

@@ -359,7 +359,7 @@ if numba is not None:
             if j != i and norms[j] > 0:
                 light = (acc_f[j] if low_floor else acc_f[j] / (ni * norms[j])) * (1.0 + 1e-9)
                 if light + hi * heavy_norm[j] >= push_floor:
-                    dot = _heavy_dot(j, table, heavy_ptr, heavy_idx, heavy_w)
+                    dot = _table_dot(j, table, heavy_ptr, heavy_idx, heavy_w)
                     ub = light + dot * inv_i * inv_norms[j] * (1.0 + 1e-9)
                     if ub >= push_floor:
                         cand_j[nc] = j
@@ -393,7 +393,7 @@ if numba is not None:
             if hi * heavy_norm[j] < floor:
                 break
             if j >= j_min and j != i and mark[j] == 0 and norms[j] > 0:
-                s = _cosine_from_dot(_heavy_dot(j, table, heavy_ptr, heavy_idx, heavy_w), ni, norms[j])
+                s = _cosine_from_dot(_table_dot(j, table, heavy_ptr, heavy_idx, heavy_w), ni, norms[j])
                 if s > 0 and s >= min_score:
                     size = _heap_push(hs, hj, size, k, s, j)
         for t in range(nt):
@@ -404,19 +404,17 @@ if numba is not None:
 
     @njit(cache=True, nogil=True, inline="always")
     def _cosine_with_table(j, table, indptr, idx, w, ni, nj):
-        """Exact cosine of row i (spread in table) with row j: products added in ascending code order of j,
-        non-common codes adding an exact 0.0, so the sum rounds as the accumulation does."""
+        """Exact cosine of row i (spread in table) with row j."""
+        return _cosine_from_dot(_table_dot(j, table, indptr, idx, w), ni, nj)
+
+    @njit(cache=True, nogil=True, inline="always")
+    def _table_dot(j, table, indptr, idx, w):
+        """Row i (spread in table) against row j of the CSR (indptr, idx, w): products added in ascending code
+        order of j, non-common codes adding an exact 0.0, so the sum rounds as the accumulation does. On the
+        heavy lists it is the dot with row j's heavy part."""
         dot = 0.0
         for p in range(indptr[j], indptr[j + 1]):
             dot += table[idx[p]] * w[p]
-        return _cosine_from_dot(dot, ni, nj)
-
-    @njit(cache=True, nogil=True, inline="always")
-    def _heavy_dot(j, table, heavy_ptr, heavy_idx, heavy_w):
-        """Row i's (spread in table) dot with row j's heavy part, as _cosine_with_table sums it."""
-        dot = 0.0
-        for p in range(heavy_ptr[j], heavy_ptr[j + 1]):
-            dot += table[heavy_idx[p]] * heavy_w[p]
         return dot
 
     @njit(cache=True, nogil=True, inline="always")
