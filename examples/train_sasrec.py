@@ -223,7 +223,8 @@ def train(args, rcl: bool, data):
     return {"best": best, "history": history, "sampler_share_of_step": sampler_s / max(step_s, 1e-9)}
 
 
-def main():
+def parse_args(argv=None) -> argparse.Namespace:
+    """The run's settings from the command line (``argv``, default sys.argv[1:])."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", required=True)
     ap.add_argument("--format", default="auto")
@@ -247,9 +248,14 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variants", default="base,rcl")
     ap.add_argument("--out", default=None, help="JSON file for both rows")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.loss == "bce" and args.prefixes:
         ap.error("--loss bce trains every position of a history already: leave out --prefixes")
+    return args
+
+
+def main():
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:

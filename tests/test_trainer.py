@@ -1,6 +1,5 @@
 """examples/train_sasrec.py: the BCE objective's targets line up with the histories, the loss is SASRec's,
 and a short run of each objective with and without RCL trains end to end."""
-import argparse
 import importlib.util
 import json
 import os
@@ -28,13 +27,13 @@ def log(tmp_path_factory):
     return str(path)
 
 
-def _args(log, work, **kw):
-    base = dict(input=log, format="auto", metric="jaccard", alpha=0.01, k=5, prefixes=False, device="cpu",
-                time_limit=None, backend="cpp" if trainer.simmine.backends.cpp.available() else None, epochs=1,
-                batch=16, lr=1e-3, dropout=0.2, max_len=20, lam=0.1, tau=1.0, seed=0, threads=None,
-                variants="base,rcl", out=None, loss="ce", work=str(work))
-    base.update(kw)
-    return argparse.Namespace(**base)
+def _args(log, work, *flags):
+    """The trainer's own parser on a short CPU run's flags, plus the work folder main() would give."""
+    backend = ["--backend", "cpp"] if trainer.simmine.backends.cpp.available() else []
+    args = trainer.parse_args(["--input", log, "--k", "5", "--device", "cpu", "--epochs", "1", "--batch", "16",
+                               "--dropout", "0.2", "--max-len", "20", *backend, *flags])
+    args.work = str(work)
+    return args
 
 
 def test_bce_targets_are_the_histories_shifted_by_one(log, tmp_path):
@@ -67,7 +66,7 @@ def test_sampled_bce_is_sasrec_loss_on_real_positions():
 
 @pytest.mark.parametrize("loss", ["ce", "bce"])
 def test_short_run_of_each_objective_with_and_without_rcl(log, tmp_path, loss):
-    args = _args(log, tmp_path, loss=loss, epochs=2)
+    args = _args(log, tmp_path, "--loss", loss, "--epochs", "2")
     data = trainer.load(args)
     for rcl in (False, True):
         res = trainer.train(args, rcl, data)
