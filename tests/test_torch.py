@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 import simmine  # noqa: E402
 from simmine.torch import (AnchorSampler, PositiveSampler, RelativeContrastiveLoss, WithPositives,  # noqa: E402
-                           batch_similarity)
+                           batch_similarity, false_negatives)
 from naive import similarity  # noqa: E402
 
 
@@ -96,13 +96,15 @@ def test_anchor_sampler_resumes_and_shards():
     assert (sampler.seed, sampler.epoch) == (5, 9)
 
 
-def slow_rcl(h, ks, kw, ws, ms, mw, sim, tau, eps):
-    """The formulas of the loss, one anchor at a time."""
+def slow_rcl(h, ks, kw, ws, ms, mw, sim, tau, eps, ex_s=None, ex_w=None):
+    """The formulas of the loss, one anchor at a time; ex_s / ex_w: pairs (u, c) left out of u's denominators."""
     b = len(h)
     total = 0.0
+    out_s = (lambda u, c: c != u and ex_s is not None and bool(ex_s[u, c]))  # noqa: E731
+    out_w = (lambda u, c: c != u and ex_w is not None and bool(ex_w[u, c]))  # noqa: E731
     for u in range(b):
         if ms[u]:
-            keys = [c for c in range(b) if ms[c]]
+            keys = [c for c in range(b) if ms[c] and not out_s(u, c)]
             den = sum(math.exp(float(h[u] @ ks[c]) / tau) for c in keys)
             l_pair = -math.log(math.exp(float(h[u] @ ks[u]) / tau) / den)
         else:
@@ -110,7 +112,7 @@ def slow_rcl(h, ks, kw, ws, ms, mw, sim, tau, eps):
         term = l_pair if ms[u] else 0.0
         if mw[u]:
             s = lambda c: max(float(ws[u]) if c == u else float(sim[u, c]), eps)  # noqa: E731
-            keys = [c for c in range(b) if mw[c]]
+            keys = [c for c in range(b) if mw[c] and not out_w(u, c)]
             den = sum(s(c) * math.exp(float(h[u] @ kw[c]) / tau) for c in keys)
             l_w = -math.log(s(u) * math.exp(float(h[u] @ kw[u]) / tau) / den)
             term += max(l_w, l_pair) if ms[u] else l_w
@@ -131,6 +133,33 @@ def test_loss_equals_slow_formula(seed):
     for tau, eps in ((0.1, 1e-3), (0.5, 0.05)):
         got = RelativeContrastiveLoss(tau, eps)(h, ks, kw, ws, ms, mw, sim)
         assert float(got) == pytest.approx(slow_rcl(h, ks, kw, ws, ms, mw, sim, tau, eps), rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_loss_with_excluded_pairs_equals_slow_formula(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, d = 8, 5
+    h, ks, kw = (torch.randn(b, d, generator=g, dtype=torch.float64) * 0.5 for _ in range(3))
+    sim = torch.rand(b, b, generator=g, dtype=torch.float64)
+    ws = sim.diagonal().clone()
+    ms = torch.rand(b, generator=g) < 0.8
+    mw = torch.rand(b, generator=g) < 0.8
+    ex_s, ex_w = torch.rand(b, b, generator=g) < 0.3, torch.rand(b, b, generator=g) < 0.3
+    ex_s[0, 0] = ex_w[1, 1] = True  # the diagonal is never left out
+    loss_fn = RelativeContrastiveLoss(0.2, 1e-3)
+    got = loss_fn(h, ks, kw, ws, ms, mw, sim, exclude_strong=ex_s, exclude_weak=ex_w)
+    assert float(got) == pytest.approx(slow_rcl(h, ks, kw, ws, ms, mw, sim, 0.2, 1e-3, ex_s, ex_w), rel=1e-9)
+    assert float(got) != pytest.approx(float(loss_fn(h, ks, kw, ws, ms, mw, sim)), rel=1e-6)
+    none = torch.zeros(b, b, dtype=torch.bool)
+    assert float(loss_fn(h, ks, kw, ws, ms, mw, sim, none, none)) == float(loss_fn(h, ks, kw, ws, ms, mw, sim))
+
+
+def test_false_negatives_marks_own_sequence_and_same_target():
+    targets = torch.tensor([5, 6, 5, 7, 8])  # by seq_id
+    anchors = torch.tensor([0, 1, 3])
+    keys = torch.tensor([2, 3, 4])  # key 0 shares anchor 0's target, key 1 is anchor 3 itself
+    got = false_negatives(anchors, keys, targets)
+    assert got.tolist() == [[True, False, False], [False, False, False], [False, True, False]]
 
 
 def test_weak_pair_inside_the_boundary_gets_no_gradient():

@@ -6,9 +6,9 @@
 - ``RelativeContrastiveLoss``: the weighted RCL loss (RCL, Eq. 12-17).
 - ``batch_similarity``: the B×B similarity of two batches of padded histories, SPEC §3 definitions.
 """
-from .loss import RelativeContrastiveLoss, info_nce
+from .loss import RelativeContrastiveLoss, false_negatives, info_nce
 from .sampler import AnchorSampler, PositiveBatch, PositiveSampler, WithPositives
 from .similarity import batch_similarity, idf_from_build
 
 __all__ = ["PositiveSampler", "PositiveBatch", "AnchorSampler", "WithPositives", "RelativeContrastiveLoss",
-           "info_nce", "batch_similarity", "idf_from_build"]
+           "info_nce", "false_negatives", "batch_similarity", "idf_from_build"]
