@@ -12,6 +12,10 @@ With --loss bce the objective is SASRec's original one instead: at every positio
 T[:-1], binary cross-entropy of the next item against one uniformly sampled negative item.
 With --rcl, each step also draws one strong and one weak positive per anchor (simmine.torch.PositiveSampler),
 encodes them with the same model (dropout on, as DuoRec does) and adds λ·RelativeContrastiveLoss.
+Options of that term (the default is the plain loss on the final states): --rcl-head compares in the output of a
+2-layer MLP head, --rcl-cosine L2-normalises first, --rcl-exclude leaves in-batch false negatives (a key that is
+the anchor's own sequence or shares its target) out of the denominators. Either way the run reports the share of
+anchors that met such a key.
 The same seed gives both runs the same initialisation and batch order.
 """
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from torch import nn
 
 import simmine
-from simmine.torch import AnchorSampler, PositiveSampler, RelativeContrastiveLoss, batch_similarity
+from simmine.torch import AnchorSampler, PositiveSampler, RelativeContrastiveLoss, batch_similarity, false_negatives
 
 
 class SASRec(nn.Module):
@@ -173,12 +177,20 @@ def train(args, rcl: bool, data):
     model = SASRec(n_items, max_len=args.max_len, dropout=args.dropout).to(device)
     hist, target = hist.to(device), target.to(device)
     nxt = nxt.to(device) if nxt is not None else None
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    d = model.item.embedding_dim
+    head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d)).to(device) if args.rcl_head else nn.Identity()
+
+    def project(x):  # the space the RCL loss compares representations in
+        x = head(x)
+        return nn.functional.normalize(x, dim=1) if args.rcl_cosine else x
+
+    opt = torch.optim.Adam(list(model.parameters()) + list(head.parameters()), lr=args.lr)
     order = AnchorSampler(len(hist), seed=args.seed)
     sampler = PositiveSampler(pos, seed=args.seed)
     rcl_loss = RelativeContrastiveLoss(temperature=args.tau)
     best, best_valid, history = None, -1.0, []
     sampler_s = step_s = 0.0
+    met = torch.zeros(3)  # anchors seen; of them, anchors meeting an in-batch false negative in L_pair, in L_w
     started = time.perf_counter()
     for epoch in range(args.epochs):
         if args.time_limit and time.perf_counter() - started > args.time_limit:
@@ -209,7 +221,10 @@ def train(args, rcl: bool, data):
             if rcl:
                 ks, kw = model(hist[strong]), model(hist[weak])
                 sim = batch_similarity(hist[anchors], hist[weak], args.metric)
-                loss = loss + args.lam * rcl_loss(h, ks, kw, *masks, sim)
+                fn_s, fn_w = false_negatives(anchors, strong, target), false_negatives(anchors, weak, target)
+                met += torch.tensor([len(anchors), _meets(fn_s, masks[1]), _meets(fn_w, masks[2])])
+                exclude = {"exclude_strong": fn_s, "exclude_weak": fn_w} if args.rcl_exclude else {}
+                loss = loss + args.lam * rcl_loss(project(h), project(ks), project(kw), *masks, sim, **exclude)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -220,7 +235,15 @@ def train(args, rcl: bool, data):
               f" ({time.perf_counter() - t_epoch:.1f}s)", flush=True)
         if v["NDCG@10"] > best_valid:
             best_valid, best = v["NDCG@10"], {"epoch": epoch, "valid": v, "test": evaluate(model, *test)}
-    return {"best": best, "history": history, "sampler_share_of_step": sampler_s / max(step_s, 1e-9)}
+    return {"best": best, "history": history, "sampler_share_of_step": sampler_s / max(step_s, 1e-9),
+            "anchors_meeting_false_negatives": {"strong": float(met[1] / met[0].clamp_min(1)),
+                                                "weak": float(met[2] / met[0].clamp_min(1))}}
+
+
+def _meets(false_neg: torch.Tensor, valid: torch.Tensor) -> int:
+    """Valid anchors that meet, among the other valid keys of their batch, a key marked by false_negatives."""
+    off_diagonal = ~torch.eye(len(valid), dtype=torch.bool, device=valid.device)
+    return int((false_neg & off_diagonal & valid[None, :] & valid[:, None]).any(1).sum())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -244,6 +267,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--lam", type=float, default=0.1, help="λ of L_rec + λ·L_RCL")
     ap.add_argument("--tau", type=float, default=1.0)
+    ap.add_argument("--rcl-head", action="store_true", help="compare in the output of a 2-layer MLP head")
+    ap.add_argument("--rcl-cosine", action="store_true", help="L2-normalise representations before the RCL loss")
+    ap.add_argument("--rcl-exclude", action="store_true",
+                    help="leave in-batch false negatives (the anchor itself, its target) out of the RCL denominators")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variants", default="base,rcl")
@@ -271,6 +298,9 @@ def main():
         t = res["best"]["test"]
         print(f"{name:4s} test (epoch {res['best']['epoch']}): " + "  ".join(f"{k} {v:.4f}" for k, v in t.items())
               + f"  sampler share of step {res['sampler_share_of_step']:.2%}")
+        if name == "rcl":
+            met = res["anchors_meeting_false_negatives"]
+            print(f"anchors meeting an in-batch false negative: L_pair {met['strong']:.1%}  L_w {met['weak']:.1%}")
     if "lift" in report:
         print("relative lift: " + "  ".join(f"{k} {v:+.1%}" for k, v in report["lift"].items() if v is not None))
     if args.out:

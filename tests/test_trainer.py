@@ -75,3 +75,15 @@ def test_short_run_of_each_objective_with_and_without_rcl(log, tmp_path, loss):
         assert set(test) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
         assert all(0.0 <= v <= 1.0 for v in test.values())
         json.dumps(res)
+
+
+def test_rcl_options_change_training_and_false_negatives_are_counted(log, tmp_path):
+    data = trainer.load(_args(log, tmp_path))
+    plain = trainer.train(_args(log, tmp_path, "--epochs", "2"), True, data)
+    met = plain["anchors_meeting_false_negatives"]
+    assert 0.0 < met["strong"] <= 1.0 and 0.0 < met["weak"] <= 1.0  # 60 users over 30 items: targets repeat
+    valid = [h["valid"] for h in plain["history"]]
+    for flags in (["--rcl-exclude"], ["--rcl-head"], ["--rcl-cosine", "--tau", "0.1"]):
+        res = trainer.train(_args(log, tmp_path, "--epochs", "2", *flags), True, data)
+        assert [h["valid"] for h in res["history"]] != valid, flags
+        assert res["anchors_meeting_false_negatives"] == met  # same draws: the options change only the loss
