@@ -10,8 +10,8 @@ and simmine mines positives among all of them (each prefix is written as a one-l
 are not removed), HR@5/10 and NDCG@5/10 on test at the epoch with the best validation NDCG@10.
 With --loss bce the objective is SASRec's original one instead: at every position of the anchor's history
 T[:-1], binary cross-entropy of the next item against one uniformly sampled negative item.
-With --rcl, each step also draws one strong and one weak positive per anchor (simmine.torch.PositiveSampler),
-encodes them with the same model (dropout on, as DuoRec does) and adds λ·RelativeContrastiveLoss.
+With the rcl variant, each step also draws one strong and one weak positive per anchor
+(simmine.torch.PositiveSampler), encodes them with the same model (dropout on, as DuoRec does) and adds λ·RelativeContrastiveLoss.
 Options of that term (the default is the plain loss on the final states): --rcl-head compares in the output of a
 2-layer MLP head, --rcl-cosine L2-normalises first, --rcl-exclude leaves in-batch false negatives (a key that is
 the anchor's own sequence or shares its target) out of the denominators. Either way the run reports the share of
