@@ -6,12 +6,14 @@ Protocol: per user, S[-1] is the test item and S[-2] the validation item, T = S[
 default the training sample is the anchor of simmine's build (history T[:-1] → target T[-1]), one per user;
 with --prefixes every prefix is one (T[:t] → T[t] for t ≥ 1, as RecBole-style SASRec and RCL's code train),
 and simmine mines positives among all of them (each prefix is written as a one-line "user" and built with
---split none). Cross-entropy over all items at the last position. Evaluation ranks the held-out item against every item (no sampling; items of the history
-are not removed), HR@5/10 and NDCG@5/10 on test at the epoch with the best validation NDCG@10.
+--split none). Cross-entropy over all items at the last position. Evaluation ranks the held-out item against
+every item (no sampling; items of the history are not removed), HR@5/10 and NDCG@5/10 on test at the epoch
+with the best validation NDCG@10.
 With --loss bce the objective is SASRec's original one instead: at every position of the anchor's history
 T[:-1], binary cross-entropy of the next item against one uniformly sampled negative item.
 With the rcl variant, each step also draws one strong and one weak positive per anchor
-(simmine.torch.PositiveSampler), encodes them with the same model (dropout on, as DuoRec does) and adds λ·RelativeContrastiveLoss.
+(simmine.torch.PositiveSampler), encodes them with the same model (dropout on, as DuoRec does) and adds
+λ·RelativeContrastiveLoss.
 Options of that term (the default is the plain loss on the final states): --rcl-head compares in the output of a
 2-layer MLP head, --rcl-cosine L2-normalises first, --rcl-exclude leaves in-batch false negatives (a key that is
 the anchor's own sequence or shares its target) out of the denominators. Either way the run reports the share of

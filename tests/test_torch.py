@@ -120,16 +120,21 @@ def slow_rcl(h, ks, kw, ws, ms, mw, sim, tau, eps, ex_s=None, ex_w=None):
     return total / b
 
 
+def random_loss_inputs(g, b, p_strong, zero_below=0.0, d=5):
+    """h, ks, kw [b, d], weak scores, strong and weak masks and sim [b, b] (entries below zero_below set to 0)."""
+    h, ks, kw = (torch.randn(b, d, generator=g, dtype=torch.float64) * 0.5 for _ in range(3))
+    sim = torch.rand(b, b, generator=g, dtype=torch.float64)
+    sim[sim < zero_below] = 0.0
+    ws = sim.diagonal().clone()
+    ms = torch.rand(b, generator=g) < p_strong
+    mw = torch.rand(b, generator=g) < 0.8
+    return h, ks, kw, ws, ms, mw, sim
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_loss_equals_slow_formula(seed):
     g = torch.Generator().manual_seed(seed)
-    b, d = 7, 5
-    h, ks, kw = (torch.randn(b, d, generator=g, dtype=torch.float64) * 0.5 for _ in range(3))
-    sim = torch.rand(b, b, generator=g, dtype=torch.float64)
-    sim[sim < 0.3] = 0.0
-    ws = sim.diagonal().clone()
-    ms = torch.rand(b, generator=g) < 0.7
-    mw = torch.rand(b, generator=g) < 0.8
+    h, ks, kw, ws, ms, mw, sim = random_loss_inputs(g, 7, p_strong=0.7, zero_below=0.3)
     for tau, eps in ((0.1, 1e-3), (0.5, 0.05)):
         got = RelativeContrastiveLoss(tau, eps)(h, ks, kw, ws, ms, mw, sim)
         assert float(got) == pytest.approx(slow_rcl(h, ks, kw, ws, ms, mw, sim, tau, eps), rel=1e-9)
@@ -138,12 +143,8 @@ def test_loss_equals_slow_formula(seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_loss_with_excluded_pairs_equals_slow_formula(seed):
     g = torch.Generator().manual_seed(seed)
-    b, d = 8, 5
-    h, ks, kw = (torch.randn(b, d, generator=g, dtype=torch.float64) * 0.5 for _ in range(3))
-    sim = torch.rand(b, b, generator=g, dtype=torch.float64)
-    ws = sim.diagonal().clone()
-    ms = torch.rand(b, generator=g) < 0.8
-    mw = torch.rand(b, generator=g) < 0.8
+    b = 8
+    h, ks, kw, ws, ms, mw, sim = random_loss_inputs(g, b, p_strong=0.8)
     ex_s, ex_w = torch.rand(b, b, generator=g) < 0.3, torch.rand(b, b, generator=g) < 0.3
     ex_s[0, 0] = ex_w[1, 1] = True  # the diagonal is never left out
     loss_fn = RelativeContrastiveLoss(0.2, 1e-3)
