@@ -1,4 +1,4 @@
-"""Command line (SPEC §7): ``simmine build | inspect | verify | synth``.
+"""Command line (docs/cli.md): ``simmine build | inspect | verify | synth``.
 
 Exit codes: 0 success, 2 bad usage or bad input (one line naming file/row/column), 1 internal error or a
 failed verification.
@@ -6,9 +6,9 @@ failed verification.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
+from .config import parse_int, parse_number
 from .errors import InputError
 
 
@@ -19,73 +19,42 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message}")
 
 
-def _int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    return value
+def _cli_type(parse):
+    """argparse's type for a configuration field's parser: its ValueError message becomes the usage error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+_int = _cli_type(parse_int)
+_number = _cli_type(parse_number)
 
 
 def _add_build(sub) -> None:
-    p = sub.add_parser("build", help="mine strong and weak positives into an output directory")
-    src = p.add_argument_group("input (SPEC §2)")
-    src.add_argument("--input", help="interaction log; the built-in demo log when omitted")
-    src.add_argument("--format", default="auto",
-                     help="auto|parquet|csv|tsv|arrow|inter|lines|ml-dat (default: auto)")
-    src.add_argument("--user-col", default="user_id")
-    src.add_argument("--item-col", default="item_id")
-    src.add_argument("--time-col", default=None, help="default: 'timestamp' when present, else file order")
-    src.add_argument("--bucket-by", default=None, help="COL[,COL]: compare only anchors with equal keys")
-    src.add_argument("--split", default="loo", help="loo (hold out the last two) | none")
-    src.add_argument("--max-len", type=_int, default=50)
-    src.add_argument("--compare", default="history", help="history (T[:-1]) | full (T)")
-    met = p.add_argument_group("metric (SPEC §3)")
-    met.add_argument("--metric", default="jaccard", help="jaccard | tfidf | ngram | levenshtein | embedding")
-    met.add_argument("--ngram-n", type=_int, default=2)
-    met.add_argument("--embeddings", default=None,
-                     help="FILE.npy [anchors, dims], row i for seq_id i (--metric embedding)")
-    sel = p.add_argument_group("selection (SPEC §4): exactly one of --alpha, --k, --min-sim")
-    sel.add_argument("--alpha", type=_number)
-    sel.add_argument("--alpha-scope", default="anchor", help="anchor (default) | global")
-    sel.add_argument("--k", type=_int)
-    sel.add_argument("--min-sim", type=_number)
-    sel.add_argument("--max-per-anchor", type=_int)
-    sel.add_argument("--max-output-gb", type=_number, default=8.0)
-    run = p.add_argument_group("execution (SPEC §5)")
-    run.add_argument("--method", default="exact", help="exact | minhash | faiss")
-    run.add_argument("--num-perm", type=_int, default=128,
-                     help="MinHash permutations, or bits of --index binary (default 128)")
-    run.add_argument("--bands", type=_int, default=None, help="LSH bands (default: chosen from the selection)")
-    run.add_argument("--rows", type=_int, default=None, help="LSH rows per band (default: chosen)")
-    run.add_argument("--index", default="flat", help="faiss index: flat | hnsw | ivf | binary (default flat)")
-    run.add_argument("--dim", type=_int, default=256, help="faiss: projection dimension (default 256)")
-    run.add_argument("--candidates", type=_int, default=None,
-                     help="faiss: neighbours asked per anchor (default max(4k, 64); 256 for --min-sim); "
-                          "minhash: most-colliding anchors kept per anchor (default: calibrated)")
-    run.add_argument("--recall-sample", type=_int, default=500,
-                     help="anchors whose recall against exact search is estimated (default 500)")
-    run.add_argument("--seed", type=_int, default=0)
-    run.add_argument("--backend", default=None,
-                     help="auto|cuda|cpp|numba|python (default: $SIMMINE_BACKEND or auto); embeddings use blas")
-    run.add_argument("--engine", default="local", help="local | ray")
-    run.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local one)")
-    run.add_argument("--threads", type=_int, default=None)
-    p.add_argument("--out", default="simmine-out")
-    p.add_argument("--shard-rows", type=_int, default=None,
-                   help="anchors per output shard (default 1,000,000; one shard writes weak.arrow)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted build from its finished shards")
-    p.add_argument("--memory-gb", type=_number, default=None,
-                   help="stream the log through spill files, holding about this much (plus ~40 B per anchor); "
-                        "same output")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    """``simmine build``: one flag per BuildConfig field, grouped as the docs are, plus --like and --config.
+    Defaults are left out of the namespace (SUPPRESS), so only the flags given override a base config."""
+    from dataclasses import fields
+
+    from .config import GROUPS, BuildConfig, cli_flag
+
+    p = sub.add_parser("build", help="mine strong and weak positives into an output directory",
+                       argument_default=argparse.SUPPRESS)
+    groups = {name: p.add_argument_group(title) for name, title in GROUPS.items()}
+    for f in fields(BuildConfig):
+        meta = f.metadata
+        group = groups[meta["group"]]
+        if meta["parse"] is bool:
+            group.add_argument(cli_flag(f), dest=f.name, action="store_true", help=meta["help"])
+        else:
+            group.add_argument(cli_flag(f), dest=f.name, type=_cli_type(meta["parse"]), help=meta["help"])
+    base = p.add_argument_group("configuration (docs/cli.md): flags given here override these")
+    base.add_argument("--like", metavar="OUT", help="start from the configuration an earlier build recorded")
+    base.add_argument("--config", metavar="FILE", help="start from a TOML ([build] table) or JSON file of options")
 
 
 def _add_inspect(sub) -> None:
@@ -130,22 +99,29 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_build(args) -> int:
-    from .api import build
+def build_config(args):
+    """The BuildConfig of ``simmine build``: --like's or --config's options, then the flags given."""
+    from .config import BuildConfig, config_of_build, read_config_file
 
-    command = "simmine " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    out = build(input=args.input, out=args.out, metric=args.metric, alpha=args.alpha,
-                alpha_scope=args.alpha_scope, k=args.k, min_sim=args.min_sim,
-                max_per_anchor=args.max_per_anchor, method=args.method, backend=args.backend,
-                engine=args.engine, bucket_by=args.bucket_by, split=args.split, max_len=args.max_len,
-                compare=args.compare, ngram_n=args.ngram_n, format=args.format, user_col=args.user_col,
-                item_col=args.item_col, time_col=args.time_col, max_output_gb=args.max_output_gb,
-                threads=args.threads, quiet=args.quiet, num_perm=args.num_perm, bands=args.bands,
-                rows=args.rows, recall_sample=args.recall_sample, seed=args.seed, embeddings=args.embeddings,
-                index=args.index, dim=args.dim, candidates=args.candidates, shard_rows=args.shard_rows,
-                resume=args.resume, ray_address=args.ray_address, memory_gb=args.memory_gb,
-                command=command)
-    if not args.quiet:
+    given = vars(args).copy()
+    for name in ("command", "like", "config"):
+        given.pop(name, None)
+    base, source = {}, "the command line"
+    if getattr(args, "like", None) and getattr(args, "config", None):
+        raise InputError("give one of --like and --config")
+    if getattr(args, "like", None):
+        base, source = config_of_build(args.like), f"{args.like}/manifest.json"
+    elif getattr(args, "config", None):
+        base, source = read_config_file(args.config), args.config
+    return BuildConfig.from_dict({**base, **given}, source)
+
+
+def _run_build(args) -> int:
+    from .api import run_build
+
+    config = build_config(args)
+    out = run_build(config)
+    if not config.quiet:
         from .report import summary_lines
 
         print("\n".join(summary_lines(out)))

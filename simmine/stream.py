@@ -1,34 +1,40 @@
 """Bounded-memory builds (``--memory-gb``): the log streams through spill files and is never held whole.
 
-The output is byte for byte the in-memory build's; only the route differs. Stages, each resumable:
+The output is byte for byte the in-memory build's; only the route differs. Its stages, each resumable
+from the build's checkpoint (pipeline.Run), and the manifest's stage names:
 
-A. input batches → user-hash partitions (``spill/users-P.arrows``) and the sorted item dictionary;
-B. each partition → its anchors (SPEC §2): first file row, user, target, history codes, bucket values;
-C. seq_ids (ranks of the users' first rows), bucket codes, and buckets packed into groups that fit the
-   budget (a bucket is the unit of work: one larger than the budget is loaded whole);
-D. anchors → group files, sequences.arrow in seq_id order, and document frequencies for TF-IDF;
-E. each group mined by the local engine or on Ray → a result file sorted by seq_id (weak and strong);
-F. output shards assembled by seq_id range from the memory-mapped results.
+A. load: input batches → user-hash partitions (``spill/users-P.arrows``) and the sorted item dictionary;
+B. anchors: each partition → its anchors (docs/input.md): first file row, user, target, history codes,
+   bucket values;
+C. plan: seq_ids (ranks of the users' first rows), bucket codes, the output-size check, and buckets packed
+   into groups that fit the budget (a bucket is the unit of work: one larger than the budget is loaded whole);
+D. regroup: anchors → group files, sequences.arrow in seq_id order, and document frequencies for TF-IDF;
+E. mine: each group's features, weak lists (local engine or Ray) and strong lists → a result file sorted
+   by seq_id; a group is the in-memory route's features → plan → mine → strong over fewer anchors;
+F. write: output shards assembled by seq_id range from the memory-mapped results.
 
+Stages A–D stay separate from the in-memory route's load and anchors because the whole log never sits in
+memory here: users meet in hash partitions, and seq_ids are known only once every partition is read.
 Memory is the budget plus about 40 bytes per anchor (seq_id order, bucket codes and lengths).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
+import shutil
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from .engines.local import make_plan, mine_weak, mine_weak_range, score_histogram, strong_counts, strong_positives
+from .engines.local import (check_threshold_output, make_plan, mine_weak, mine_weak_range, score_histogram,
+                            strong_counts, strong_positives)
 from .errors import InputError
-from .io import ROWS_PER_BATCH, fault_point, strong_table, weak_table, write_json, write_table
+from .io import ROWS_PER_BATCH, fault_point, strong_table, weak_table, write_table
 from .metrics import document_frequency, prepare_features
-from .select import check_output_size, global_threshold, k_per_anchor, output_bytes, weak_entries_bound
+from .select import (GlobalThreshold, check_output_size, global_threshold, k_per_anchor, output_bytes,
+                     weak_entries_bound)
 from .sequences import (Log, RetypeAsText, SequenceSet, _check_id_type, _ranges, _time_values, anchor_rows,
                         bucket_keys, encode_with, stream_log)
 
@@ -40,35 +46,24 @@ MIN_BATCH_ROWS = 1 << 14
 ROW = "__row"
 
 
-@dataclass
-class StreamResult:
-    n: int
-    n_users: int
-    skipped: int
-    n_buckets: int
-    compared: int
-    weak_kept: int
-    strong_kept: int
-    threshold: object
-    groups: int
-    partitions: int
-    tasks: Optional[dict]
-
-
 def budget_bytes(memory_gb: float) -> int:
     return int(memory_gb * (1 << 30))
 
 
-def describe_log(path, fmt, user_col, item_col, time_col, bucket_cols) -> dict:
+def describe_log(config) -> dict:
     """What a streamed build needs to know of its log before it starts (format, time column), read from
     the first batch, which is checked like every later one."""
-    batches = stream_log(path, fmt, user_col, item_col, time_col, bucket_cols, batch_rows=1 << 14)
+    c = config
+    batches = stream_log(c.input, c.format, c.user_col, c.item_col, c.time_col, c.bucket_by, batch_rows=1 << 14)
     try:
         first = next(batches)
     finally:
         batches.close()
-    return {"path": path, "fmt": first.fmt, "user_col": user_col, "item_col": item_col, "time_col": first.time_col,
-            "bucket_cols": list(bucket_cols)}
+    return {"fmt": first.fmt, "time_col": first.time_col}
+
+
+def _spill(run) -> str:
+    return run.path("spill")
 
 
 # ---------------------------------------------------------------------------------------------- stage A
@@ -164,21 +159,21 @@ def _merge_unique(parts: list) -> pa.Array:
     return pc.unique(pa.chunked_array(parts).combine_chunks()) if len(parts) > 1 else parts[0]
 
 
-def _partition_log(spill, src, budget, progress) -> dict:
+def _partition_log(run) -> dict:
     """Stage A: every row to its user's partition file, with its file row number; the sorted items."""
     import pyarrow.compute as pc
 
-    parts = max(1, min(MAX_PARTITIONS, math.ceil(_estimate_rows(src["path"], src["fmt"]) * BYTES_PER_LOG_ROW
-                                                 / budget)))
+    spill, c, fmt, budget = _spill(run), run.config, run.state["fmt"], budget_bytes(run.config.memory_gb)
+    parts = max(1, min(MAX_PARTITIONS, math.ceil(_estimate_rows(c.input, fmt) * BYTES_PER_LOG_ROW / budget)))
     batch_rows = int(max(MIN_BATCH_ROWS, min(1 << 22, budget // (4 * BYTES_PER_LOG_ROW))))
     as_text = False
     while True:
         out = _Appender(os.path.join(spill, "users-%05d.arrows"))
         items, pending, rows = None, [], 0
-        tick = progress("partition", None) if progress else None
+        tick = run.progress("partition", None) if run.progress else None
         try:
-            for log in stream_log(src["path"], src["fmt"], src["user_col"], src["item_col"], src["time_col"],
-                                  src["bucket_cols"], batch_rows, as_text):
+            for log in stream_log(c.input, fmt, c.user_col, c.item_col, run.state["time_col"], c.bucket_by,
+                                  batch_rows, as_text):
                 users = _check_id_type(log, log.user_col)
                 item_col = _check_id_type(log, log.item_col)
                 if log.time_col is not None:
@@ -227,14 +222,13 @@ def _reorder_lists(lengths: np.ndarray, values: np.ndarray, order: np.ndarray) -
     return np.concatenate(([0], np.cumsum(lengths[order]))).astype(np.int64), taken
 
 
-def _partition_anchors(spill, src, items: pa.Array, p: int, split, max_len, compare) -> None:
+def _partition_anchors(run, items: pa.Array, p: int) -> None:
     """Stage B for partition p: its anchors, in order of their users' first rows, to ``anchors-P.arrow``."""
-    source = os.path.join(spill, "users-%05d.arrows" % p)
-    table = pa.ipc.open_stream(pa.memory_map(source)).read_all()
-    log = Log(src["path"], src["fmt"], table, src["user_col"], src["item_col"], src["time_col"],
-              tuple(src["bucket_cols"]), 0)
-    rows = anchor_rows(log, split, max_len, compare)
-    codes = encode_with(table.column(src["item_col"]), items)
+    spill, src, c = _spill(run), run.state, run.config
+    table = pa.ipc.open_stream(pa.memory_map(os.path.join(spill, "users-%05d.arrows" % p))).read_all()
+    log = Log(c.input, src["fmt"], table, c.user_col, c.item_col, src["time_col"], c.bucket_by, 0)
+    rows = anchor_rows(log, c.split, c.max_len, c.compare)
+    codes = encode_with(table.column(c.item_col), items)
     file_rows = table.column(ROW).to_numpy()
     target_rows = pa.array(rows.target_rows)
     cols = {
@@ -243,7 +237,7 @@ def _partition_anchors(spill, src, items: pa.Array, p: int, split, max_len, comp
         "target": pa.array(codes[rows.target_rows]),
         "history": _list_array(np.concatenate(([0], np.cumsum(rows.lengths))), pa.array(codes[rows.history_rows])),
     }
-    for i, name in enumerate(src["bucket_cols"]):
+    for i, name in enumerate(c.bucket_by):
         cols[f"bucket{i}"] = table.column(name).take(target_rows).combine_chunks()
     meta = {"n_users": str(rows.n_users), "skipped": str(rows.n_users - len(rows.valid))}
     write_table(os.path.join(spill, "anchors-%05d.arrow" % p), pa.table(cols).replace_schema_metadata(meta))
@@ -254,8 +248,9 @@ def _map(path: str) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------------------------- stage C
-def _order_anchors(spill, state, sel, budget, max_output_gb) -> None:
-    """Stage C: seq_ids, bucket codes and groups, saved to ``order.npz`` and the state."""
+def _order_anchors(run) -> None:
+    """Stage C: seq_ids, bucket codes and groups, saved to ``order.npz`` and the checkpoint."""
+    spill, state, sel = _spill(run), run.state, run.config.selection
     tables = [_map(os.path.join(spill, "anchors-%05d.arrow" % p)) for p in state["present"]]
     first = np.concatenate([t.column("first_row").to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
     n = len(first)
@@ -266,10 +261,10 @@ def _order_anchors(spill, state, sel, budget, max_output_gb) -> None:
     lengths = np.concatenate([np.diff(_list_parts(t.column("history"))[0]) for t in tables])[by_seq] \
         if n else np.zeros(0, np.int64)
     labels = None
-    if state["bucket_cols"] and n:
+    if run.config.bucket_by and n:
         take = pa.array(by_seq)
         columns = [pa.chunked_array([t.column(f"bucket{i}") for t in tables]).combine_chunks().take(take)
-                   for i in range(len(state["bucket_cols"]))]
+                   for i in range(len(run.config.bucket_by))]
         buckets, labels = bucket_keys(columns)
         del columns
     else:
@@ -278,13 +273,14 @@ def _order_anchors(spill, state, sel, budget, max_output_gb) -> None:
     size = np.bincount(buckets, minlength=n_buckets)
     bucket_size = size[buckets]
     strong = strong_counts(targets, buckets)
-    # the output-size check of SPEC §4, as the in-memory build makes it (min-sim is checked while mining)
+    # the output-size check of docs/selection.md, as the in-memory build makes it (min-sim: while mining)
     weak = weak_entries_bound(sel, bucket_size, int(np.sum(size * (size - 1) // 2)))
-    check_output_size(output_bytes(weak or 0, int(strong.sum()), int(lengths.sum()), n), max_output_gb)
+    check_output_size(output_bytes(weak or 0, int(strong.sum()), int(lengths.sum()), n), run.config.max_output_gb)
     # groups: consecutive buckets whose working set stays under the budget
     kept = np.minimum(k_per_anchor(sel, bucket_size), bucket_size - 1)
     cost = np.bincount(buckets, weights=lengths * BYTES_PER_ENTRY + kept * BYTES_PER_KEPT + strong * 8,
                        minlength=n_buckets)
+    budget = budget_bytes(run.config.memory_gb)
     group_of_bucket = np.zeros(n_buckets, dtype=np.int64)
     g, used = 0, 0.0
     for b in range(n_buckets):
@@ -296,19 +292,21 @@ def _order_anchors(spill, state, sel, budget, max_output_gb) -> None:
     state.update(n=int(n), n_buckets=n_buckets, entries=int(lengths.sum()), labels=labels,
                  groups=int(g + 1) if n else 0, counts=[t.num_rows for t in tables],
                  n_users=sum(int(t.schema.metadata[b"n_users"]) for t in tables),
-                 skipped=sum(int(t.schema.metadata[b"skipped"]) for t in tables))
+                 skipped=sum(int(t.schema.metadata[b"skipped"]) for t in tables),
+                 compared=int(np.sum(size * (size - 1) // 2)))
 
 
 # ---------------------------------------------------------------------------------------------- stage D
-def _regroup(spill, state, items: pa.Array, partial, metric_name, progress) -> None:
+def _regroup(run, items: pa.Array) -> None:
     """Stage D: anchors → group files; sequences.arrow in seq_id order; df for TF-IDF."""
+    spill, state = _spill(run), run.state
     order = np.load(os.path.join(spill, "order.npz"))
     seq, buckets, group_of_bucket = order["seq"], order["buckets"], order["group_of_bucket"]
     tables = [_map(os.path.join(spill, "anchors-%05d.arrow" % p)) for p in state["present"]]
     starts = np.concatenate(([0], np.cumsum(state["counts"])))
-    df = np.zeros(len(items), dtype=np.int64) if metric_name == "tfidf" else None
+    df = np.zeros(len(items), dtype=np.int64) if run.config.metric == "tfidf" else None
     out = _Appender(os.path.join(spill, "group-%05d.arrows"))
-    tick = progress("regroup", len(tables)) if progress else None
+    tick = run.progress("regroup", len(tables)) if run.progress else None
     try:
         for t, table in enumerate(tables):
             s = seq[starts[t]:starts[t + 1]]
@@ -327,12 +325,23 @@ def _regroup(spill, state, items: pa.Array, partial, metric_name, progress) -> N
         tick(0, done=True)
     if df is not None:
         np.save(os.path.join(spill, "df.npy"), df)
-    _write_sequences(os.path.join(partial, "sequences.arrow"), tables, seq, starts, buckets, state["labels"], items)
+    _write_sequences(run.path("sequences.arrow"), tables, AnchorOrder(seq, starts, buckets, state["labels"]), items)
 
 
-def _write_sequences(path, tables, seq, starts, buckets, labels, items: pa.Array) -> None:
-    """sequences.arrow (SPEC §6), ROWS_PER_BATCH anchors at a time gathered from the partitions by seq_id:
-    the same batches, so the same bytes, as io.write_table of the whole table."""
+@dataclass
+class AnchorOrder:
+    """Where the partitions' anchors go: seq[starts[t] + r] is the seq_id of partition t's row r."""
+
+    seq: np.ndarray
+    starts: np.ndarray
+    buckets: np.ndarray      # bucket code per seq_id
+    labels: Optional[list]   # bucket code -> label (None without --bucket-by)
+
+
+def _write_sequences(path, tables, order: AnchorOrder, items: pa.Array) -> None:
+    """sequences.arrow (docs/output.md), ROWS_PER_BATCH anchors at a time gathered from the partitions by
+    seq_id: the same batches, so the same bytes, as io.write_table of the whole table."""
+    seq, starts, buckets, labels = order.seq, order.starts, order.buckets, order.labels
     n = len(seq)
     user_type = tables[0].schema.field("user").type
     schema = pa.schema([("seq_id", pa.uint32()), ("user_id", user_type), ("target", items.type),
@@ -384,40 +393,46 @@ def _load_group(spill, g: int):
     return ids[by_seq].astype(np.int64), seqs
 
 
-def _group_features(spill, state, g, metric, ngram_n, df):
-    ids, seqs = _load_group(spill, g)
-    features = prepare_features(seqs, metric, ngram_n, df=df, n_total=state["n"])
+def _group_features(run, g: int, df):
+    """(seq_ids, anchors, features, plan) of group g; TF-IDF with the whole build's N and df."""
+    ids, seqs = _load_group(_spill(run), g)
+    features = prepare_features(seqs, run.config.metric_def, run.config.ngram_n, df=df, n_total=run.state["n"])
     return ids, seqs, features, make_plan(seqs.n, seqs.bucket_codes)
 
 
-def _threshold(spill, state, sel, be, metric, ngram_n, df, progress):
-    """Global alpha's τ over every group's pairs (two histogram passes, as the in-memory build makes)."""
-    def hist(prefix):
-        total = None
-        for g in range(state["groups"]):
-            _, _, features, plan = _group_features(spill, state, g, metric, ngram_n, df)
-            h = score_histogram(features, plan, be, prefix, None)
-            total = h if total is None else total + h
-        return total
+def _threshold(run, df) -> GlobalThreshold:
+    """Global alpha's τ over every group's pairs (two histogram passes, as the in-memory build makes),
+    kept in the checkpoint."""
+    if "threshold" not in run.state:
+        def hist(prefix):
+            total = None
+            for g in range(run.state["groups"]):
+                _, _, features, plan = _group_features(run, g, df)
+                h = score_histogram(features, plan, run.backend, prefix, None)
+                total = h if total is None else total + h
+            return total
 
-    compared = state["compared"]
-    tick = progress("threshold", None) if progress else None
-    thr = global_threshold(sel.alpha, compared, hist(-1), hist)
-    if tick:
-        tick(0, done=True)
+        tick = run.progress("threshold", None) if run.progress else None
+        thr = global_threshold(run.config.alpha, run.state["compared"], hist(-1), hist)
+        if tick:
+            tick(0, done=True)
+        run.save(threshold={"tau": thr.tau, "rank": thr.rank, "pairs_at_or_above": thr.pairs_at_or_above})
+    thr = GlobalThreshold(**run.state["threshold"])
+    check_threshold_output(thr, run.config.selection, run.state["n"], run.config.max_output_gb)
     return thr
 
 
-def _mine_group(spill, state, g, sel, be, metric, ngram_n, df, thr, runner) -> tuple:
+def _mine_group(run, g: int, df, thr, runner) -> tuple:
     """Stage E for group g: weak and strong lists of its anchors, by global seq_id, to ``result-G.arrow``."""
-    ids, seqs, features, plan = _group_features(spill, state, g, metric, ngram_n, df)
+    ids, seqs, features, plan = _group_features(run, g, df)
+    sel = run.config.selection
     if runner is not None:
         runner.load(features, plan, thr)
         w = runner.mine(0, seqs.n)
     elif sel.mode == "alpha_global":
-        w = mine_weak_range(features, plan, sel, be, 0, seqs.n, thr)
+        w = mine_weak_range(features, plan, sel, run.backend, 0, seqs.n, thr)
     else:
-        w = mine_weak(features, plan, sel, be)
+        w = mine_weak(features, plan, sel, run.backend)
     s_off, s_nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
     table = pa.table({
         "seq_id": pa.array(ids.astype(np.uint32)),
@@ -425,8 +440,35 @@ def _mine_group(spill, state, g, sel, be, metric, ngram_n, df, thr, runner) -> t
         "scores": _list_array(w.offsets, pa.array(w.scores, pa.float32())),
         "strong": _list_array(s_off, pa.array(ids[s_nbr].astype(np.uint32))),
     })
-    write_table(os.path.join(spill, "result-%05d.arrow" % g), table)
+    write_table(os.path.join(_spill(run), "result-%05d.arrow" % g), table)
     return len(w.neighbors), len(s_nbr)
+
+
+def _mine_groups(run, df, thr) -> Optional[dict]:
+    """Stage E for every group not finished before; returns the Ray task counts (None on --engine local)."""
+    from .pipeline import ray_runner
+
+    kept = run.state.setdefault("kept", {})
+    runner = ray_runner(run)
+    try:
+        tick = run.progress("score", run.state["groups"]) if run.progress else None
+        for g in range(run.state["groups"]):
+            if str(g) not in kept or not os.path.exists(os.path.join(_spill(run), "result-%05d.arrow" % g)):
+                kept[str(g)] = _mine_group(run, g, df, thr, runner)
+                run.save()
+                fault_point("SIMMINE_KILL_AFTER_GROUPS", g + 1)
+            if run.config.selection.mode == "min_sim":  # min-sim's weak lists are counted as they come
+                check_output_size(output_bytes(sum(v[0] for v in kept.values()), sum(v[1] for v in kept.values()),
+                                               run.state["entries"], run.state["n"]), run.config.max_output_gb,
+                                  "counted while mining")
+            if tick:
+                tick(1)
+        if tick:
+            tick(0, done=True)
+        return {"tasks": runner.tasks, "task_rows": runner.task_rows} if runner else None
+    finally:
+        if runner is not None:
+            runner.close()
 
 
 # ---------------------------------------------------------------------------------------------- stage F
@@ -446,130 +488,105 @@ def _gather(results, lo, hi, columns) -> dict:
     return {c: _reorder_lists(np.concatenate(lens), np.concatenate(vals), by_seq) for c, (lens, vals) in parts.items()}
 
 
-def _write_outputs(partial, spill, state, ranges, progress) -> list:
+def _write_outputs(run) -> Optional[list]:
+    """Stage F: weak and strong tables (or shards) assembled by seq_id range from the groups' results;
+    returns the manifest's shard list (None for one file of each)."""
+    spill, n = _spill(run), run.state["n"]
     results = []
-    for g in range(state["groups"]):
+    for g in range(run.state["groups"]):
         table = _map(os.path.join(spill, "result-%05d.arrow" % g))
         results.append((table.column("seq_id").to_numpy().astype(np.int64), table))
+    from .pipeline import shard_ranges
+
+    ranges = shard_ranges(n, run.config.shard_rows)
     sharded = len(ranges) > 1
-    names = []
-    tick = progress("shards", len(ranges)) if progress else None
-    for s_, (lo, hi) in enumerate(ranges):
-        weak_name, strong_name = (f"weak-{s_:05d}.arrow", f"strong-{s_:05d}.arrow") if sharded else \
+    shards = []
+    tick = run.progress("shards", len(ranges)) if run.progress else None
+    for s, (lo, hi) in enumerate(ranges):
+        weak_name, strong_name = (f"weak-{s:05d}.arrow", f"strong-{s:05d}.arrow") if sharded else \
             ("weak.arrow", "strong.arrow")
-        names.append((weak_name, strong_name, [lo, hi]))
-        if os.path.exists(os.path.join(partial, weak_name)) and os.path.exists(os.path.join(partial, strong_name)):
+        shards.append({"rows": [lo, hi], "weak": weak_name, "strong": strong_name})
+        if os.path.exists(run.path(weak_name)) and os.path.exists(run.path(strong_name)):
             continue
         lists = _gather(results, lo, hi, ("weak", "scores", "strong"))
         (offsets, neighbors), (_, scores) = lists["weak"], lists["scores"]
-        write_table(os.path.join(partial, weak_name), weak_table(offsets, neighbors, scores))
-        write_table(os.path.join(partial, strong_name), strong_table(*lists["strong"]))
-        fault_point("SIMMINE_KILL_AFTER_SHARDS", s_ + 1)
+        write_table(run.path(weak_name), weak_table(offsets, neighbors, scores))
+        write_table(run.path(strong_name), strong_table(*lists["strong"]))
+        fault_point("SIMMINE_KILL_AFTER_SHARDS", s + 1)
         if tick:
             tick(1)
     if tick:
         tick(0, done=True)
-    return names
+    return shards if sharded else None
 
 
-# ---------------------------------------------------------------------------------------------- driver
-def build_streamed(partial: str, src: dict, metric, sel, be, engine, split, max_len, compare, ngram_n,
-                   memory_gb, max_output_gb, shard_rows, ray_address, progress, timings) -> tuple:
-    """Runs stages A–F in ``partial`` (resuming what a previous run finished); returns (StreamResult,
-    [(weak file, strong file, rows)])."""
-    budget = budget_bytes(memory_gb)
-    spill = os.path.join(partial, "spill")
-    os.makedirs(spill, exist_ok=True)
-    state_path = os.path.join(spill, "state.json")
-    state = json.load(open(state_path)) if os.path.exists(state_path) else {"stage": "", **src}
+# ---------------------------------------------------------------------------------------------- the route
+def _stage_once(run, name: str, letter: str, fn, *args) -> None:
+    """Runs a resumable stage (A–D) unless the checkpoint says it finished; records it when it does."""
+    if run.state.get("stage", "") >= letter:
+        return
+    run.stage(name, fn, *args)
+    run.save(stage=letter)
+    fault_point("SIMMINE_KILL_AFTER_STAGE", letter)
 
-    clock = [time.perf_counter()]
 
-    def done(stage):
-        now = time.perf_counter()
-        timings[{"A": "partition", "B": "anchors", "C": "order", "D": "regroup"}[stage]] = now - clock[0]
-        clock[0] = now
-        state["stage"] = stage
-        write_json(state_path, state)
-        fault_point("SIMMINE_KILL_AFTER_STAGE", stage)
-
-    if state["stage"] < "A":
-        state.update(_partition_log(spill, src, budget, progress))
-        done("A")
-    items = _map(os.path.join(spill, "items.arrow")).column("item").combine_chunks()
-    if state["stage"] < "B":
-        tick = progress("anchors", len(state["present"])) if progress else None
-        for p in state["present"]:
-            users = os.path.join(spill, "users-%05d.arrows" % p)
-            if not os.path.exists(os.path.join(spill, "anchors-%05d.arrow" % p)):
-                _partition_anchors(spill, src, items, p, split, max_len, compare)
-            if os.path.exists(users):
-                os.remove(users)
-            if tick:
-                tick(1)
+def _anchors_of_partitions(run, items: pa.Array) -> None:
+    """Stage B over every partition not finished before, each spill file removed once read."""
+    spill = _spill(run)
+    tick = run.progress("anchors", len(run.state["present"])) if run.progress else None
+    for p in run.state["present"]:
+        users = os.path.join(spill, "users-%05d.arrows" % p)
+        if not os.path.exists(os.path.join(spill, "anchors-%05d.arrow" % p)):
+            _partition_anchors(run, items, p)
+        if os.path.exists(users):
+            os.remove(users)
         if tick:
-            tick(0, done=True)
-        done("B")
-    if state["stage"] < "C":
-        _order_anchors(spill, state, sel, budget, max_output_gb)
-        if state["n"] == 0:
-            raise InputError(f"{src['path']}: no user has a non-empty history after --split {split} "
-                             f"(every one of {state['n_users']} users was skipped)")
-        done("C")
-    order = np.load(os.path.join(spill, "order.npz"))
-    size = np.bincount(order["buckets"], minlength=state["n_buckets"])
-    state["compared"] = int(np.sum(size * (size - 1) // 2))
-    if state["stage"] < "D":
-        _regroup(spill, state, items, partial, metric.name, progress)
-        done("D")
-        for p in state["present"]:
-            os.remove(os.path.join(spill, "anchors-%05d.arrow" % p))
-    df = np.load(os.path.join(spill, "df.npy")) if metric.name == "tfidf" else None
+            tick(1)
+    if tick:
+        tick(0, done=True)
 
-    t = time.perf_counter()
-    thr = None
-    if sel.mode == "alpha_global":
-        if "threshold" not in state:
-            thr = _threshold(spill, state, sel, be, metric, ngram_n, df, progress)
-            state["threshold"] = {"tau": thr.tau, "rank": thr.rank, "pairs_at_or_above": thr.pairs_at_or_above}
-            write_json(state_path, state)
-        from .engines.local import check_threshold_output
-        from .select import GlobalThreshold
 
-        thr = GlobalThreshold(**state["threshold"])
-        check_threshold_output(thr, sel, state["n"], max_output_gb)
-    runner = None
-    kept = state.setdefault("kept", {})
+def _ordered(run) -> None:
+    _order_anchors(run)
+    if run.state["n"] == 0:
+        raise InputError(f"{run.config.input}: no user has a non-empty history after --split {run.config.split} "
+                         f"(every one of {run.state['n_users']} users was skipped)")
+
+
+def build_streamed(run) -> str:
+    """The bounded-memory route: stages A–F in OUT.partial (resuming what an interrupted run finished)."""
+    from .pipeline import finish, input_info, resolved_input
+
+    c = run.config
+    described = run.stage("load", describe_log, c)
+    run.input_info = input_info(c.input)
+    run.resolved.update(resolved_input(c, described["fmt"], described["time_col"]))
+    run.open_checkpoint()
     try:
-        if engine == "ray":
-            from .engines.ray_ import RayRunner
-
-            runner = RayRunner(None, None, sel, be.name, None, ray_address)
-        tick = progress("score", state["groups"]) if progress else None
-        for g in range(state["groups"]):
-            if str(g) not in kept or not os.path.exists(os.path.join(spill, "result-%05d.arrow" % g)):
-                kept[str(g)] = _mine_group(spill, state, g, sel, be, metric, ngram_n, df, thr, runner)
-                write_json(state_path, state)
-                fault_point("SIMMINE_KILL_AFTER_GROUPS", g + 1)
-            if sel.mode == "min_sim":  # min-sim's weak lists are counted as they come
-                check_output_size(output_bytes(sum(v[0] for v in kept.values()), sum(v[1] for v in kept.values()),
-                                               state["entries"], state["n"]), max_output_gb, "counted while mining")
-            if tick:
-                tick(1)
-        if tick:
-            tick(0, done=True)
-        tasks = {"tasks": runner.tasks, "task_rows": runner.task_rows} if runner else None
-    finally:
-        if runner is not None:
-            runner.close()
-    timings["score"] = time.perf_counter() - t
-    t = time.perf_counter()
-    n = state["n"]
-    ranges = [(lo, min(lo + shard_rows, n)) for lo in range(0, n, shard_rows)]
-    names = _write_outputs(partial, spill, state, ranges, progress)
-    timings["write"] = time.perf_counter() - t
-    result = StreamResult(n=n, n_users=state["n_users"], skipped=state["skipped"], n_buckets=state["n_buckets"],
-                          compared=state["compared"], weak_kept=sum(v[0] for v in kept.values()),
-                          strong_kept=sum(v[1] for v in kept.values()), threshold=thr, groups=state["groups"],
-                          partitions=state["partitions"], tasks=tasks)
-    return result, names
+        run.state.update({k: v for k, v in described.items() if k not in run.state})
+        os.makedirs(_spill(run), exist_ok=True)
+        _stage_once(run, "load", "A", lambda: run.state.update(_partition_log(run)))
+        items = _map(os.path.join(_spill(run), "items.arrow")).column("item").combine_chunks()
+        _stage_once(run, "anchors", "B", _anchors_of_partitions, run, items)
+        _stage_once(run, "plan", "C", _ordered, run)
+        _stage_once(run, "regroup", "D", _regroup, run, items)
+        for p in run.state["present"]:
+            path = os.path.join(_spill(run), "anchors-%05d.arrow" % p)
+            if os.path.exists(path):
+                os.remove(path)
+        df = np.load(os.path.join(_spill(run), "df.npy")) if c.metric == "tfidf" else None
+        thr = run.stage("mine", _threshold, run, df) if c.selection.mode == "alpha_global" else None
+        tasks = run.stage("mine", _mine_groups, run, df, thr)
+        shards = run.stage("write", _write_outputs, run)
+        shutil.rmtree(_spill(run))
+        kept = run.state["kept"].values()
+        counts = {"n_anchors": run.state["n"], "n_users": run.state["n_users"], "skipped": run.state["skipped"],
+                  "n_buckets": run.state["n_buckets"],
+                  "pairs": {"compared": run.state["compared"], "weak_kept": sum(v[0] for v in kept),
+                            "strong_kept": sum(v[1] for v in kept)}}
+        extra = {"ray": tasks, "recall": None, "approximate": None,
+                 "streamed": {"partitions": run.state["partitions"], "groups": run.state["groups"]}}
+        return finish(run, counts, thr, extra, shards)
+    except InputError:
+        run.discard()
+        raise

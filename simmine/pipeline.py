@@ -1,0 +1,396 @@
+"""A build as the pipeline it is: load → anchors → features → plan → mine → strong → write.
+
+Each stage is a function of the configuration and the previous stage's value. ``Run`` times every stage
+into the manifest's ``elapsed_s`` and keeps the build's checkpoint (``OUT.partial/plan.json``: the resume
+fingerprint, the shard ranges, global alpha's τ, a streamed build's stages), so timing and resuming live in
+one place. The in-memory route is here; the bounded-memory route (``--memory-gb``) in stream.py shares its
+``Run``, its mining and strong stages per group, and its manifest (docs/architecture.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Callable, Optional
+
+import numpy as np
+import pyarrow as pa
+
+from . import __version__
+from .config import BuildConfig
+from .engines.local import (Plan, WeakResult, check_threshold_output, global_threshold_of, make_plan, mine_weak,
+                            mine_weak_range, select_anchors, strong_entries, strong_positives)
+from .errors import InputError
+from .io import (FORMAT_VERSION, fault_point, sequences_table, sha256_file, strong_table, weak_table, write_json,
+                 write_table)
+from .metrics import Features, dense_features, load_embeddings, prepare_features
+from .select import GlobalThreshold, check_output_size, output_bytes, weak_entries_bound
+from .sequences import Log, SequenceSet, build_sequences, read_log
+
+ESTIMATE_SAMPLE = 256
+PLAN_FILE = "plan.json"
+STAGES = ("load", "anchors", "features", "plan", "regroup", "mine", "strong", "write")  # the manifest's order
+
+
+# ---------------------------------------------------------------------------------------------- the run
+@dataclass
+class Run:
+    """One build in progress: its configuration, what was resolved on this machine (backend, the log's
+    format and time column), per-stage seconds, and its checkpoint once opened."""
+
+    config: BuildConfig
+    backend: ModuleType
+    progress: Optional[Callable]
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict = field(default_factory=dict)
+    resolved: dict = field(default_factory=dict)
+    input_info: dict = field(default_factory=dict)
+    partial: Optional[str] = None
+    state: dict = field(default_factory=dict)
+
+    def stage(self, name: str, fn: Callable, *args):
+        """``fn(*args)``, its seconds added to stage ``name`` (a stage may run in several pieces)."""
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
+
+    def params(self) -> dict:
+        return self.config.params({"backend": self.backend.name, **self.resolved})
+
+    def fingerprint(self) -> str:
+        """What a resumed build must share with the interrupted one: input, recorded parameters, version."""
+        blob = json.dumps({"input": self.input_info, "params": self.params(), "version": __version__},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def open_checkpoint(self) -> str:
+        """OUT.partial: kept from an interrupted build of the same input and parameters when resuming
+        (its plan.json holds the state saved so far), started afresh otherwise."""
+        out = self.config.out
+        partial = f"{out.rstrip(os.sep)}.partial"
+        plan_path = os.path.join(partial, PLAN_FILE)
+        fingerprint = self.fingerprint()
+        state = None
+        if os.path.isdir(partial):
+            if self.config.resume and os.path.isfile(plan_path):
+                with open(plan_path) as f:
+                    state = json.load(f)
+                if state.get("fingerprint") != fingerprint:
+                    state = None
+            if state is None:
+                shutil.rmtree(partial)
+        os.makedirs(partial, exist_ok=True)
+        self.partial, self.state = partial, state or {"fingerprint": fingerprint}
+        self.save()
+        return partial
+
+    def save(self, **changes) -> None:
+        """Updates the checkpoint's state and writes it (atomically)."""
+        self.state.update(changes)
+        write_json(os.path.join(self.partial, PLAN_FILE), self.state)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.partial, name)
+
+    def discard(self) -> None:
+        """Bad input: nothing is left behind."""
+        if self.partial is not None:
+            shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def check_out(out: str) -> None:
+    """Refuses to replace anything that is not an earlier simmine output."""
+    if os.path.isfile(out):
+        raise InputError(f"{out}: exists and is a file; --out must name a directory")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "manifest.json")):
+        raise InputError(f"{out}: exists and is not a simmine output; refusing to overwrite it")
+
+
+def shard_ranges(n: int, shard_rows: int) -> list:
+    return [(lo, min(lo + shard_rows, n)) for lo in range(0, n, shard_rows)]
+
+
+# ---------------------------------------------------------------------------------------------- load, anchors
+@dataclass
+class Loaded:
+    """The log as read, and what the manifest records of its files."""
+
+    log: Log
+    input_info: dict
+
+
+def load_log(config: BuildConfig) -> Loaded:
+    """Stage load: the log (or the built-in demo), its path, size and sha256."""
+    if config.input is None:
+        from .demo import demo_table
+
+        log = Log("<demo>", "demo", demo_table(), "user_id", "item_id", "timestamp", config.bucket_by, 0)
+        missing = [c for c in config.bucket_by if c not in log.table.column_names]
+        if missing:
+            raise InputError(f"<demo>: no column '{missing[0]}' (columns: {', '.join(log.table.column_names)})")
+        info = {"path": None, "demo": True, "bytes": None, "sha256": None}
+    else:
+        log = read_log(config.input, config.format, config.user_col, config.item_col, config.time_col,
+                       config.bucket_by)
+        info = input_info(config.input)
+    return Loaded(log, info)
+
+
+def input_info(path: str) -> dict:
+    return {"path": os.path.abspath(path), "demo": False, "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+
+
+def resolved_input(config: BuildConfig, fmt: str, time_col: Optional[str]) -> dict:
+    """The recorded parameters only known once the log is open."""
+    out = {"format": fmt, "time_col": time_col}
+    if config.embeddings is not None:
+        out["embeddings"] = os.path.abspath(config.embeddings)
+    return out
+
+
+def make_anchors(config: BuildConfig, loaded: Loaded) -> SequenceSet:
+    """Stage anchors: the anchors of the log (docs/input.md), at least one, or an InputError."""
+    seqs = build_sequences(loaded.log, config.split, config.max_len, config.compare)
+    if seqs.n == 0:
+        raise InputError(f"{loaded.log.path}: no user has a non-empty history after --split {config.split} "
+                         f"(every one of {seqs.n_users} users was skipped)")
+    return seqs
+
+
+def make_features(config: BuildConfig, seqs: SequenceSet) -> Features:
+    """Stage features: what the metric compares, per anchor (docs/metrics.md)."""
+    if config.embeddings is not None:
+        return dense_features(load_embeddings(config.embeddings, seqs.n))
+    return prepare_features(seqs, config.metric_def, config.ngram_n)
+
+
+# ---------------------------------------------------------------------------------------------- plan
+def make_mining_plan(run: Run, seqs: SequenceSet, features: Features) -> Plan:
+    """Stage plan: anchors grouped by bucket, and the output-size check made before anything is mined."""
+    plan = make_plan(seqs.n, seqs.bucket_codes)
+    check_output_size(estimate_bytes(run, seqs, features, plan), run.config.max_output_gb)
+    return plan
+
+
+def estimate_bytes(run: Run, seqs: SequenceSet, features: Features, plan: Plan) -> int:
+    """Output size before computing: exact for k/alpha modes, sampled for min-sim, a lower bound for
+    global alpha (its exact size is checked again once τ is known)."""
+    sel = run.config.selection
+    weak = weak_entries_bound(sel, plan.bucket_size, plan.compared_pairs)
+    if weak is None:
+        weak = sampled_min_sim_entries(run, features, plan)
+    return output_bytes(weak, strong_entries(seqs.target_codes, seqs.bucket_codes), int(seqs.indptr[-1]), seqs.n)
+
+
+def sampled_min_sim_entries(run: Run, features: Features, plan: Plan) -> int:
+    """Weak entries of a min-sim build, extrapolated from ESTIMATE_SAMPLE anchors selected exactly."""
+    comparable = np.flatnonzero(plan.bucket_size > 1)
+    if not len(comparable):
+        return 0
+    rng = np.random.default_rng(0)
+    sample = rng.choice(comparable, size=min(len(comparable), ESTIMATE_SAMPLE), replace=False)
+    lists = select_anchors(features, plan, run.config.selection, run.backend, sample)
+    return int(round(sum(len(nbrs) for nbrs, _ in lists.values()) / len(sample) * len(comparable)))
+
+
+# ---------------------------------------------------------------------------------------------- mine
+def mine_all(run: Run, features: Features, plan: Plan, bucket_codes) -> WeakResult:
+    """Stage mine, for the whole build at once: exact, MinHash or FAISS (docs/approximate.md)."""
+    c = run.config
+    if c.method == "minhash":
+        from .approx.minhash import MinHashParams, mine_minhash
+
+        params = MinHashParams(c.num_perm, c.bands, c.rows, c.seed, c.recall_sample, c.candidates)
+        return mine_minhash(features, plan, c.selection, run.backend, bucket_codes, params, run.progress)
+    if c.method == "faiss":
+        from .approx.faiss_ import FaissParams, mine_faiss
+
+        params = FaissParams(c.index, int(c.dim), c.candidates, c.num_perm, c.seed, c.recall_sample)
+        return mine_faiss(features, plan, c.selection, run.backend, params, run.progress)
+    return mine_weak(features, plan, c.selection, run.backend, run.progress, c.max_output_gb)
+
+
+def range_threshold(run: Run, features: Features, plan: Plan) -> Optional[GlobalThreshold]:
+    """Global alpha's τ for a build mined by anchor range (shards, Ray tasks), computed once and kept in
+    the checkpoint so a resumed build does not recompute it; None for every other selection."""
+    sel = run.config.selection
+    if sel.mode != "alpha_global":
+        return None
+    if "threshold" not in run.state:
+        thr = global_threshold_of(features, plan, sel, run.backend, run.progress)
+        run.save(threshold={"tau": thr.tau, "rank": thr.rank, "pairs_at_or_above": thr.pairs_at_or_above})
+    thr = GlobalThreshold(**run.state["threshold"])
+    check_threshold_output(thr, sel, features.n, run.config.max_output_gb)
+    return thr
+
+
+@dataclass
+class Mined:
+    """What the mine, strong and write stages leave for the manifest."""
+
+    weak_kept: int
+    strong_kept: int
+    threshold: Optional[GlobalThreshold]
+    stats: dict
+    shards: Optional[list]
+
+
+def write_sequences(run: Run, seqs: SequenceSet) -> None:
+    path = run.path("sequences.arrow")
+    if not os.path.exists(path):  # a resumed build keeps it
+        write_table(path, sequences_table(seqs, seqs.bucket_labels))
+
+
+def mine_and_write(run: Run, seqs: SequenceSet, features: Features, plan: Plan, runner=None) -> Mined:
+    """Stages mine, strong and write: one weak.arrow and strong.arrow, or shards of --shard-rows anchors."""
+    ranges = shard_ranges(seqs.n, run.config.shard_rows)
+    exact_by_range = run.config.method == "exact" and (len(ranges) > 1 or runner is not None)
+    thr = run.stage("mine", range_threshold, run, features, plan) if exact_by_range else None
+    if runner is not None:
+        runner.load(features, plan, thr)
+    if len(ranges) == 1:
+        weak = run.stage("mine", runner.mine, 0, seqs.n) if runner else \
+            run.stage("mine", mine_all, run, features, plan, seqs.bucket_codes)
+        run.stage("write", write_table, run.path("weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
+        strong_off, strong_nbr = run.stage("strong", strong_positives, seqs.target_codes, seqs.bucket_codes)
+        run.stage("write", write_table, run.path("strong.arrow"), strong_table(strong_off, strong_nbr))
+        return Mined(int(len(weak.neighbors)), int(len(strong_nbr)), weak.threshold, weak.stats, None)
+    whole = None  # approximate candidates come from the whole build: mine once, write slices
+    if run.config.method != "exact":
+        whole = run.stage("mine", mine_all, run, features, plan, seqs.bucket_codes)
+    strong = run.stage("strong", strong_positives, seqs.target_codes, seqs.bucket_codes)
+    kept = mine_shards(run, ranges, RangeMiner(run, features, plan, thr, whole, runner), strong)
+    shards = [{"rows": [lo, hi], "weak": f"weak-{s:05d}.arrow", "strong": f"strong-{s:05d}.arrow"}
+              for s, (lo, hi) in enumerate(ranges)]
+    stats = whole.stats if whole is not None else {}
+    return Mined(kept, int(len(strong[1])), thr, stats, shards)
+
+
+@dataclass
+class RangeMiner:
+    """How a shard's anchors get their weak lists: a slice of the whole build's (approximate methods mine
+    everything at once), a Ray job, or mined here against their whole buckets."""
+
+    run: Run
+    features: Features
+    plan: Plan
+    threshold: Optional[GlobalThreshold]
+    whole: Optional[WeakResult]
+    runner: object
+
+    def __call__(self, lo: int, hi: int) -> WeakResult:
+        if self.whole is not None:
+            a, b = self.whole.offsets[lo], self.whole.offsets[hi]
+            return WeakResult(self.whole.offsets[lo:hi + 1] - a, self.whole.neighbors[a:b], self.whole.scores[a:b])
+        if self.runner is not None:
+            return self.runner.mine(lo, hi)
+        return mine_weak_range(self.features, self.plan, self.run.config.selection, self.run.backend, lo, hi,
+                               self.threshold)
+
+
+def mine_shards(run: Run, ranges: list, miner: RangeMiner, strong: tuple) -> int:
+    """Mines and writes every shard not already complete; returns the weak entries of all shards."""
+    strong_off, strong_nbr = strong
+    kept = 0
+    tick = run.progress("shards", len(ranges)) if run.progress else None
+    for s, (lo, hi) in enumerate(ranges):
+        weak_path, strong_path = run.path(f"weak-{s:05d}.arrow"), run.path(f"strong-{s:05d}.arrow")
+        if os.path.exists(weak_path) and os.path.exists(strong_path):
+            kept += len(pa.ipc.open_file(pa.memory_map(weak_path)).read_all().column("neighbors")
+                        .combine_chunks().values)
+        else:
+            w = run.stage("mine", miner, lo, hi)
+            kept += len(w.neighbors)
+            run.stage("write", write_table, weak_path, weak_table(w.offsets, w.neighbors, w.scores))
+            a, b = strong_off[lo], strong_off[hi]
+            run.stage("write", write_table, strong_path, strong_table(strong_off[lo:hi + 1] - a, strong_nbr[a:b]))
+            fault_point("SIMMINE_KILL_AFTER_SHARDS", s + 1)
+        if tick:
+            tick(1)
+    if tick:
+        tick(0, done=True)
+    return kept
+
+
+def ray_runner(run: Run):
+    """A Ray runner for --engine ray (None for local); ``load`` gives it features to mine."""
+    if run.config.engine != "ray":
+        return None
+    from .engines.ray_ import RayRunner
+
+    return RayRunner(None, None, run.config.selection, run.backend.name, None, run.config.ray_address)
+
+
+# ---------------------------------------------------------------------------------------------- the route
+def build_in_memory(run: Run) -> str:
+    """The in-memory route: every stage over the whole log."""
+    loaded = run.stage("load", load_log, run.config)
+    run.input_info = loaded.input_info
+    run.resolved.update(resolved_input(run.config, loaded.log.fmt, loaded.log.time_col))
+    seqs = run.stage("anchors", make_anchors, run.config, loaded)
+    features = run.stage("features", make_features, run.config, seqs)
+    if run.config.embeddings is not None:  # read and checked: now recorded
+        path = run.config.embeddings
+        run.input_info["embeddings"] = {"path": os.path.abspath(path), "sha256": sha256_file(path)}
+    plan = run.stage("plan", make_mining_plan, run, seqs, features)
+    run.open_checkpoint()
+    runner = None
+    try:
+        run.stage("write", write_sequences, run, seqs)
+        runner = ray_runner(run)
+        mined = mine_and_write(run, seqs, features, plan, runner)
+        counts = {"n_anchors": seqs.n, "n_users": seqs.n_users, "skipped": seqs.skipped,
+                  "n_buckets": len(plan.members),
+                  "pairs": {"compared": plan.compared_pairs, "weak_kept": mined.weak_kept,
+                            "strong_kept": mined.strong_kept}}
+        extra = {"ray": {"tasks": runner.tasks, "task_rows": runner.task_rows} if runner else None,
+                 "recall": mined.stats.get("recall"),
+                 "approximate": {k: v for k, v in mined.stats.items() if k != "recall"} or None}
+        return finish(run, counts, mined.threshold, extra, mined.shards)
+    except InputError:
+        run.discard()
+        raise
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+# ---------------------------------------------------------------------------------------------- manifest
+def finish(run: Run, counts: dict, thr: Optional[GlobalThreshold], extra: dict, shards: Optional[list]) -> str:
+    """Writes the manifest (docs/output.md) into the checkpoint directory and renames it to OUT."""
+    out, n, compared = run.config.out, counts["n_anchors"], counts["pairs"]["compared"]
+    rows_of = {"sequences.arrow": [0, n]}
+    for sh in shards or [{"rows": [0, n], "weak": "weak.arrow", "strong": "strong.arrow"}]:
+        rows_of[sh["weak"]] = rows_of[sh["strong"]] = sh["rows"]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "simmine_version": __version__,
+        "command": run.config.command_line(),
+        "input": run.input_info,
+        "params": run.params(),
+        "config": run.config.to_dict(),
+        **counts,
+        "tau": None if thr is None else thr.tau,
+        "realised_fraction": (thr.pairs_at_or_above / compared if thr is not None and compared else None),
+        "method": run.config.method,
+        "backend": run.backend.name,
+        "engine": run.config.engine,
+        **extra,
+        "shards": shards,
+        "elapsed_s": {**{k: round(run.timings[k], 6) for k in sorted(run.timings, key=STAGES.index)},
+                      "total": round(time.perf_counter() - run.started, 6)},
+        "files": {name: {"sha256": sha256_file(run.path(name)), "bytes": os.path.getsize(run.path(name)),
+                         "rows": rows} for name, rows in rows_of.items()},
+    }
+    write_json(run.path("manifest.json"), manifest)
+    os.remove(run.path(PLAN_FILE))
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    os.replace(run.partial, out)
+    return out
