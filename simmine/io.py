@@ -1,4 +1,4 @@
-"""Output layout (SPEC §6): Arrow IPC files (uncompressed, memory-mappable) and manifest.json.
+"""Output layout (docs/output.md): Arrow IPC files (uncompressed, memory-mappable) and manifest.json.
 
 Every file is written under a temporary name and renamed when complete. ``Positives`` opens a build
 with memory maps and reaches anchor i in O(1) (O(log batches) when a table has several record batches).

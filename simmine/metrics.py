@@ -1,4 +1,4 @@
-"""Metric registry and the per-metric features every backend scores (SPEC §3).
+"""Metric registry and the per-metric features every backend scores (docs/metrics.md).
 
 One representation crosses every boundary: a CSR over anchors. ``jaccard`` and ``ngram`` become sets of
 unique ascending codes, ``tfidf`` weighted sets, ``levenshtein`` the item sequences themselves. A ``Tile``
@@ -272,7 +272,7 @@ def ngram_codes(indptr: np.ndarray, items: np.ndarray, n: int):
 
 def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2, df: Optional[np.ndarray] = None,
                      n_total: Optional[int] = None) -> Features:
-    """Features of every anchor for ``metric`` (SPEC §3). TF-IDF takes N and df from the anchors given, or
+    """Features of every anchor for ``metric`` (docs/metrics.md). TF-IDF takes N and df from the anchors given, or
     from ``n_total`` and ``df`` (per item code) when they are part of a larger build."""
     if metric.name == "levenshtein":
         return Features("edit", seqs.indptr, seqs.items.astype(np.int32))

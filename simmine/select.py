@@ -1,4 +1,4 @@
-"""Selection semantics of weak positives (SPEC §4), shared by every backend and engine.
+"""Selection semantics of weak positives (docs/selection.md), shared by every backend and engine.
 
 Every mode reduces to one per-anchor request the kernels understand: "columns with s > 0 and
 s >= min_score, the best k of them, score descending then seq_id ascending".
@@ -111,7 +111,7 @@ def find_bin(hist: np.ndarray, rank: int):
 
 
 def global_threshold(alpha: float, pairs: int, hist_high, hist_low_of) -> GlobalThreshold:
-    """τ = the ⌈alpha·pairs⌉-th largest similarity, zeros included (SPEC §4).
+    """τ = the ⌈alpha·pairs⌉-th largest similarity, zeros included (docs/selection.md).
 
     hist_high: counts of positive scores by high 16 bits; hist_low_of(prefix): counts by low 16 bits among
     positive scores whose high bits are prefix.

@@ -1,4 +1,4 @@
-"""Interaction logs → SequenceSet: the CSR of item codes every later stage works on (SPEC §2).
+"""Interaction logs → SequenceSet: the CSR of item codes every later stage works on (docs/input.md).
 
 Formats: parquet, csv, tsv, arrow (IPC file or stream, Feather v2), inter (RecBole atomic files with
 ``name:type`` headers), lines (``user item item ...`` per line, as SASRec/ICLRec ship) and ml-dat (MovieLens
@@ -503,7 +503,7 @@ def encode_sorted(values) -> tuple:
 
 @dataclass
 class AnchorRows:
-    """Where each anchor's parts are in a log's table (SPEC §2), before any value is encoded."""
+    """Where each anchor's parts are in a log's table (docs/input.md), before any value is encoded."""
 
     user_codes: np.ndarray      # int64 per row: user in order of first appearance
     user_dict: pa.Array         # user code -> user as given
@@ -516,7 +516,7 @@ class AnchorRows:
 
 
 def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history") -> AnchorRows:
-    """Per SPEC §2: stable time sort per user, split, target = T[-1], history = T[:-1][-max_len:]."""
+    """Per docs/input.md: stable time sort per user, split, target = T[-1], history = T[:-1][-max_len:]."""
     if split not in SPLITS:
         raise InputError(f"unknown --split '{split}' (choose from {', '.join(SPLITS)})")
     if compare not in COMPARES:
@@ -560,7 +560,7 @@ def _user_time_order(user_codes: np.ndarray, times: Optional[np.ndarray]) -> np.
 
 def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",
                     item_values: Optional[pa.Array] = None) -> SequenceSet:
-    """The anchors of a log (SPEC §2). Items are coded in the sorted order of ``item_values`` (a sorted
+    """The anchors of a log (docs/input.md). Items are coded in the sorted order of ``item_values`` (a sorted
     dictionary covering the log, as a streamed build passes) or of the log's own items."""
     rows = anchor_rows(log, split, max_len, compare)
     items = _check_id_type(log, log.item_col)
@@ -611,6 +611,6 @@ def bucket_keys(columns: list):
 def load_sequences(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
                    time_col: Optional[str] = None, bucket_by: Sequence[str] = (), split: str = "loo",
                    max_len: int = 50, compare: str = "history") -> SequenceSet:
-    """Reads a log and builds its anchors (SPEC §2)."""
+    """Reads a log and builds its anchors (docs/input.md)."""
     log = read_log(path, fmt, user_col, item_col, time_col, bucket_by)
     return build_sequences(log, split, max_len, compare)

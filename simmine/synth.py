@@ -1,4 +1,4 @@
-"""Synthetic interaction logs at any scale, streamed to Parquet (SPEC §7 ``simmine synth``).
+"""Synthetic interaction logs at any scale, streamed to Parquet (docs/cli.md ``simmine synth``).
 
 Item popularity is Zipf with exponent s over a random permutation of item ids; lengths are log-normal with
 the requested mean (at least 3 interactions, so every user can give a leave-one-out anchor);

@@ -1,4 +1,5 @@
-"""An independent, naive implementation of SPEC §2-§4 for small logs, written from the text alone.
+"""An independent, naive implementation of docs/input.md, docs/metrics.md and docs/selection.md for small
+logs, written from the text alone.
 
 rows: list of (user, item, time) in file order. Returns anchors, weak lists and strong lists.
 """
@@ -70,7 +71,7 @@ def cosine(u, v):
 
 def mine(anchors, metric, alpha=None, alpha_scope="anchor", k=None, min_sim=None, max_per_anchor=None, n=2,
          embeddings=None):
-    """Weak lists [(neighbors, scores)] and strong lists per SPEC §4 (``embeddings``: one vector per anchor,
+    """Weak lists [(neighbors, scores)] and strong lists per docs/selection.md (``embeddings``: one vector per anchor,
     for the embedding metric)."""
     N = len(anchors)
     df = Counter(v for a in anchors for v in set(a["history"]))

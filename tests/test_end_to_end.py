@@ -1,4 +1,4 @@
-"""Whole builds against the independent naive implementation of the SPEC (tests/naive.py)."""
+"""Whole builds against the independent naive implementation of the docs' definitions (tests/naive.py)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Output files (SPEC §6): schemas, memory maps in another process, pickling, checksums."""
+"""Output files (docs/output.md): schemas, memory maps in another process, pickling, checksums."""
 import hashlib
 import json
 import os

@@ -1,4 +1,4 @@
-"""Every input format of SPEC §2, written by the tests, yields the same anchors."""
+"""Every input format of docs/input.md, written by the tests, yields the same anchors."""
 import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather

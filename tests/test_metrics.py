@@ -1,4 +1,4 @@
-"""Metric values worked out by hand (SPEC §3), through a whole build, on every backend."""
+"""Metric values worked out by hand (docs/metrics.md), through a whole build, on every backend."""
 import math
 
 import numpy as np

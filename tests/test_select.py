@@ -1,4 +1,4 @@
-"""Selection semantics (SPEC §4): ties, ceil, global threshold, caps, zero exclusion."""
+"""Selection semantics (docs/selection.md): ties, ceil, global threshold, caps, zero exclusion."""
 import numpy as np
 import pytest
 

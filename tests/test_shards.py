@@ -1,4 +1,4 @@
-"""Sharded output and --resume (SPEC §6): identical lists, byte-identical tables after a kill -9."""
+"""Sharded output and --resume (docs/output.md): identical lists, byte-identical tables after a kill -9."""
 import glob
 import json
 import os

@@ -1,4 +1,4 @@
-"""FAISS candidates, re-scored exactly (SPEC §5 ``--method faiss``).
+"""FAISS candidates, re-scored exactly (docs/approximate.md ``--method faiss``).
 
 1. Vectors. ``flat``, ``hnsw`` and ``ivf`` index float vectors under inner product:
    - ``embedding``: the given vectors scaled to unit length;

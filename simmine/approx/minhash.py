@@ -1,4 +1,4 @@
-"""MinHash-LSH candidates, re-scored exactly (SPEC §5 ``--method minhash``).
+"""MinHash-LSH candidates, re-scored exactly (docs/approximate.md ``--method minhash``).
 
 1. Signatures, per bucket: sig[i, p] = min over the anchor's set (unique items, or n-grams for ``ngram``) of
    h_p(v) = low 32 bits of splitmix64(v ⊕ seed_p); P(sig[i,p] = sig[j,p]) = Jaccard(i, j).

@@ -29,7 +29,7 @@ def edit_distance(a, b) -> int:
 
 
 def pair_score(tile: Tile, i: int, j: int) -> np.float32:
-    """s(i, j) by the metric's definition (SPEC §3)."""
+    """s(i, j) by the metric's definition (docs/metrics.md)."""
     a = tile.indices[tile.indptr[i]:tile.indptr[i + 1]]
     b = tile.indices[tile.indptr[j]:tile.indptr[j + 1]]
     if tile.kind == "set":

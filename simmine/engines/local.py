@@ -82,7 +82,7 @@ def _blocks(k_rows: np.ndarray):
 
 def mine_weak(features: Features, plan: Plan, sel: Selection, backend, progress: Callable = None,
               max_output_gb: float = float("inf")) -> WeakResult:
-    """Weak positives of every anchor per ``sel`` (SPEC §4).
+    """Weak positives of every anchor per ``sel`` (docs/selection.md).
 
     Top-k modes (alpha anchor scope, k) select per anchor row; threshold modes (min-sim, global alpha) score
     each unordered pair once through ``backend.pairs`` and keep it both ways.

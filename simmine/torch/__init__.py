@@ -4,7 +4,7 @@
   epoch, deterministic for (seed, epoch, anchor), safe in DataLoader workers and across ranks.
 - ``WithPositives``: wraps a dataset indexed by seq_id so that each item comes with its positives.
 - ``RelativeContrastiveLoss``: the weighted RCL loss (RCL, Eq. 12-17).
-- ``batch_similarity``: the B×B similarity of two batches of padded histories, SPEC §3 definitions.
+- ``batch_similarity``: the B×B similarity of two batches of padded histories, docs/metrics.md definitions.
 """
 from .loss import RelativeContrastiveLoss, false_negatives, info_nce
 from .sampler import AnchorSampler, PositiveBatch, PositiveSampler, WithPositives

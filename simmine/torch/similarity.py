@@ -1,4 +1,4 @@
-"""Similarity of two batches of padded histories, on any device, by the definitions of SPEC §3.
+"""Similarity of two batches of padded histories, on any device, by the definitions of docs/metrics.md.
 
 Histories are LongTensors [B, L] of item ids with ``pad`` (default 0) where there is no item; padding may sit
 on either side. Everything is computed from item-equality masks, so it runs unchanged on CPU and GPU.
@@ -101,7 +101,7 @@ def _gram_ids(x: torch.Tensor, lengths: torch.Tensor, n: int, base: int):
 def batch_similarity(a: torch.Tensor, b: torch.Tensor, metric: str = "jaccard", pad: int = 0, ngram_n: int = 2,
                      idf: Optional[torch.Tensor] = None, chunk: int = 64) -> torch.Tensor:
     """sim[u, c] = s(a[u], b[c]) as float32 [Ba, Bb] on a's device, for metric jaccard, tfidf (needs ``idf``,
-    indexed by item id, e.g. from ``idf_from_build``), ngram or levenshtein (SPEC §3). Item ids must be
+    indexed by item id, e.g. from ``idf_from_build``), ngram or levenshtein (docs/metrics.md). Item ids must be
     non-negative.
 
     >>> a = torch.tensor([[1, 2, 3], [0, 4, 5]])
