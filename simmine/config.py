@@ -24,7 +24,6 @@ SPLITS = ("loo", "none")
 COMPARES = ("history", "full")
 METHODS = ("exact", "minhash", "faiss")
 ENGINES = ("local", "ray")
-ALPHA_SCOPES = ("anchor", "global")
 DEFAULT_SHARD_ROWS = 1_000_000
 
 GROUPS = {
@@ -129,14 +128,7 @@ class BuildConfig:
     @property
     def selection(self):
         """The weak-positive selection (select.Selection) these flags ask for."""
-        from .select import Selection
-
-        if self.alpha is not None:
-            mode = "alpha" if self.alpha_scope == "anchor" else "alpha_global"
-            return Selection(mode, alpha=self.alpha, max_per_anchor=self.max_per_anchor)
-        if self.k is not None:
-            return Selection("k", k=self.k, max_per_anchor=self.max_per_anchor)
-        return Selection("min_sim", min_sim=self.min_sim, max_per_anchor=self.max_per_anchor)
+        return self._selection
 
     @property
     def metric_def(self):
@@ -296,25 +288,13 @@ def _validate(c: BuildConfig) -> None:
 
 
 def _validate_selection(c: BuildConfig) -> None:
-    given = [name for name, v in (("--alpha", c.alpha), ("--k", c.k), ("--min-sim", c.min_sim)) if v is not None]
-    if len(given) != 1:
-        which = " and ".join(given) if given else "none"
-        raise InputError(f"give exactly one of --alpha, --k, --min-sim (got {which})")
-    _choice("--alpha-scope", c.alpha_scope, ALPHA_SCOPES)
-    if c.max_per_anchor is not None and (not _is_int(c.max_per_anchor) or c.max_per_anchor < 1):
-        raise InputError(f"--max-per-anchor must be a positive integer, got {c.max_per_anchor}")
-    if c.alpha is not None:
-        if not _is_number(c.alpha) or not (0 < c.alpha <= 1):
-            raise InputError(f"--alpha must be in (0, 1], got {c.alpha}")
-        _set(c, "alpha", float(c.alpha))
-    elif c.k is not None:
-        if not _is_int(c.k) or c.k < 1:
-            raise InputError(f"--k must be a positive integer, got {c.k}")
-        _set(c, "k", int(c.k))
-    else:
-        if not _is_number(c.min_sim) or not (0 <= c.min_sim <= 1):
-            raise InputError(f"--min-sim must be in [0, 1], got {c.min_sim}")
-        _set(c, "min_sim", float(c.min_sim))
+    from .select import make_selection
+
+    sel = make_selection(c.alpha, c.alpha_scope, c.k, c.min_sim, c.max_per_anchor)
+    _set(c, "alpha", sel.alpha)
+    _set(c, "k", sel.k)
+    _set(c, "min_sim", sel.min_sim)
+    _set(c, "_selection", sel)
 
 
 def _validate_streamed(c: BuildConfig) -> None:
