@@ -176,6 +176,18 @@ py::tuple assemble_pairs(int64_t n, const py::array& pi, const py::array& pj, co
 int64_t rows_of(const py::dict& t) { return py::cast<py::array>(t["indptr"]).size() - 1; }
 py::array arr(const py::dict& t, const char* key) { return py::cast<py::array>(t[key]); }
 
+// Same-user exclusion runs (ex_lo, ex_hi per row), or none: each row excludes only itself.
+Excluded excluded_of(const py::dict& t) {
+    if (!t.contains("ex_lo") || t["ex_lo"].is_none()) return Excluded{};
+    const int64_t n = rows_of(t);
+    const int32_t* lo = ptr_of<int32_t>(arr(t, "ex_lo"), "ex_lo", n);
+    const int32_t* hi = ptr_of<int32_t>(arr(t, "ex_hi"), "ex_hi", n);
+    for (int64_t i = 0; i < n; ++i) {
+        if (lo[i] < 0 || lo[i] > i || hi[i] <= i || hi[i] > n) throw py::value_error("ex_lo/ex_hi: no run around row");
+    }
+    return Excluded{lo, hi};
+}
+
 SetScorer make_sets(const py::dict& t) {
     const int64_t n = rows_of(t);
     const int64_t words = py::cast<int64_t>(t["dense_words"]);
@@ -183,7 +195,7 @@ SetScorer make_sets(const py::dict& t) {
                      ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"), ptr_of<int32_t>(arr(t, "post_rows"), "post_rows"),
                      n, words, ptr_of<uint64_t>(arr(t, "dense_bits"), "dense_bits", words * n),
                      ptr_of<uint8_t>(arr(t, "dense_code"), "dense_code"),
-                     std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1)};
+                     std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1), excluded_of(t)};
 }
 
 PrefixSetScorer make_prefix(const py::dict& t) {
@@ -193,7 +205,7 @@ PrefixSetScorer make_prefix(const py::dict& t) {
                            ptr_of<int32_t>(arr(t, "prefix_ranks"), "prefix_ranks"),
                            ptr_of<int64_t>(arr(t, "prefix_post_ptr"), "prefix_post_ptr"),
                            ptr_of<int32_t>(arr(t, "prefix_post_rows"), "prefix_post_rows"), n,
-                           std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1)};
+                           std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1), excluded_of(t)};
 }
 
 CosineScorer make_cosine(const py::dict& t) {
@@ -211,7 +223,8 @@ CosineScorer make_cosine(const py::dict& t) {
                         t["heavy"].is_none() ? nullptr : ptr_of<int32_t>(arr(t, "by_heavy"), "by_heavy", n),
                         t["heavy"].is_none() ? nullptr : ptr_of<int64_t>(arr(t, "heavy_ptr"), "heavy_ptr", n + 1),
                         t["heavy"].is_none() ? nullptr : ptr_of<int32_t>(arr(t, "heavy_idx"), "heavy_idx"),
-                        t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_w"), "heavy_w")};
+                        t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_w"), "heavy_w"),
+                        excluded_of(t)};
 }
 
 EditScorer make_edit(const py::dict& t) {
@@ -222,7 +235,7 @@ EditScorer make_edit(const py::dict& t) {
                       ptr_of<int32_t>(arr(t, "ms_counts"), "ms_counts", mcode.size()),
                       ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"), ptr_of<int32_t>(prow, "post_rows"),
                       ptr_of<int32_t>(arr(t, "post_counts"), "post_counts", prow.size()), n,
-                      std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1)};
+                      std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1), excluded_of(t)};
 }
 
 }  // namespace
@@ -264,7 +277,7 @@ PYBIND11_MODULE(_core, m) {
         return sig;
     }, "MinHash signatures [n, num_perm] (uint32) of the code sets of a CSR");
     m.def("band_candidates", [](py::array run_of, py::array run_ptr, py::array run_members, int64_t m,
-                                py::array anchors, py::array max_candidates) {
+                                py::array anchors, py::array max_candidates, py::object ex_lo, py::object ex_hi) {
         const int64_t na = anchors.size();
         const int64_t bands = m > 0 ? run_of.size() / m : 0;
         if (bands * m != run_of.size()) throw py::value_error("run_of: expected m * bands elements");
@@ -277,10 +290,21 @@ PYBIND11_MODULE(_core, m) {
         for (int64_t x = 0; x < na; ++x) {
             if (an[x] < 0 || an[x] >= m) throw py::index_error("anchor out of range");
         }
+        Excluded excluded{};
+        if (!ex_lo.is_none()) {
+            excluded = Excluded{ptr_of<int32_t>(py::cast<py::array>(ex_lo), "ex_lo", m),
+                                ptr_of<int32_t>(py::cast<py::array>(ex_hi), "ex_hi", m)};
+            for (int64_t x = 0; x < na; ++x) {
+                const int64_t a = an[x];
+                if (excluded.lo[a] < 0 || excluded.lo[a] > a || excluded.hi[a] <= a || excluded.hi[a] > m) {
+                    throw py::value_error("ex_lo/ex_hi: no run around an anchor");
+                }
+            }
+        }
         std::vector<std::vector<int32_t>> nbr, shared;
         {
             py::gil_scoped_release release;
-            band_candidates_block(ro, bands, rp, rm, m, an, na, mc, nbr, shared);
+            band_candidates_block(ro, bands, rp, rm, m, an, na, mc, excluded, nbr, shared);
         }
         py::array_t<int64_t> ptr(na + 1);
         int64_t* p = ptr.mutable_data();
@@ -294,7 +318,9 @@ PYBIND11_MODULE(_core, m) {
             std::copy(shared[x].begin(), shared[x].end(), k + p[x]);
         }
         return py::make_tuple(ptr, cols, counts);
-    }, "LSH band collisions of anchors: (ptr, rows, runs shared), the best max_candidates[x] (ties kept)");
+    }, "LSH band collisions of anchors: (ptr, rows, runs shared), the best max_candidates[x] (ties kept)",
+       py::arg("run_of"), py::arg("run_ptr"), py::arg("run_members"), py::arg("m"), py::arg("anchors"),
+       py::arg("max_candidates"), py::arg("ex_lo") = py::none(), py::arg("ex_hi") = py::none());
     m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
         if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
         if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);

@@ -45,6 +45,14 @@ inline int thread_id() {
 #endif
 }
 
+// The columns a row never pairs with: itself, or, with same-user exclusion (prefix anchors), the run
+// [lo[i], hi[i]) of rows that belong to its user (a user's anchors are consecutive rows of a tile).
+struct Excluded {
+    const int32_t* lo = nullptr;
+    const int32_t* hi = nullptr;
+    bool operator()(int64_t i, int64_t j) const { return lo ? (j >= lo[i] && j < hi[i]) : j == i; }
+};
+
 // A pair whose score is provably below floor · (1 − 1e-6) is skipped before the exact float32 test.
 constexpr double kBelow = 1.0 - 1e-6;
 
@@ -116,6 +124,7 @@ struct SetScorer {
     const uint8_t* dense_code;  // per code: 1 when counted by the bitmaps instead of the postings
 
     int64_t vocab;
+    Excluded excluded;
 
     struct Scratch {
         std::vector<int32_t> acc, touched;
@@ -149,7 +158,7 @@ struct SetScorer {
         auto emit = [&](int64_t j) {
             const int32_t c = sc.acc[j];
             sc.acc[j] = 0;
-            if (c == 0 || j == i) return;
+            if (c == 0 || excluded(i, j)) return;
             const int64_t size_j = indptr[j + 1] - indptr[j];
             // c / union < floor, tested without a division; the margin keeps borderline pairs for the exact test
             if (static_cast<double>(c) < kBelow * sink.floor() * static_cast<double>(size_i + size_j - c)) return;
@@ -179,6 +188,7 @@ struct PrefixSetScorer {
     const int32_t* prow;
     int64_t n;
     int64_t vocab;
+    Excluded excluded;
 
     struct Scratch {
         std::vector<uint8_t> mark, has;
@@ -198,7 +208,7 @@ struct PrefixSetScorer {
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.has[idx[p]] = 1;
         for (int32_t j : sc.touched) {
             sc.mark[j] = 0;
-            if (j == i) continue;
+            if (excluded(i, j)) continue;
             const int64_t b = indptr[j + 1] - indptr[j];
             if (jaccard_from_counts(std::min(a, b), a, b) < sink.floor()) continue;  // size filter
             int64_t c = 0;
@@ -238,6 +248,7 @@ struct CosineScorer {
     const int64_t* heavy_ptr; // row j's heavy codes: [heavy_ptr[j], heavy_ptr[j+1]) into heavy_idx, heavy_w
     const int32_t* heavy_idx; // ascending per row
     const double* heavy_w;
+    Excluded excluded;
 
     struct Cand {
         double ub;
@@ -280,7 +291,7 @@ struct CosineScorer {
             const double dot = sc.acc[j];
             sc.acc[j] = 0.0;
             sc.mark[j] = 0;
-            if (j == i) continue;
+            if (excluded(i, j)) continue;
             const float s = cosine_from_dot(dot, norms[i], norms[j]);
             if (s > 0.0f) sink.push(j, s);
         }
@@ -337,7 +348,7 @@ struct CosineScorer {
         for (int32_t j : sc.touched) {
             const double low = sc.acc[j] * inv_i * inv_norms[j];
             sc.acc[j] = 0.0;
-            if (j == i || inv_norms[j] <= 0.0) continue;  // a zero row scores 0
+            if (excluded(i, j) || inv_norms[j] <= 0.0) continue;  // a zero row scores 0
             if (low_floor) {
                 if (static_cast<int64_t>(sc.lows.size()) < want) {
                     sc.lows.push_back(low);
@@ -385,7 +396,7 @@ struct CosineScorer {
         for (int64_t t = 0; t < n; ++t) {  // pairs sharing no light code: exact heavy dot, h_i·h_j descending
             const int32_t j = by_heavy[t];
             if (hi * heavy_norm[j] < floor()) break;
-            if (j >= j_min && j != i && !sc.mark[j] && norms[j] > 0.0) {
+            if (j >= j_min && !excluded(i, j) && !sc.mark[j] && norms[j] > 0.0) {
                 const float s = cosine_from_dot(heavy_dot(sc, j), ni, norms[j]);
                 if (s > 0.0f) sink.push(j, s);
             }
@@ -410,6 +421,7 @@ struct EditScorer {
     const int32_t* pcnt;
     int64_t n;
     int64_t vocab;
+    Excluded excluded;
 
     struct Cand {
         float bound;  // 1 − (max(|A|,|B|) − overlap) / max(|A|,|B|) >= s
@@ -472,7 +484,7 @@ struct EditScorer {
         for (int32_t j : sc.touched) {
             const int32_t overlap = sc.acc[j];
             sc.acc[j] = 0;
-            if (j == i) continue;
+            if (excluded(i, j)) continue;
             const int64_t lb = indptr[j + 1] - indptr[j];
             sc.cands.push_back(Cand{levenshtein_from_distance(std::max(la, lb) - overlap, la, lb), j});
         }
@@ -525,7 +537,7 @@ struct BlockOutput {
     std::vector<int64_t> start, count;        // per row, inside its thread's buffers
 };
 
-// For each rows[r]: candidates j != i with s > 0 and s >= min_score, the best k_row[r] of them, appended to
+// For each rows[r]: candidates j not excluded (docs/input.md) with s > 0 and s >= min_score, the best k_row[r] of them, appended to
 // the calling thread's buffers (no per-row capacity is reserved, so threshold joins cost what they keep).
 template <class Scorer>
 void select_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, const int64_t* k_row, float min_score,
@@ -645,14 +657,14 @@ inline void minhash_block(const int64_t* indptr, const int64_t* codes, int64_t n
     }
 }
 
-// LSH band collisions of listed anchors (rows of one bucket): each anchor's rows that share at least one
-// band run with it, ascending, with the number of runs shared; when max_candidates[x] > 0, only rows sharing
+// LSH band collisions of listed anchors (rows of one bucket): each anchor's rows (not excluded) that share at
+// least one band run with it, ascending, with the number of runs shared; when max_candidates[x] > 0, only rows sharing
 // at least as many runs as the max_candidates[x]-th most (ties kept). run_of[a * bands + t] is anchor a's
 // run in band t (-1 when alone); run r holds run_members[run_ptr[r]:run_ptr[r + 1]].
 inline void band_candidates_block(const int32_t* run_of, int64_t bands, const int64_t* run_ptr,
                                   const int32_t* run_members, int64_t m, const int64_t* anchors, int64_t na,
-                                  const int64_t* max_candidates, std::vector<std::vector<int32_t>>& nbr,
-                                  std::vector<std::vector<int32_t>>& shared) {
+                                  const int64_t* max_candidates, Excluded excluded,
+                                  std::vector<std::vector<int32_t>>& nbr, std::vector<std::vector<int32_t>>& shared) {
     nbr.assign(na, {});
     shared.assign(na, {});
 #pragma omp parallel
@@ -683,6 +695,9 @@ inline void band_candidates_block(const int32_t* run_of, int64_t bands, const in
                 }
             }
             count[a] = 0;  // the anchor is in each of its runs: listed, but never kept
+            if (excluded.lo) {  // nor are its own user's other anchors
+                for (int64_t j = excluded.lo[a]; j < excluded.hi[a]; ++j) count[j] = 0;
+            }
             uint16_t floor = 1;
             const int64_t others = nt - (in_a_run ? 1 : 0);
             if (max_candidates[x] > 0 && others > max_candidates[x]) {

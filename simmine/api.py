@@ -17,7 +17,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
           num_perm: int = 128, bands: Optional[int] = None, rows: Optional[int] = None,
           recall_sample: int = 500, seed: int = 0, embeddings: Optional[str] = None, index: str = "flat",
           dim: int = 256, candidates: Optional[int] = None, shard_rows: Optional[int] = None, resume: bool = False,
-          ray_address: Optional[str] = None, memory_gb: Optional[float] = None) -> str:
+          ray_address: Optional[str] = None, memory_gb: Optional[float] = None, anchors: str = "user",
+          same_user: Optional[str] = None) -> str:
     """Mines strong and weak positives and writes them to ``out``; returns ``out``.
 
     Keyword names are the CLI flags with underscores (docs/cli.md); each is one field of

@@ -22,6 +22,8 @@ from .errors import InputError
 FORMATS = ("auto", "parquet", "csv", "tsv", "arrow", "inter", "lines", "ml-dat")
 SPLITS = ("loo", "none")
 COMPARES = ("history", "full")
+ANCHORS = ("user", "prefix")
+SAME_USER = ("exclude", "keep")
 METHODS = ("exact", "minhash", "faiss")
 ENGINES = ("local", "ray")
 DEFAULT_SHARD_ROWS = 1_000_000
@@ -78,6 +80,10 @@ class BuildConfig:
     split: str = option("loo", "loo (hold out the last two) | none", "input")
     max_len: int = option(50, "items of history compared (default 50)", "input", _int)
     compare: str = option("history", "history (T[:-1]) | full (T)", "input")
+    anchors: str = option("user", "user (one anchor per user: T[:-1] -> T[-1]) | prefix (one per t >= 1: "
+                                  "T[:t] -> T[t], as trainers train)", "input")
+    same_user: Optional[str] = option(None, "exclude | keep: whether two anchors of one user may be each other's "
+                                            "positives (default: exclude with --anchors prefix)", "input")
     # metric
     metric: str = option("jaccard", "jaccard | tfidf | ngram | levenshtein | embedding", "metric")
     ngram_n: int = option(2, "n of --metric ngram (default 2)", "metric", _int)
@@ -140,6 +146,11 @@ class BuildConfig:
     def streamed(self) -> bool:
         return self.memory_gb is not None
 
+    @property
+    def excludes_same_user(self) -> bool:
+        """Whether anchors of one user are never paired (only prefix anchors share a user)."""
+        return self.anchors == "prefix" and self.same_user == "exclude"
+
     def applies(self, name: str) -> bool:
         """Whether a recorded field means anything for this build (those that do not are recorded as None)."""
         if name == "alpha_scope":
@@ -168,16 +179,24 @@ class BuildConfig:
         out["selection"] = self.selection.mode
         return out
 
+    def _resolves_to_itself(self, f) -> bool:
+        """Whether the field's default resolves to the value it has here (shard_rows None is 1,000,000;
+        same_user None is exclude with prefix anchors)."""
+        try:
+            return replace(self, **{f.name: f.default}) == self
+        except InputError:  # the default alone is not a valid build (a selection flag)
+            return False
+
     def to_dict(self) -> dict:
         """Every field, JSON-ready: what the manifest records as ``config`` and ``--like`` reads back."""
         return {k: _plain(v) for k, v in asdict(self).items()}
 
     def command_line(self) -> str:
-        """A ``simmine build`` command that makes this build: the fields that differ from their defaults."""
+        """A ``simmine build`` command that makes this build: the fields whose default would change it."""
         words = ["simmine", "build"]
         for f in fields(self):
             value = getattr(self, f.name)
-            if value == f.default or (f.name == "shard_rows" and value == DEFAULT_SHARD_ROWS) or value == ():
+            if value == f.default or self._resolves_to_itself(f):
                 continue
             flag = cli_flag(f)
             if f.metadata["parse"] is bool:
@@ -322,6 +341,10 @@ def _validate_input(c: BuildConfig) -> None:
     _choice("--format", c.format, FORMATS)
     _choice("--split", c.split, SPLITS)
     _choice("--compare", c.compare, COMPARES)
+    _choice("--anchors", c.anchors, ANCHORS)
+    if c.same_user is None:
+        _set(c, "same_user", "exclude" if c.anchors == "prefix" else "keep")
+    _choice("--same-user", c.same_user, SAME_USER)
     for name in ("input", "out", "embeddings"):
         value = getattr(c, name)
         if value is not None:

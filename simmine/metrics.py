@@ -56,6 +56,7 @@ class Features:
     weights: Optional[np.ndarray] = None   # float64 aligned with indices (cosine)
     norms: Optional[np.ndarray] = None     # float64 per row (cosine, dense)
     vectors: Optional[np.ndarray] = None   # float64 [N, d] (dense)
+    owners: Optional[np.ndarray] = None    # int64 user per anchor when anchors of one user never pair
     _last_tile: tuple = field(default=(None, None), repr=False)
 
     @property
@@ -72,6 +73,12 @@ class Features:
         return self._last_tile[1]
 
     def _make_tile(self, members: np.ndarray) -> "Tile":
+        tile = self._tile_features(members)
+        if self.owners is not None:
+            tile.ex_lo, tile.ex_hi = exclusion_runs(self.owners[members])
+        return tile
+
+    def _tile_features(self, members: np.ndarray) -> "Tile":
         from .sequences import _ranges
 
         if self.kind == "dense":
@@ -102,6 +109,18 @@ class Features:
         if self.kind == "set":
             tile.add_dense_bitmaps()
         return tile
+
+
+def exclusion_runs(owners: np.ndarray):
+    """(lo, hi) int32 per row: the run of consecutive rows with the row's owner, which it never pairs with."""
+    n = len(owners)
+    start = np.ones(n, dtype=bool)
+    if n:
+        start[1:] = owners[1:] != owners[:-1]
+    first = np.flatnonzero(start)
+    run = np.cumsum(start) - 1
+    ends = np.append(first[1:], n)
+    return first[run].astype(np.int32), ends[run].astype(np.int32)
 
 
 # TF-IDF: codes held by at least HEAVY_FRACTION of a tile's rows are scored from per-row lists, not
@@ -156,11 +175,17 @@ class Tile:
     heavy_idx: Optional[np.ndarray] = None
     heavy_w: Optional[np.ndarray] = None
     vectors: Optional[np.ndarray] = None      # dense (embedding) tiles
+    ex_lo: Optional[np.ndarray] = None        # same-user exclusion: row i never pairs with rows ex_lo[i]..ex_hi[i]-1
+    ex_hi: Optional[np.ndarray] = None
     _prefix: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return len(self.indptr) - 1
+
+    def excluded(self, i: int) -> range:
+        """The rows row i never pairs with: itself, or its user's run."""
+        return range(i, i + 1) if self.ex_lo is None else range(int(self.ex_lo[i]), int(self.ex_hi[i]))
 
     def add_heavy_bounds(self) -> None:
         """Marks popular codes; gives every row its popular codes and weights (a CSR), its

@@ -22,11 +22,11 @@ import pyarrow as pa
 
 from . import __version__
 from .config import BuildConfig
-from .engines.local import (Plan, WeakResult, check_threshold_output, global_threshold_of, make_plan, mine_weak,
-                            mine_weak_range, select_anchors, strong_entries, strong_positives)
+from .engines.local import (Plan, StrongGroups, WeakResult, check_threshold_output, global_threshold_of, make_plan,
+                            mine_weak, mine_weak_range, select_anchors, strong_groups, strong_pairs)
 from .errors import InputError
-from .io import (FORMAT_VERSION, fault_point, sequences_table, sha256_file, strong_table, weak_table, write_json,
-                 write_table)
+from .io import (FORMAT_VERSION, fault_point, groups_table, sequences_table, sha256_file, strong_table, weak_table,
+                 write_json, write_table)
 from .metrics import Features, dense_features, load_embeddings, prepare_features
 from .select import GlobalThreshold, check_output_size, output_bytes, weak_entries_bound
 from .sequences import Log, SequenceSet, build_sequences, read_log
@@ -156,7 +156,7 @@ def resolved_input(config: BuildConfig, fmt: str, time_col: Optional[str]) -> di
 
 def make_anchors(config: BuildConfig, loaded: Loaded) -> SequenceSet:
     """Stage anchors: the anchors of the log (docs/input.md), at least one, or an InputError."""
-    seqs = build_sequences(loaded.log, config.split, config.max_len, config.compare)
+    seqs = build_sequences(loaded.log, config.split, config.max_len, config.compare, anchors=config.anchors)
     if seqs.n == 0:
         raise InputError(f"{loaded.log.path}: no user has a non-empty history after --split {config.split} "
                          f"(every one of {seqs.n_users} users was skipped)")
@@ -164,16 +164,21 @@ def make_anchors(config: BuildConfig, loaded: Loaded) -> SequenceSet:
 
 
 def make_features(config: BuildConfig, seqs: SequenceSet) -> Features:
-    """Stage features: what the metric compares, per anchor (docs/metrics.md)."""
+    """Stage features: what the metric compares, per anchor (docs/metrics.md), and which anchors share a
+    user when they may not pair."""
     if config.embeddings is not None:
-        return dense_features(load_embeddings(config.embeddings, seqs.n))
-    return prepare_features(seqs, config.metric_def, config.ngram_n)
+        features = dense_features(load_embeddings(config.embeddings, seqs.n))
+    else:
+        features = prepare_features(seqs, config.metric_def, config.ngram_n)
+    if config.excludes_same_user:
+        features.owners = seqs.owners
+    return features
 
 
 # ---------------------------------------------------------------------------------------------- plan
 def make_mining_plan(run: Run, seqs: SequenceSet, features: Features) -> Plan:
     """Stage plan: anchors grouped by bucket, and the output-size check made before anything is mined."""
-    plan = make_plan(seqs.n, seqs.bucket_codes)
+    plan = make_plan(seqs.n, seqs.bucket_codes, features.owners)
     check_output_size(estimate_bytes(run, seqs, features, plan), run.config.max_output_gb)
     return plan
 
@@ -182,15 +187,15 @@ def estimate_bytes(run: Run, seqs: SequenceSet, features: Features, plan: Plan) 
     """Output size before computing: exact for k/alpha modes, sampled for min-sim, a lower bound for
     global alpha (its exact size is checked again once τ is known)."""
     sel = run.config.selection
-    weak = weak_entries_bound(sel, plan.bucket_size, plan.compared_pairs)
+    weak = weak_entries_bound(sel, plan.others, plan.compared_pairs)
     if weak is None:
         weak = sampled_min_sim_entries(run, features, plan)
-    return output_bytes(weak, strong_entries(seqs.target_codes, seqs.bucket_codes), int(seqs.indptr[-1]), seqs.n)
+    return output_bytes(weak, int(seqs.indptr[-1]), seqs.n)
 
 
 def sampled_min_sim_entries(run: Run, features: Features, plan: Plan) -> int:
     """Weak entries of a min-sim build, extrapolated from ESTIMATE_SAMPLE anchors selected exactly."""
-    comparable = np.flatnonzero(plan.bucket_size > 1)
+    comparable = np.flatnonzero(plan.others > 0)
     if not len(comparable):
         return 0
     rng = np.random.default_rng(0)
@@ -236,6 +241,7 @@ class Mined:
 
     weak_kept: int
     strong_kept: int
+    groups: int
     threshold: Optional[GlobalThreshold]
     stats: dict
     shards: Optional[list]
@@ -245,6 +251,15 @@ def write_sequences(run: Run, seqs: SequenceSet) -> None:
     path = run.path("sequences.arrow")
     if not os.path.exists(path):  # a resumed build keeps it
         write_table(path, sequences_table(seqs, seqs.bucket_labels))
+
+
+def make_strong(run: Run, seqs: SequenceSet) -> StrongGroups:
+    """Stage strong: the strong groups, written once to groups.arrow (kept by a resumed build)."""
+    groups = strong_groups(seqs.target_codes, seqs.bucket_codes)
+    path = run.path("groups.arrow")
+    if not os.path.exists(path):
+        write_table(path, groups_table(groups.offsets, groups.members))
+    return groups
 
 
 def mine_and_write(run: Run, seqs: SequenceSet, features: Features, plan: Plan, runner=None) -> Mined:
@@ -258,18 +273,20 @@ def mine_and_write(run: Run, seqs: SequenceSet, features: Features, plan: Plan, 
         weak = run.stage("mine", runner.mine, 0, seqs.n) if runner else \
             run.stage("mine", mine_all, run, features, plan, seqs.bucket_codes)
         run.stage("write", write_table, run.path("weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
-        strong_off, strong_nbr = run.stage("strong", strong_positives, seqs.target_codes, seqs.bucket_codes)
-        run.stage("write", write_table, run.path("strong.arrow"), strong_table(strong_off, strong_nbr))
-        return Mined(int(len(weak.neighbors)), int(len(strong_nbr)), weak.threshold, weak.stats, None)
-    whole = None  # approximate candidates come from the whole build: mine once, write slices
-    if run.config.method != "exact":
-        whole = run.stage("mine", mine_all, run, features, plan, seqs.bucket_codes)
-    strong = run.stage("strong", strong_positives, seqs.target_codes, seqs.bucket_codes)
-    kept = mine_shards(run, ranges, RangeMiner(run, features, plan, thr, whole, runner), strong)
-    shards = [{"rows": [lo, hi], "weak": f"weak-{s:05d}.arrow", "strong": f"strong-{s:05d}.arrow"}
-              for s, (lo, hi) in enumerate(ranges)]
-    stats = whole.stats if whole is not None else {}
-    return Mined(kept, int(len(strong[1])), thr, stats, shards)
+        groups = run.stage("strong", make_strong, run, seqs)
+        run.stage("write", write_table, run.path("strong.arrow"), strong_table(groups.group))
+        kept, thr, stats, shards = int(len(weak.neighbors)), weak.threshold, weak.stats, None
+    else:
+        whole = None  # approximate candidates come from the whole build: mine once, write slices
+        if run.config.method != "exact":
+            whole = run.stage("mine", mine_all, run, features, plan, seqs.bucket_codes)
+        groups = run.stage("strong", make_strong, run, seqs)
+        kept = mine_shards(run, ranges, RangeMiner(run, features, plan, thr, whole, runner), groups.group)
+        shards = [{"rows": [lo, hi], "weak": f"weak-{s:05d}.arrow", "strong": f"strong-{s:05d}.arrow"}
+                  for s, (lo, hi) in enumerate(ranges)]
+        stats = whole.stats if whole is not None else {}
+    strong_kept = strong_pairs(groups, features.owners)
+    return Mined(kept, strong_kept, len(groups.offsets) - 1, thr, stats, shards)
 
 
 @dataclass
@@ -294,9 +311,8 @@ class RangeMiner:
                                self.threshold)
 
 
-def mine_shards(run: Run, ranges: list, miner: RangeMiner, strong: tuple) -> int:
+def mine_shards(run: Run, ranges: list, miner: RangeMiner, group: np.ndarray) -> int:
     """Mines and writes every shard not already complete; returns the weak entries of all shards."""
-    strong_off, strong_nbr = strong
     kept = 0
     tick = run.progress("shards", len(ranges)) if run.progress else None
     for s, (lo, hi) in enumerate(ranges):
@@ -308,8 +324,7 @@ def mine_shards(run: Run, ranges: list, miner: RangeMiner, strong: tuple) -> int
             w = run.stage("mine", miner, lo, hi)
             kept += len(w.neighbors)
             run.stage("write", write_table, weak_path, weak_table(w.offsets, w.neighbors, w.scores))
-            a, b = strong_off[lo], strong_off[hi]
-            run.stage("write", write_table, strong_path, strong_table(strong_off[lo:hi + 1] - a, strong_nbr[a:b]))
+            run.stage("write", write_table, strong_path, strong_table(group[lo:hi]))
             fault_point("SIMMINE_KILL_AFTER_SHARDS", s + 1)
         if tick:
             tick(1)
@@ -348,7 +363,7 @@ def build_in_memory(run: Run) -> str:
         counts = {"n_anchors": seqs.n, "n_users": seqs.n_users, "skipped": seqs.skipped,
                   "n_buckets": len(plan.members),
                   "pairs": {"compared": plan.compared_pairs, "weak_kept": mined.weak_kept,
-                            "strong_kept": mined.strong_kept}}
+                            "strong_kept": mined.strong_kept}, "strong_groups": mined.groups}
         extra = {"ray": {"tasks": runner.tasks, "task_rows": runner.task_rows} if runner else None,
                  "recall": mined.stats.get("recall"),
                  "approximate": {k: v for k, v in mined.stats.items() if k != "recall"} or None}
@@ -365,7 +380,7 @@ def build_in_memory(run: Run) -> str:
 def finish(run: Run, counts: dict, thr: Optional[GlobalThreshold], extra: dict, shards: Optional[list]) -> str:
     """Writes the manifest (docs/output.md) into the checkpoint directory and renames it to OUT."""
     out, n, compared = run.config.out, counts["n_anchors"], counts["pairs"]["compared"]
-    rows_of = {"sequences.arrow": [0, n]}
+    rows_of = {"sequences.arrow": [0, n], "groups.arrow": [0, counts["strong_groups"]]}
     for sh in shards or [{"rows": [0, n], "weak": "weak.arrow", "strong": "strong.arrow"}]:
         rows_of[sh["weak"]] = rows_of[sh["strong"]] = sh["rows"]
     manifest = {

@@ -21,6 +21,13 @@ def _list_lengths(tables: list) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
+def _strong_counts(out: str) -> np.ndarray:
+    """|strong(i)| per anchor, from the groups (or, in format 1, the list offsets) without building lists."""
+    from .io import Positives
+
+    return Positives(out).strong_counts()
+
+
 def _weak_arrays(out: str):
     tables = _shard_tables(out, "weak")
     counts = _list_lengths(tables)
@@ -33,7 +40,7 @@ def summary_lines(out: str) -> list:
     m = read_manifest(out)
     p = m["params"]
     counts, scores = _weak_arrays(out)
-    s_counts = _list_lengths(_shard_tables(out, "strong"))
+    s_counts = _strong_counts(out)
     inp = m["input"]
     source = "built-in demo log" if inp.get("demo") else f"{inp['path']} ({inp['bytes']:,} bytes, {p['format']})"
     if p["selection"] == "k":
@@ -51,6 +58,9 @@ def summary_lines(out: str) -> list:
         f"  anchors    {m['n_anchors']:,} of {m['n_users']:,} users ({m['skipped']:,} skipped), "
         f"{m['n_buckets']:,} bucket(s){' by ' + ','.join(p['bucket_by']) if p['bucket_by'] else ''}",
         f"  metric     {metric} on {p['compare']}, split {p['split']}, max-len {p['max_len']}",
+        f"  anchors    one per {p.get('anchors', 'user')}"
+        + (", a user's anchors never paired" if p.get("same_user") == "exclude" and p.get("anchors") == "prefix"
+           else ""),
         f"  selection  {how}",
         f"  run        method {m['method']}, backend {m['backend']}, engine {m['engine']}"
         + (f", streamed within --memory-gb {p['memory_gb']} ({m['streamed']['partitions']} user partitions, "
@@ -58,7 +68,8 @@ def summary_lines(out: str) -> list:
         f"  pairs      {m['pairs']['compared']:,} compared",
         f"  weak       {int(counts.sum()):,} kept; per anchor mean {counts.mean():.2f}, max {counts.max()}, "
         f"{int((counts == 0).sum()):,} anchors with none",
-        f"  strong     {int(s_counts.sum()):,} kept; {int((s_counts > 0).sum()):,} anchors have one or more",
+        f"  strong     {int(s_counts.sum()):,} kept; {int((s_counts > 0).sum()):,} anchors have one or more"
+        + (f"; {m['strong_groups']:,} groups" if m.get("strong_groups") is not None else ""),
     ]
     if len(scores):
         q = np.quantile(scores, [0.0, 0.5, 1.0])
@@ -163,6 +174,7 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     from .io import Positives
     from .metrics import prepare_features, resolve_metric
     from .select import GlobalThreshold, make_selection
+    from .sequences import owner_codes
 
     m = read_manifest(out)
     problems = []
@@ -197,7 +209,9 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
         features = dense_features(load_embeddings(emb["path"], n)[members])
     else:
         features = prepare_features(seqs, resolve_metric(p["metric"]), p["ngram_n"] or 2, df=df, n_total=n)
-    plan = make_plan(seqs.n, seqs.bucket_codes)
+    if p.get("anchors") == "prefix" and p.get("same_user") == "exclude":
+        features.owners = owner_codes(seqs.user_values)  # a user's anchors are consecutive seq_ids
+    plan = make_plan(seqs.n, seqs.bucket_codes, features.owners)
     sel = make_selection(p["alpha"], p["alpha_scope"] or "anchor", p["k"], p["min_sim"], p["max_per_anchor"])
     threshold = GlobalThreshold(m["tau"], 0, 0) if sel.mode == "alpha_global" else None
     local = np.searchsorted(members, anchors)
@@ -214,8 +228,9 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
                             f"(stored {got_n[:5].tolist()}..., expected {want_n[:5].tolist()}...)")
         elif not np.allclose(got_s, scores, rtol=0, atol=1e-6):
             problems.append(f"{weak_file}: anchor {i}: scores differ from the reference")
-        same = members[np.flatnonzero((seqs.target_codes == seqs.target_codes[li]) & (bucket == bucket[li]))]
-        same = same[same != i].astype(np.uint32)
+        other = features.owners != features.owners[li] if features.owners is not None else np.arange(seqs.n) != li
+        same = members[np.flatnonzero((seqs.target_codes == seqs.target_codes[li]) & (bucket == bucket[li]) & other)]
+        same = same.astype(np.uint32)
         if not np.array_equal(pos.strong(i), same):
             problems.append(f"{strong_file}: anchor {i}: strong positives differ from the same-target anchors")
     return problems

@@ -69,10 +69,10 @@ def ceil_fraction(alpha: float, count: int) -> int:
     return math.ceil(Fraction(repr(float(alpha))) * int(count))
 
 
-def k_per_anchor(sel: Selection, bucket_size: np.ndarray) -> np.ndarray:
-    """The per-anchor k of a request (bucket_size = n_u per anchor); unbounded is n_u − 1."""
-    bucket_size = np.asarray(bucket_size, dtype=np.int64)
-    others = np.maximum(bucket_size - 1, 0)
+def k_per_anchor(sel: Selection, others: np.ndarray) -> np.ndarray:
+    """The per-anchor k of a request; ``others`` = n_u − 1 per anchor, the anchors it may be compared with
+    (fewer with same-user exclusion); unbounded is all of them."""
+    others = np.maximum(np.asarray(others, dtype=np.int64), 0)
     if sel.mode == "alpha":
         sizes, inverse = np.unique(others, return_inverse=True)  # few distinct bucket sizes
         k = np.array([ceil_fraction(sel.alpha, m) for m in sizes.tolist()], dtype=np.int64)[inverse.reshape(-1)]
@@ -130,20 +130,21 @@ def global_threshold(alpha: float, pairs: int, hist_high, hist_low_of) -> Global
 
 
 BYTES_PER_WEAK = 8      # uint32 neighbour + float32 score
-BYTES_PER_STRONG = 4    # uint32 neighbour
 BYTES_PER_HISTORY = 8   # one history item as given, in sequences.arrow
-BYTES_PER_ANCHOR = 32   # seq_id, user, target, offsets
+BYTES_PER_ANCHOR = 48   # seq_id, user, position, target, offsets; strong group id and group member (4 + 4 + 8)
 
 
-def output_bytes(weak: int, strong: int, history: int, n: int) -> int:
-    """Size of a build's tables from its entry counts (weak and strong entries, history items, anchors)."""
-    return weak * BYTES_PER_WEAK + strong * BYTES_PER_STRONG + history * BYTES_PER_HISTORY + BYTES_PER_ANCHOR * n
+def output_bytes(weak: int, history: int, n: int) -> int:
+    """Size of a build's tables from its entry counts (weak entries, history items, anchors). Strong
+    positives are groups: a fixed cost per anchor, whatever the groups' sizes."""
+    return weak * BYTES_PER_WEAK + history * BYTES_PER_HISTORY + BYTES_PER_ANCHOR * n
 
 
-def weak_entries_bound(sel: Selection, bucket_size: np.ndarray, compared_pairs: int) -> Optional[int]:
+def weak_entries_bound(sel: Selection, others: np.ndarray, compared_pairs: int) -> Optional[int]:
     """Weak entries a selection keeps before computing: exact for k and alpha, a lower bound for global
-    alpha (checked again once τ is known), None for min-sim (which only mining or sampling can tell)."""
-    k = k_per_anchor(sel, bucket_size)
+    alpha (checked again once τ is known), None for min-sim (which only mining or sampling can tell);
+    ``others`` as k_per_anchor takes it."""
+    k = k_per_anchor(sel, others)
     if sel.mode in ("alpha", "k"):
         return int(k.sum())
     if sel.mode == "alpha_global":

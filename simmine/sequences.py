@@ -47,6 +47,15 @@ class Log:
 
 
 @dataclass
+class Stream:
+    """Prefix anchors' nested windows: each anchor user's training sequence T (item codes, user after user)
+    and every anchor's compared part as a [start, end) window into it, nondecreasing along a user's anchors."""
+
+    codes: np.ndarray       # int32 item codes
+    windows: np.ndarray     # int64 [N, 2]
+
+
+@dataclass
 class SequenceSet:
     """Anchors in seq_id order. ``items[indptr[i]:indptr[i+1]]`` is what anchor i is compared on."""
 
@@ -59,6 +68,9 @@ class SequenceSet:
     bucket_labels: Optional[list]       # bucket code -> label
     n_users: int
     skipped: int
+    positions: Optional[np.ndarray] = None  # int64 per anchor: t (the target's index in T)
+    owners: Optional[np.ndarray] = None     # int64 per anchor: its user, numbered 0.. in seq_id order
+    stream: Optional[Stream] = None         # prefix anchors only
 
     @property
     def n(self) -> int:
@@ -511,12 +523,22 @@ class AnchorRows:
     lengths: np.ndarray         # int64 compared items per anchor
     target_rows: np.ndarray     # table row of every anchor's target
     first_rows: np.ndarray      # table row of every anchor's user's first interaction
-    valid: np.ndarray           # user codes of the anchors
+    valid: np.ndarray           # user code of every anchor
+    positions: np.ndarray       # int64 per anchor: t, the target's index in the user's training sequence T
     n_users: int
+    anchor_users: int           # users with at least one anchor
+    stream_rows: Optional[np.ndarray] = None   # prefix anchors: table rows of each anchor user's T, user after user
+    windows: Optional[np.ndarray] = None       # prefix anchors: [N, 2] compared part of each anchor in stream_rows
 
 
-def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history") -> AnchorRows:
-    """Per docs/input.md: stable time sort per user, split, target = T[-1], history = T[:-1][-max_len:]."""
+ANCHORS = ("user", "prefix")
+
+
+def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",
+                anchors: str = "user") -> AnchorRows:
+    """Per docs/input.md: stable time sort per user, split into the training sequence T, then one anchor
+    per user (target T[-1]) or per prefix (target T[t] for every t >= 1), each compared on the last
+    max_len items before its target (history) or up to and including it (full)."""
     if split not in SPLITS:
         raise InputError(f"unknown --split '{split}' (choose from {', '.join(SPLITS)})")
     if compare not in COMPARES:
@@ -531,19 +553,23 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
     lengths = np.bincount(user_codes, minlength=n_users).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     t_len = np.maximum(lengths - 2, 0) if split == "loo" else lengths
-    valid = np.flatnonzero(t_len >= 2)
-    s, tl = starts[valid], t_len[valid]
-    target_pos = s + tl - 1
-    if compare == "history":
-        c_begin = np.maximum(s, target_pos - max_len)
-        c_end = target_pos
-    else:
-        c_begin = np.maximum(s, s + tl - max_len)
-        c_end = s + tl
+    users_kept = np.flatnonzero(t_len >= 2)
+    s, tl = starts[users_kept], t_len[users_kept]
+    per_user = tl - 1 if anchors == "prefix" else np.ones(len(users_kept), dtype=np.int64)
+    owner = np.repeat(np.arange(len(users_kept)), per_user)
+    t = _ranges(np.ones(len(users_kept), np.int64), per_user) if anchors == "prefix" else tl - 1
+    target_pos = s[owner] + t
+    c_end = target_pos if compare == "history" else target_pos + 1
+    c_begin = np.maximum(s[owner], c_end - max_len)
     c_len = c_end - c_begin
-    first = np.minimum.reduceat(order, starts)[valid] if len(order) else np.zeros(0, np.int64)
-    return AnchorRows(user_codes, enc.dictionary, order[_ranges(c_begin, c_len)], c_len, order[target_pos],
-                      first, valid, int(n_users))
+    first = np.minimum.reduceat(order, starts)[users_kept] if len(order) else np.zeros(0, np.int64)
+    rows = AnchorRows(user_codes, enc.dictionary, order[_ranges(c_begin, c_len)], c_len, order[target_pos],
+                      first[owner], users_kept[owner], t.astype(np.int64), int(n_users), len(users_kept))
+    if anchors == "prefix":  # nested windows over each user's T (the prefix sweep's stream)
+        rows.stream_rows = order[_ranges(s, tl)]
+        shift = np.concatenate(([0], np.cumsum(tl)[:-1])) - s  # T's offset in stream_rows minus its offset in order
+        rows.windows = np.stack((c_begin + shift[owner], c_end + shift[owner]), axis=1)
+    return rows
 
 
 def _user_time_order(user_codes: np.ndarray, times: Optional[np.ndarray]) -> np.ndarray:
@@ -559,10 +585,10 @@ def _user_time_order(user_codes: np.ndarray, times: Optional[np.ndarray]) -> np.
 
 
 def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",
-                    item_values: Optional[pa.Array] = None) -> SequenceSet:
+                    item_values: Optional[pa.Array] = None, anchors: str = "user") -> SequenceSet:
     """The anchors of a log (docs/input.md). Items are coded in the sorted order of ``item_values`` (a sorted
     dictionary covering the log, as a streamed build passes) or of the log's own items."""
-    rows = anchor_rows(log, split, max_len, compare)
+    rows = anchor_rows(log, split, max_len, compare, anchors)
     items = _check_id_type(log, log.item_col)
     if item_values is None:
         item_codes, item_values = encode_sorted(items)
@@ -572,6 +598,9 @@ def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: st
     if log.bucket_cols:
         idx = pa.array(rows.target_rows)
         bucket_codes, bucket_labels = bucket_keys([log.table.column(c).take(idx) for c in log.bucket_cols])
+    stream = None
+    if rows.stream_rows is not None:
+        stream = Stream(item_codes[rows.stream_rows], rows.windows)
     return SequenceSet(
         indptr=np.concatenate(([0], np.cumsum(rows.lengths))).astype(np.int64),
         items=item_codes[rows.history_rows],
@@ -581,8 +610,26 @@ def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: st
         bucket_codes=bucket_codes,
         bucket_labels=bucket_labels,
         n_users=rows.n_users,
-        skipped=int(rows.n_users - len(rows.valid)),
+        skipped=int(rows.n_users - rows.anchor_users),
+        positions=rows.positions,
+        owners=owner_codes(rows.valid),
+        stream=stream,
     )
+
+
+def owner_codes(user_of_anchor) -> np.ndarray:
+    """Dense user numbers 0, 1, ... per anchor, from any per-anchor user key (NumPy or Arrow) whose equal
+    values are consecutive (the anchors of a user are consecutive seq_ids)."""
+    n = len(user_of_anchor)
+    change = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        if isinstance(user_of_anchor, (pa.Array, pa.ChunkedArray)):
+            u = user_of_anchor
+            change[1:] = pc.not_equal(u.slice(1), u.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        else:
+            u = np.asarray(user_of_anchor)
+            change[1:] = u[1:] != u[:-1]
+    return np.cumsum(change)
 
 
 def encode_with(values, dictionary: pa.Array) -> np.ndarray:
@@ -610,7 +657,7 @@ def bucket_keys(columns: list):
 
 def load_sequences(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
                    time_col: Optional[str] = None, bucket_by: Sequence[str] = (), split: str = "loo",
-                   max_len: int = 50, compare: str = "history") -> SequenceSet:
+                   max_len: int = 50, compare: str = "history", anchors: str = "user") -> SequenceSet:
     """Reads a log and builds its anchors (docs/input.md)."""
     log = read_log(path, fmt, user_col, item_col, time_col, bucket_by)
-    return build_sequences(log, split, max_len, compare)
+    return build_sequences(log, split, max_len, compare, anchors=anchors)

@@ -28,15 +28,15 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from .engines.local import (check_threshold_output, make_plan, mine_weak, mine_weak_range, score_histogram,
-                            strong_counts, strong_positives)
+from .engines.local import (check_threshold_output, first_members, groups_of, make_plan, mine_weak, mine_weak_range,
+                            score_histogram, strong_pairs)
 from .errors import InputError
-from .io import ROWS_PER_BATCH, fault_point, strong_table, weak_table, write_table
+from .io import ROWS_PER_BATCH, fault_point, groups_table, strong_table, weak_table, write_table
 from .metrics import document_frequency, prepare_features
 from .select import (GlobalThreshold, check_output_size, global_threshold, k_per_anchor, output_bytes,
                      weak_entries_bound)
 from .sequences import (Log, RetypeAsText, SequenceSet, _check_id_type, _ranges, _time_values, anchor_rows,
-                        bucket_keys, encode_with, stream_log)
+                        bucket_keys, encode_with, owner_codes, stream_log)
 
 BYTES_PER_LOG_ROW = 160   # a partition's interactions while its anchors are built (table, sort keys, codes)
 BYTES_PER_ENTRY = 64      # a group's history entries while mined (CSR, tile, postings, bitmaps)
@@ -227,19 +227,20 @@ def _partition_anchors(run, items: pa.Array, p: int) -> None:
     spill, src, c = _spill(run), run.state, run.config
     table = pa.ipc.open_stream(pa.memory_map(os.path.join(spill, "users-%05d.arrows" % p))).read_all()
     log = Log(c.input, src["fmt"], table, c.user_col, c.item_col, src["time_col"], c.bucket_by, 0)
-    rows = anchor_rows(log, c.split, c.max_len, c.compare)
+    rows = anchor_rows(log, c.split, c.max_len, c.compare, c.anchors)
     codes = encode_with(table.column(c.item_col), items)
     file_rows = table.column(ROW).to_numpy()
     target_rows = pa.array(rows.target_rows)
     cols = {
         "first_row": pa.array(file_rows[rows.first_rows]),
         "user": rows.user_dict.take(pa.array(rows.valid)),
+        "position": pa.array(rows.positions.astype(np.uint32)),
         "target": pa.array(codes[rows.target_rows]),
         "history": _list_array(np.concatenate(([0], np.cumsum(rows.lengths))), pa.array(codes[rows.history_rows])),
     }
     for i, name in enumerate(c.bucket_by):
         cols[f"bucket{i}"] = table.column(name).take(target_rows).combine_chunks()
-    meta = {"n_users": str(rows.n_users), "skipped": str(rows.n_users - len(rows.valid))}
+    meta = {"n_users": str(rows.n_users), "skipped": str(rows.n_users - rows.anchor_users)}
     write_table(os.path.join(spill, "anchors-%05d.arrow" % p), pa.table(cols).replace_schema_metadata(meta))
 
 
@@ -270,16 +271,13 @@ def _order_anchors(run) -> None:
     else:
         buckets = np.zeros(n, dtype=np.int32)
     n_buckets = int(buckets.max()) + 1 if n else 0
-    size = np.bincount(buckets, minlength=n_buckets)
-    bucket_size = size[buckets]
-    strong = strong_counts(targets, buckets)
+    plan = make_plan(n, buckets, owner_codes(first[by_seq]) if run.config.excludes_same_user else None)
     # the output-size check of docs/selection.md, as the in-memory build makes it (min-sim: while mining)
-    weak = weak_entries_bound(sel, bucket_size, int(np.sum(size * (size - 1) // 2)))
-    check_output_size(output_bytes(weak or 0, int(strong.sum()), int(lengths.sum()), n), run.config.max_output_gb)
+    weak = weak_entries_bound(sel, plan.others, plan.compared_pairs)
+    check_output_size(output_bytes(weak or 0, int(lengths.sum()), n), run.config.max_output_gb)
     # groups: consecutive buckets whose working set stays under the budget
-    kept = np.minimum(k_per_anchor(sel, bucket_size), bucket_size - 1)
-    cost = np.bincount(buckets, weights=lengths * BYTES_PER_ENTRY + kept * BYTES_PER_KEPT + strong * 8,
-                       minlength=n_buckets)
+    kept = k_per_anchor(sel, plan.others)
+    cost = np.bincount(buckets, weights=lengths * BYTES_PER_ENTRY + kept * BYTES_PER_KEPT, minlength=n_buckets)
     budget = budget_bytes(run.config.memory_gb)
     group_of_bucket = np.zeros(n_buckets, dtype=np.int64)
     g, used = 0, 0.0
@@ -288,12 +286,12 @@ def _order_anchors(run) -> None:
             g, used = g + 1, 0.0
         group_of_bucket[b] = g
         used += cost[b]
-    np.savez(os.path.join(spill, "order.npz"), seq=seq, buckets=buckets, group_of_bucket=group_of_bucket)
+    np.savez(os.path.join(spill, "order.npz"), seq=seq, buckets=buckets, group_of_bucket=group_of_bucket,
+             first=first[by_seq])
     state.update(n=int(n), n_buckets=n_buckets, entries=int(lengths.sum()), labels=labels,
                  groups=int(g + 1) if n else 0, counts=[t.num_rows for t in tables],
                  n_users=sum(int(t.schema.metadata[b"n_users"]) for t in tables),
-                 skipped=sum(int(t.schema.metadata[b"skipped"]) for t in tables),
-                 compared=int(np.sum(size * (size - 1) // 2)))
+                 skipped=sum(int(t.schema.metadata[b"skipped"]) for t in tables), compared=plan.compared_pairs)
 
 
 # ---------------------------------------------------------------------------------------------- stage D
@@ -314,8 +312,9 @@ def _regroup(run, items: pa.Array) -> None:
             offsets, values = _list_parts(table.column("history"))
             if df is not None:
                 df += document_frequency(offsets, values, len(df))
-            part = pa.table({"seq_id": pa.array(s.astype(np.uint32)), "target": table.column("target"),
-                             "history": table.column("history"), "bucket": pa.array(buckets[s])})
+            part = pa.table({"seq_id": pa.array(s.astype(np.uint32)), "first_row": table.column("first_row"),
+                             "target": table.column("target"), "history": table.column("history"),
+                             "bucket": pa.array(buckets[s])})
             out.write_split(part, g, state["groups"])
             if tick:
                 tick(1)
@@ -344,14 +343,14 @@ def _write_sequences(path, tables, order: AnchorOrder, items: pa.Array) -> None:
     seq, starts, buckets, labels = order.seq, order.starts, order.buckets, order.labels
     n = len(seq)
     user_type = tables[0].schema.field("user").type
-    schema = pa.schema([("seq_id", pa.uint32()), ("user_id", user_type), ("target", items.type),
-                        ("history", pa.large_list(items.type)), ("bucket", pa.string())])
+    schema = pa.schema([("seq_id", pa.uint32()), ("user_id", user_type), ("position", pa.uint32()),
+                        ("target", items.type), ("history", pa.large_list(items.type)), ("bucket", pa.string())])
     label_array = pa.array(labels, pa.string()) if labels is not None else None
     tmp = path + ".tmp"
     with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         for lo in range(0, n, ROWS_PER_BATCH):
             hi = min(lo + ROWS_PER_BATCH, n)
-            users, targets, lens, hist, ids = [], [], [], [], []
+            users, positions, targets, lens, hist, ids = [], [], [], [], [], []
             for t, table in enumerate(tables):
                 s = seq[starts[t]:starts[t + 1]]
                 a, b = np.searchsorted(s, [lo, hi])  # a partition's seq_ids ascend
@@ -360,6 +359,7 @@ def _write_sequences(path, tables, order: AnchorOrder, items: pa.Array) -> None:
                 part = table.slice(a, b - a)
                 offsets, values = _list_parts(part.column("history"))
                 users.append(part.column("user").combine_chunks())
+                positions.append(part.column("position").to_numpy())
                 targets.append(part.column("target").to_numpy())
                 lens.append(np.diff(offsets))
                 hist.append(values)
@@ -371,6 +371,7 @@ def _write_sequences(path, tables, order: AnchorOrder, items: pa.Array) -> None:
             writer.write_batch(pa.record_batch([
                 pa.array(np.arange(lo, hi, dtype=np.uint32)),
                 pa.concat_arrays(users).take(pa.array(by_seq)),
+                pa.array(np.concatenate(positions)[by_seq]),
                 items.take(pa.array(np.concatenate(targets)[by_seq])),
                 _list_array(offsets, items.take(pa.array(codes))),
                 bucket,
@@ -380,7 +381,7 @@ def _write_sequences(path, tables, order: AnchorOrder, items: pa.Array) -> None:
 
 # ---------------------------------------------------------------------------------------------- stage E
 def _load_group(spill, g: int):
-    """(seq_ids ascending, SequenceSet of the group's anchors in that order, bucket codes)."""
+    """(seq_ids ascending, SequenceSet of the group's anchors in that order, with their owners)."""
     table = pa.ipc.open_stream(pa.memory_map(os.path.join(spill, "group-%05d.arrows" % g))).read_all()
     ids = table.column("seq_id").to_numpy()
     by_seq = np.argsort(ids, kind="stable")
@@ -389,7 +390,8 @@ def _load_group(spill, g: int):
     seqs = SequenceSet(indptr=indptr, items=items.astype(np.int32), item_values=None, user_values=None,
                        target_codes=table.column("target").to_numpy()[by_seq].astype(np.int32),
                        bucket_codes=table.column("bucket").to_numpy()[by_seq].astype(np.int32),
-                       bucket_labels=None, n_users=0, skipped=0)
+                       bucket_labels=None, n_users=0, skipped=0,
+                       owners=owner_codes(table.column("first_row").to_numpy()[by_seq]))
     return ids[by_seq].astype(np.int64), seqs
 
 
@@ -397,7 +399,9 @@ def _group_features(run, g: int, df):
     """(seq_ids, anchors, features, plan) of group g; TF-IDF with the whole build's N and df."""
     ids, seqs = _load_group(_spill(run), g)
     features = prepare_features(seqs, run.config.metric_def, run.config.ngram_n, df=df, n_total=run.state["n"])
-    return ids, seqs, features, make_plan(seqs.n, seqs.bucket_codes)
+    if run.config.excludes_same_user:
+        features.owners = seqs.owners
+    return ids, seqs, features, make_plan(seqs.n, seqs.bucket_codes, features.owners)
 
 
 def _threshold(run, df) -> GlobalThreshold:
@@ -422,8 +426,9 @@ def _threshold(run, df) -> GlobalThreshold:
     return thr
 
 
-def _mine_group(run, g: int, df, thr, runner) -> tuple:
-    """Stage E for group g: weak and strong lists of its anchors, by global seq_id, to ``result-G.arrow``."""
+def _mine_group(run, g: int, df, thr, runner) -> int:
+    """Stage E for group g: weak lists and strong group names (first members) of its anchors, by global
+    seq_id, to ``result-G.arrow``; returns its weak entries."""
     ids, seqs, features, plan = _group_features(run, g, df)
     sel = run.config.selection
     if runner is not None:
@@ -433,15 +438,14 @@ def _mine_group(run, g: int, df, thr, runner) -> tuple:
         w = mine_weak_range(features, plan, sel, run.backend, 0, seqs.n, thr)
     else:
         w = mine_weak(features, plan, sel, run.backend)
-    s_off, s_nbr = strong_positives(seqs.target_codes, seqs.bucket_codes)
     table = pa.table({
         "seq_id": pa.array(ids.astype(np.uint32)),
         "weak": _list_array(w.offsets, pa.array(ids[w.neighbors].astype(np.uint32))),
         "scores": _list_array(w.offsets, pa.array(w.scores, pa.float32())),
-        "strong": _list_array(s_off, pa.array(ids[s_nbr].astype(np.uint32))),
+        "first": pa.array(first_members(seqs.target_codes, seqs.bucket_codes, ids).astype(np.uint32)),
     })
     write_table(os.path.join(_spill(run), "result-%05d.arrow" % g), table)
-    return len(w.neighbors), len(s_nbr)
+    return len(w.neighbors)
 
 
 def _mine_groups(run, df, thr) -> Optional[dict]:
@@ -458,9 +462,8 @@ def _mine_groups(run, df, thr) -> Optional[dict]:
                 run.save()
                 fault_point("SIMMINE_KILL_AFTER_GROUPS", g + 1)
             if run.config.selection.mode == "min_sim":  # min-sim's weak lists are counted as they come
-                check_output_size(output_bytes(sum(v[0] for v in kept.values()), sum(v[1] for v in kept.values()),
-                                               run.state["entries"], run.state["n"]), run.config.max_output_gb,
-                                  "counted while mining")
+                check_output_size(output_bytes(sum(kept.values()), run.state["entries"], run.state["n"]),
+                                  run.config.max_output_gb, "counted while mining")
             if tick:
                 tick(1)
         if tick:
@@ -488,9 +491,27 @@ def _gather(results, lo, hi, columns) -> dict:
     return {c: _reorder_lists(np.concatenate(lens), np.concatenate(vals), by_seq) for c, (lens, vals) in parts.items()}
 
 
-def _write_outputs(run) -> Optional[list]:
-    """Stage F: weak and strong tables (or shards) assembled by seq_id range from the groups' results;
-    returns the manifest's shard list (None for one file of each)."""
+def _strong_groups(run, results):
+    """The strong groups of all N anchors from their first members (O(N), written once to groups.arrow),
+    and the strong entries they hold."""
+    n = run.state["n"]
+    first = np.empty(n, dtype=np.int64)
+    for seq_ids, table in results:
+        first[seq_ids] = table.column("first").to_numpy()
+    groups = groups_of(first)
+    path = run.path("groups.arrow")
+    if not os.path.exists(path):
+        write_table(path, groups_table(groups.offsets, groups.members))
+    owners = None
+    if run.config.excludes_same_user:
+        owners = owner_codes(np.load(os.path.join(_spill(run), "order.npz"))["first"])
+    return groups, strong_pairs(groups, owners)
+
+
+def _write_outputs(run) -> tuple:
+    """Stage F: weak and strong tables (or shards) assembled by seq_id range from the groups' results,
+    and groups.arrow; returns (the manifest's shard list or None for one file of each, strong entries,
+    strong groups)."""
     spill, n = _spill(run), run.state["n"]
     results = []
     for g in range(run.state["groups"]):
@@ -498,6 +519,7 @@ def _write_outputs(run) -> Optional[list]:
         results.append((table.column("seq_id").to_numpy().astype(np.int64), table))
     from .pipeline import shard_ranges
 
+    groups, strong_kept = _strong_groups(run, results)
     ranges = shard_ranges(n, run.config.shard_rows)
     sharded = len(ranges) > 1
     shards = []
@@ -508,16 +530,16 @@ def _write_outputs(run) -> Optional[list]:
         shards.append({"rows": [lo, hi], "weak": weak_name, "strong": strong_name})
         if os.path.exists(run.path(weak_name)) and os.path.exists(run.path(strong_name)):
             continue
-        lists = _gather(results, lo, hi, ("weak", "scores", "strong"))
+        lists = _gather(results, lo, hi, ("weak", "scores"))
         (offsets, neighbors), (_, scores) = lists["weak"], lists["scores"]
         write_table(run.path(weak_name), weak_table(offsets, neighbors, scores))
-        write_table(run.path(strong_name), strong_table(*lists["strong"]))
+        write_table(run.path(strong_name), strong_table(groups.group[lo:hi]))
         fault_point("SIMMINE_KILL_AFTER_SHARDS", s + 1)
         if tick:
             tick(1)
     if tick:
         tick(0, done=True)
-    return shards if sharded else None
+    return (shards if sharded else None), strong_kept, len(groups.offsets) - 1
 
 
 # ---------------------------------------------------------------------------------------------- the route
@@ -577,13 +599,12 @@ def build_streamed(run) -> str:
         df = np.load(os.path.join(_spill(run), "df.npy")) if c.metric == "tfidf" else None
         thr = run.stage("mine", _threshold, run, df) if c.selection.mode == "alpha_global" else None
         tasks = run.stage("mine", _mine_groups, run, df, thr)
-        shards = run.stage("write", _write_outputs, run)
+        shards, strong_kept, n_groups = run.stage("write", _write_outputs, run)
         shutil.rmtree(_spill(run))
-        kept = run.state["kept"].values()
         counts = {"n_anchors": run.state["n"], "n_users": run.state["n_users"], "skipped": run.state["skipped"],
                   "n_buckets": run.state["n_buckets"],
-                  "pairs": {"compared": run.state["compared"], "weak_kept": sum(v[0] for v in kept),
-                            "strong_kept": sum(v[1] for v in kept)}}
+                  "pairs": {"compared": run.state["compared"], "weak_kept": sum(run.state["kept"].values()),
+                            "strong_kept": strong_kept}, "strong_groups": n_groups}
         extra = {"ray": tasks, "recall": None, "approximate": None,
                  "streamed": {"partitions": run.state["partitions"], "groups": run.state["groups"]}}
         return finish(run, counts, thr, extra, shards)

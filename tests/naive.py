@@ -10,12 +10,13 @@ from fractions import Fraction
 import numpy as np
 
 
-def anchors_from_rows(rows, split="loo", max_len=50, compare="history", buckets=None):
-    """-> list of dicts {user, target, history, compared, bucket} in seq_id order; skipped count."""
+def anchors_from_rows(rows, split="loo", max_len=50, compare="history", buckets=None, anchors="user"):
+    """-> list of dicts {user, target, history, bucket, position} in seq_id order; skipped count. One anchor
+    per user (target T[-1]) or, with anchors="prefix", one per t >= 1 (target T[t], history T[:t])."""
     per_user = OrderedDict()
     for pos, row in enumerate(rows):
         per_user.setdefault(row[0], []).append((row[2] if row[2] is not None else pos, pos, row))
-    anchors, skipped = [], 0
+    out, skipped = [], 0
     for user, events in per_user.items():
         events.sort(key=lambda e: (e[0], e[1]))
         seq = [e[2] for e in events]
@@ -24,11 +25,12 @@ def anchors_from_rows(rows, split="loo", max_len=50, compare="history", buckets=
             skipped += 1
             continue
         items = [r[1] for r in t]
-        history = items[:-1][-max_len:]
-        compared = history if compare == "history" else items[-max_len:]
-        bucket = None if buckets is None else buckets(t[-1])
-        anchors.append({"user": user, "target": items[-1], "history": compared, "bucket": bucket})
-    return anchors, skipped
+        for pos in (range(1, len(t)) if anchors == "prefix" else [len(t) - 1]):
+            compared = items[:pos][-max_len:] if compare == "history" else items[:pos + 1][-max_len:]
+            bucket = None if buckets is None else buckets(t[pos])
+            out.append({"user": user, "target": items[pos], "history": compared, "bucket": bucket,
+                        "position": pos})
+    return out, skipped
 
 
 def similarity(metric, a, b, n_anchors=None, df=None, n=2):
@@ -70,15 +72,21 @@ def cosine(u, v):
 
 
 def mine(anchors, metric, alpha=None, alpha_scope="anchor", k=None, min_sim=None, max_per_anchor=None, n=2,
-         embeddings=None):
-    """Weak lists [(neighbors, scores)] and strong lists per docs/selection.md (``embeddings``: one vector per anchor,
-    for the embedding metric)."""
+         embeddings=None, same_user="keep"):
+    """Weak lists [(neighbors, scores)] and strong lists per docs/selection.md (``embeddings``: one vector per
+    anchor, for the embedding metric). same_user="exclude": two anchors of one user are never compared, never
+    each other's positives, and count in no n_u or P."""
     N = len(anchors)
     df = Counter(v for a in anchors for v in set(a["history"]))
+
+    def comparable(i, j):
+        return i != j and anchors[i]["bucket"] == anchors[j]["bucket"] and \
+            (same_user == "keep" or anchors[i]["user"] != anchors[j]["user"])
+
     S = {}
     for i in range(N):
         for j in range(i + 1, N):
-            if anchors[i]["bucket"] == anchors[j]["bucket"]:
+            if comparable(i, j):
                 S[(i, j)] = S[(j, i)] = (cosine(embeddings[i], embeddings[j]) if metric == "embedding" else
                                          similarity(metric, anchors[i]["history"], anchors[j]["history"], N, df, n))
     tau = None
@@ -88,7 +96,7 @@ def mine(anchors, metric, alpha=None, alpha_scope="anchor", k=None, min_sim=None
         tau = pairs[r - 1] if r else None
     weak = []
     for i in range(N):
-        peers = [j for j in range(N) if j != i and anchors[j]["bucket"] == anchors[i]["bucket"]]
+        peers = [j for j in range(N) if comparable(i, j)]
         cands = sorted(((S[(i, j)], j) for j in peers if S[(i, j)] > 0), key=lambda t: (-t[0], t[1]))
         if alpha is not None and alpha_scope == "anchor":
             cands = cands[: math.ceil(Fraction(repr(alpha)) * len(peers))]
@@ -101,6 +109,6 @@ def mine(anchors, metric, alpha=None, alpha_scope="anchor", k=None, min_sim=None
         if max_per_anchor is not None:
             cands = cands[:max_per_anchor]
         weak.append(([j for _, j in cands], [float(s) for s, _ in cands]))
-    strong = [[j for j in range(N) if j != i and anchors[j]["target"] == anchors[i]["target"]
-               and anchors[j]["bucket"] == anchors[i]["bucket"]] for i in range(N)]
+    strong = [[j for j in range(N) if comparable(i, j) and anchors[j]["target"] == anchors[i]["target"]]
+              for i in range(N)]
     return weak, strong, tau

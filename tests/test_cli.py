@@ -21,7 +21,7 @@ def test_demo_build_inspect_verify(tmp_path):
     r = run("build", "--metric", "jaccard", "--alpha", "0.05", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert "weak" in r.stdout
-    assert sorted(os.listdir(out)) == ["manifest.json", "sequences.arrow", "strong.arrow", "weak.arrow"]
+    assert sorted(os.listdir(out)) == ["groups.arrow", "manifest.json", "sequences.arrow", "strong.arrow", "weak.arrow"]
     m = json.loads((out / "manifest.json").read_text())
     assert m["command"] == f"simmine build --alpha 0.05 --out {out}"  # the flags that differ from defaults
     assert m["input"]["demo"] and m["n_anchors"] > 1000 and m["params"]["alpha"] == 0.05

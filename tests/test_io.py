@@ -25,8 +25,11 @@ def test_schemas_and_layout(out):
     seqs = pa.ipc.open_file(os.path.join(out, "sequences.arrow")).schema
     assert weak.field("neighbors").type == pa.large_list(pa.uint32())
     assert weak.field("scores").type == pa.large_list(pa.float32())
-    assert strong.field("neighbors").type == pa.large_list(pa.uint32())
-    assert seqs.names == ["seq_id", "user_id", "target", "history", "bucket"]
+    assert strong.names == ["group"] and strong.field("group").type == pa.uint32()
+    groups = pa.ipc.open_file(os.path.join(out, "groups.arrow")).schema
+    assert groups.field("members").type == pa.large_list(pa.uint32())
+    assert seqs.names == ["seq_id", "user_id", "position", "target", "history", "bucket"]
+    assert seqs.field("position").type == pa.uint32()
     assert seqs.field("bucket").type == pa.string()
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
 

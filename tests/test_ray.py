@@ -31,7 +31,7 @@ def _tables(path):
 
 
 @pytest.mark.parametrize("sel", [dict(k=5), dict(min_sim=0.3, metric="tfidf"), dict(alpha=0.01, alpha_scope="global"),
-                                 dict(alpha=0.05, bucket_by="city")], ids=str)
+                                 dict(alpha=0.05, bucket_by="city"), dict(k=5, anchors="prefix", max_len=10)], ids=str)
 def test_ray_equals_local(tmp_path, sel):
     local = simmine.build(out=str(tmp_path / "local"), quiet=True, **sel)
     remote = simmine.build(out=str(tmp_path / "ray"), quiet=True, engine="ray", **sel)
@@ -46,7 +46,8 @@ def test_ray_sharded_equals_local(tmp_path):
     assert _tables(local) == _tables(remote)
 
 
-@pytest.mark.parametrize("sel", [dict(k=4), dict(alpha=0.02, alpha_scope="global", metric="tfidf")], ids=str)
+@pytest.mark.parametrize("sel", [dict(k=4), dict(alpha=0.02, alpha_scope="global", metric="tfidf"),
+                                 dict(k=4, anchors="prefix")], ids=str)
 def test_ray_streamed_equals_local_in_memory(tmp_path, sel):
     from simmine.synth import synth
 

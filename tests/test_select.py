@@ -14,7 +14,7 @@ def test_ceil_is_exact_on_decimals():
     assert ceil_fraction(0.05, 21) == 2
     assert ceil_fraction(1.0, 7) == 7
     sel = make_selection(alpha=0.05)
-    assert k_per_anchor(sel, np.array([21, 22, 1])).tolist() == [1, 2, 0]
+    assert k_per_anchor(sel, np.array([20, 21, 0])).tolist() == [1, 2, 0]  # n_u − 1 = 20, 21, 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -84,16 +84,22 @@ def test_output_size_refusal(tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_strong_positives_small_and_large_groups(seed):
-    from simmine.engines.local import strong_entries, strong_positives
+def test_strong_groups_against_the_definition(seed):
+    from simmine.engines.local import strong_groups, strong_pairs
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(100, 400))
-    targets = rng.integers(0, 3 if seed % 2 else 40, size=n)  # groups above and below the 64-member switch
+    targets = rng.integers(0, 3 if seed % 2 else 40, size=n)
     buckets = rng.integers(0, 2, size=n) if seed > 1 else None
-    offsets, nbrs = strong_positives(targets, buckets)
-    assert strong_entries(targets, buckets) == len(nbrs)
+    owners = np.sort(rng.integers(0, n // 4, size=n))  # users: consecutive runs of anchors
+    g = strong_groups(targets, buckets)
+    heads = [int(g.members[g.offsets[x]]) for x in range(len(g.offsets) - 1)]
+    assert heads == sorted(heads)  # groups in order of their first member
+    total = {True: 0, False: 0}
     for i in range(n):
-        want = [j for j in range(n) if j != i and targets[j] == targets[i]
-                and (buckets is None or buckets[j] == buckets[i])]
-        assert nbrs[offsets[i]:offsets[i + 1]].tolist() == want
+        same = [j for j in range(n) if targets[j] == targets[i] and (buckets is None or buckets[j] == buckets[i])]
+        x = int(g.group[i])
+        assert g.members[g.offsets[x]:g.offsets[x + 1]].tolist() == same
+        total[False] += len(same) - 1
+        total[True] += sum(owners[j] != owners[i] for j in same)
+    assert strong_pairs(g, None) == total[False] and strong_pairs(g, owners) == total[True]

@@ -19,7 +19,7 @@ def test_sharded_equals_single_file(tmp_path, sel):
     many = simmine.build(out=str(tmp_path / "many"), quiet=True, shard_rows=700, **sel)
     m = simmine.open(many).manifest
     assert [sh["rows"] for sh in m["shards"]] == [[0, 700], [700, 1400], [1400, 2100], [2100, 2800], [2800, 3000]]
-    assert sorted(os.listdir(many)) == sorted(["manifest.json", "sequences.arrow"] +
+    assert sorted(os.listdir(many)) == sorted(["manifest.json", "sequences.arrow", "groups.arrow"] +
                                               [f"{k}-{s:05d}.arrow" for k in ("weak", "strong") for s in range(5)])
     weak_1, strong_1 = load_weak(one)
     weak_n, strong_n = load_weak(many)

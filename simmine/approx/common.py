@@ -88,6 +88,8 @@ def rescore(features: Features, plan: Plan, sel: Selection, backend, batches, ex
     result = assemble_pairs(n, kept_keys, kept_keys, kept_scores, k_all, min_score, backend)
     scored = 0
     for keys in batches:
+        if features.owners is not None:  # same-user pairs are never compared
+            keys = keys[features.owners[keys // n] != features.owners[keys % n]]
         if len(kept_keys):
             pos = np.minimum(np.searchsorted(kept_keys, keys), len(kept_keys) - 1)
             keys = keys[kept_keys[pos] != keys]  # pairs already scored and kept

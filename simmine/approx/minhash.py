@@ -31,7 +31,7 @@ import numpy as np
 
 from ..engines.local import Plan, WeakResult, selection_request
 from ..errors import InputError
-from ..metrics import Features
+from ..metrics import Features, exclusion_runs
 from ..select import Selection, min_score_of
 from .common import exact_sample, rescore
 
@@ -91,10 +91,12 @@ def batched(parts, limit: int = PAIR_BATCH):
 @dataclass
 class BandRuns:
     """The runs of equal band keys of one bucket: run_of[a, t] is anchor a's run in band t (-1 when no other
-    anchor shares its key), run r holds run_members[run_ptr[r]:run_ptr[r + 1]] (ascending)."""
+    anchor shares its key), run r holds run_members[run_ptr[r]:run_ptr[r + 1]] (ascending). ``excluded``:
+    with same-user exclusion, the (lo, hi) runs of rows each anchor never pairs with."""
     run_of: np.ndarray
     run_ptr: np.ndarray
     run_members: np.ndarray
+    excluded: Optional[tuple] = None
 
 
 def band_runs(sig: np.ndarray, bands: int, rows: int) -> BandRuns:
@@ -134,7 +136,8 @@ def band_runs(sig: np.ndarray, bands: int, rows: int) -> BandRuns:
 
 def band_candidates(backend, runs: BandRuns, anchors: np.ndarray, max_candidates: np.ndarray):
     """(ptr, rows, shared bands) of each anchor's band collisions, by the backend's kernel."""
-    return backend.band_candidates(runs.run_of, runs.run_ptr, runs.run_members, anchors, max_candidates)
+    return backend.band_candidates(runs.run_of, runs.run_ptr, runs.run_members, anchors, max_candidates,
+                                   runs.excluded)
 
 
 def bucket_signatures(features: Features, members: np.ndarray, backend, num_perm: int, seed: int) -> np.ndarray:
@@ -149,7 +152,11 @@ def bucket_signatures(features: Features, members: np.ndarray, backend, num_perm
 
 def bucket_runs(features: Features, members: np.ndarray, backend, params: "MinHashParams", bands: int,
                 rows: int) -> BandRuns:
-    return band_runs(bucket_signatures(features, members, backend, params.num_perm, params.seed), bands, rows)
+    runs = band_runs(bucket_signatures(features, members, backend, params.num_perm, params.seed), bands, rows)
+    owners = getattr(features, "owners", None)
+    if owners is not None:
+        runs.excluded = exclusion_runs(owners[members])
+    return runs
 
 
 @dataclass

@@ -32,13 +32,13 @@ def set_num_threads(n: int) -> None:
 
 
 def _fields(tile: Tile) -> dict:
-    return {f: getattr(tile, f) for f in _FIELDS[tile.kind]}
+    return {**{f: getattr(tile, f) for f in _FIELDS[tile.kind]}, "ex_lo": tile.ex_lo, "ex_hi": tile.ex_hi}
 
 
 def _scorer(tile: Tile, min_score: float):
     if tile.kind == "set" and min_score >= PREFIX_MIN_THRESHOLD:
         return "prefix", {"indptr": tile.indptr, "indices": tile.indices, "vocab": tile.vocab,
-                          **tile.prefix(min_score)}
+                          "ex_lo": tile.ex_lo, "ex_hi": tile.ex_hi, **tile.prefix(min_score)}
     return tile.kind, _fields(tile)
 
 
@@ -74,9 +74,10 @@ def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
 
 
 def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.ndarray, anchors: np.ndarray,
-                    max_candidates: np.ndarray):
+                    max_candidates: np.ndarray, excluded=None):
+    lo, hi = excluded if excluded is not None else (None, None)
     return _core.band_candidates(np.ascontiguousarray(run_of, dtype=np.int32),
                                  np.ascontiguousarray(run_ptr, dtype=np.int64),
                                  np.ascontiguousarray(run_members, dtype=np.int32), int(run_of.shape[0]),
                                  np.ascontiguousarray(anchors, dtype=np.int64),
-                                 np.ascontiguousarray(max_candidates, dtype=np.int64))
+                                 np.ascontiguousarray(max_candidates, dtype=np.int64), lo, hi)

@@ -143,7 +143,31 @@ def _gemm_rows(d: dict, block_d, dtype, in_type, out_type, compute):
     return out
 
 
+def _mask_excluded(tile: Tile, rows_d, s, value) -> None:
+    """Sets s[r, j] = value where row rows_d[r] never pairs with column j (its user's run); the kernels
+    already give the diagonal 0."""
+    if tile.ex_lo is None:
+        return
+    import cupy
+
+    cols = cupy.arange(s.shape[1])[None, :]
+    lo = cupy.asarray(tile.ex_lo)[rows_d][:, None]
+    hi = cupy.asarray(tile.ex_hi)[rows_d][:, None]
+    s[:len(rows_d)][(cols >= lo) & (cols < hi)] = value
+
+
 def _scores(tile: Tile, rows: np.ndarray):
+    """[len(rows), n] float32 tile of exact scores on the device, 0 where a row may not pair (itself, its
+    user's other anchors)."""
+    out = _raw_scores(tile, rows)
+    if len(rows) and tile.n:
+        import cupy
+
+        _mask_excluded(tile, cupy.asarray(rows, dtype=cupy.int64), out, 0.0)
+    return out
+
+
+def _raw_scores(tile: Tile, rows: np.ndarray):
     """[len(rows), n] float32 tile of exact scores on the device, 0 on the diagonal."""
     import cupy
 
@@ -244,6 +268,7 @@ def _select_cosine_gemm(tile: Tile, block: np.ndarray, k_rows: np.ndarray, min_s
     rows_d = cupy.asarray(block, dtype=cupy.int64)
     approx = _gemm_rows(d, rows_d, cupy.float32, _R_16BF, _R_32F, _COMPUTE_32F)[:r, :n]
     approx[cupy.arange(r), rows_d] = -1.0  # never a candidate of itself
+    _mask_excluded(tile, rows_d, approx, -1.0)
     top_v, top_c = _topk(approx, width)
     del approx
     cand = top_c.astype(cupy.int64)
@@ -369,10 +394,10 @@ def set_num_threads(n: int) -> None:
     """The GPU backend has no CPU thread pool to size."""
 
 
-def band_candidates(run_of, run_ptr, run_members, anchors, max_candidates):
+def band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, excluded=None):
     """LSH collision counting is host bookkeeping (runs of row ids, no arithmetic): the C++ core does it,
     or Numba where the core is not built."""
     from . import cpp, numba_
 
     return (cpp if cpp.available() else numba_).band_candidates(run_of, run_ptr, run_members, anchors,
-                                                                max_candidates)
+                                                                max_candidates, excluded)

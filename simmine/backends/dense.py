@@ -34,13 +34,17 @@ def _safe(norms: np.ndarray) -> np.ndarray:
 
 
 def _scores(tile: Tile, rows: np.ndarray) -> np.ndarray:
-    """float32 [len(rows), n]: the scores of rows against every column, the diagonal (self) zeroed."""
+    """float32 [len(rows), n]: the scores of rows against every column, zeroed where a row may not pair
+    (itself, or its user's run with same-user exclusion)."""
     s = tile.vectors[rows] @ tile.vectors.T
     s /= _safe(tile.norms[rows])[:, None]
     s /= _safe(tile.norms)[None, :]
     np.clip(s, 0.0, 1.0, out=s)
     s = s.astype(np.float32)
     s[np.arange(len(rows)), rows] = 0
+    if tile.ex_lo is not None:
+        cols = np.arange(tile.n)[None, :]
+        s[(cols >= tile.ex_lo[rows][:, None]) & (cols < tile.ex_hi[rows][:, None])] = 0
     return s
 
 

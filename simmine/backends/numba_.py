@@ -311,7 +311,7 @@ if numba is not None:
 
     @njit(cache=True, nogil=True)
     def _bounded_cosine(i, j_min, k, ranked, min_score, indptr, idx, w, norms, pptr, prow, pw, bounds, acc_f, mark,
-                        touched, table, cand_j, cand_ub, hs, hj):
+                        touched, table, cand_j, cand_ub, hs, hj, ex_lo, ex_hi):
         """Top-k TF-IDF with bounds (as the C++ core's bounded path): only light codes are accumulated; a pair
         is verified exactly only if its light part + its heavy part (screened first by h_i·h_j,
         Cauchy–Schwarz) reaches the k-th best so far, most promising first; pairs sharing no light code
@@ -348,7 +348,7 @@ if numba is not None:
             nl = 0
             for t in range(nt):
                 j = touched[t]
-                if j != i and norms[j] > 0:
+                if (j < ex_lo or j >= ex_hi) and norms[j] > 0:
                     acc_f[j] = acc_f[j] / (ni * norms[j])
                     nl = _heap_push(low_s, low_j, nl, k, acc_f[j], j)
             if nl == k:
@@ -356,7 +356,7 @@ if numba is not None:
         nc = 0
         for t in range(nt):
             j = touched[t]
-            if j != i and norms[j] > 0:
+            if (j < ex_lo or j >= ex_hi) and norms[j] > 0:
                 light = (acc_f[j] if low_floor else acc_f[j] / (ni * norms[j])) * (1.0 + 1e-9)
                 if light + hi * heavy_norm[j] >= push_floor:
                     dot = _table_dot(j, table, heavy_ptr, heavy_idx, heavy_w)
@@ -392,7 +392,7 @@ if numba is not None:
             j = by_heavy[t]
             if hi * heavy_norm[j] < floor:
                 break
-            if j >= j_min and j != i and mark[j] == 0 and norms[j] > 0:
+            if j >= j_min and (j < ex_lo or j >= ex_hi) and mark[j] == 0 and norms[j] > 0:
                 s = _cosine_from_dot(_table_dot(j, table, heavy_ptr, heavy_idx, heavy_w), ni, norms[j])
                 if s > 0 and s >= min_score:
                     size = _heap_push(hs, hj, size, k, s, j)
@@ -434,9 +434,10 @@ if numba is not None:
                 np.empty(n if kind == KIND_COSINE else 1, np.float64))
 
     @njit(cache=True, parallel=True)
-    def _mine_rows(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, bounds,
+    def _mine_rows(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, bounds, excl,
                    rows, out_off, min_score, upper, nchunks, out_col, out_score, out_count):
-        """Row r's results at out_off[r], out_count[r] of them, columns with s > 0 and s >= min_score:
+        """Row r's results at out_off[r], out_count[r] of them, columns not excluded (excl = per-row runs
+        lo, hi) with s > 0 and s >= min_score:
         upper=False (select): the best out_off[r+1] − out_off[r], score descending then column ascending;
         upper=True (pairs): every column j > rows[r], unsorted."""
         n = len(indptr) - 1
@@ -452,15 +453,16 @@ if numba is not None:
                 j_min = i + 1 if upper else 0
                 o = out_off[r]
                 k = out_off[r + 1] - o
+                ex_lo, ex_hi = excl[0][i], excl[1][i]
                 if kind == KIND_COSINE and has_bounds and (min_score >= 0.1 or (not upper and k * 64 <= n)):
                     out_count[r] = _bounded_cosine(i, j_min, k, not upper, min_score, indptr, idx, w, norms, pptr,
                                                    prow, pw, bounds, acc_f, acc_i, touched, table, cand_j, cand_ub,
-                                                   out_score[o:o + k], out_col[o:o + k])
+                                                   out_score[o:o + k], out_col[o:o + k], ex_lo, ex_hi)
                     continue
                 m = _row(kind, i, j_min, min_score, indptr, idx, w, norms, pptr, prow, pw, prefix, dense, scratch)
                 kept = 0
                 for t in range(m):  # pairs go straight to the output, a selection to its heap
-                    if cand_s[t] >= min_score:
+                    if cand_s[t] >= min_score and (cand_j[t] < ex_lo or cand_j[t] >= ex_hi):
                         if upper:
                             out_col[o + kept] = cand_j[t]
                             out_score[o + kept] = cand_s[t]
@@ -472,8 +474,8 @@ if numba is not None:
                                                              out_score[o:o + k])
 
     @njit(cache=True, parallel=True)
-    def _histogram(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, rows, bits_prefix,
-                   nchunks):
+    def _histogram(kind, indptr, idx, w, norms, pptr, prow, pw, vocab, max_len, prefix, dense, excl, rows,
+                   bits_prefix, nchunks):
         n = len(indptr) - 1
         nrows = len(rows)
         hist = np.zeros((nchunks, HIST_BINS), np.int64)
@@ -487,7 +489,10 @@ if numba is not None:
                 m = _row(kind, i, i + 1, np.float32(0.0), indptr, idx, w, norms, pptr, prow, pw, prefix, dense,
                          scratch)
                 bits = cand_s[:m].view(np.uint32)
+                cand_j = scratch[5]
                 for t in range(m):
+                    if cand_j[t] >= excl[0][i] and cand_j[t] < excl[1][i]:
+                        continue
                     b = bits[t]
                     if bits_prefix < 0:
                         hist[c, b >> 16] += 1
@@ -546,7 +551,7 @@ if numba is not None:
                         out[i, p] = h
 
     @njit(cache=True, nogil=True)
-    def _band_anchor(a, run_of, run_ptr, run_members, max_c, count, touched, hist):
+    def _band_anchor(a, run_of, run_ptr, run_members, max_c, count, touched, hist, ex_lo, ex_hi):
         """One anchor's band collisions, as the C++ core: rows sharing a run, counted into ``count``
         (listed in ``touched``); returns (how many touched, the shared-run floor of the kept ones)."""
         bands = run_of.shape[1]
@@ -557,7 +562,7 @@ if numba is not None:
                 continue
             for q in range(run_ptr[r], run_ptr[r + 1]):
                 j = run_members[q]
-                if j != a:
+                if j < ex_lo or j >= ex_hi:
                     if count[j] == 0:
                         touched[nt] = j
                         nt += 1
@@ -576,8 +581,8 @@ if numba is not None:
         return nt, floor
 
     @njit(cache=True, parallel=True)
-    def _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, chunks, kept, out_nbr, out_shared,
-                         out_ptr, fill):
+    def _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, excl, chunks, kept, out_nbr,
+                         out_shared, out_ptr, fill):
         """Pass 1 (fill False) counts each anchor's kept rows into ``kept``; pass 2 writes them at out_ptr."""
         m, bands = run_of.shape
         na = len(anchors)
@@ -587,8 +592,9 @@ if numba is not None:
             hist = np.zeros(bands + 1, np.int64)
             shared = np.empty(m, np.int32)  # the kept rows' counts
             for x in range(c * na // chunks, (c + 1) * na // chunks):
-                nt, floor = _band_anchor(anchors[x], run_of, run_ptr, run_members, max_candidates[x], count,
-                                         touched, hist)
+                a = anchors[x]
+                nt, floor = _band_anchor(a, run_of, run_ptr, run_members, max_candidates[x], count, touched, hist,
+                                         excl[0][a], excl[1][a])
                 w = 0  # keep and reset in one pass; only the kept rows are sorted, and only when written
                 for y in range(nt):
                     j = touched[y]
@@ -606,7 +612,7 @@ if numba is not None:
 
 
 def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.ndarray, anchors: np.ndarray,
-                    max_candidates: np.ndarray):
+                    max_candidates: np.ndarray, excluded=None):
     run_of = np.ascontiguousarray(run_of, dtype=np.int32)
     run_ptr = np.ascontiguousarray(run_ptr, dtype=np.int64)
     run_members = np.ascontiguousarray(run_members, dtype=np.int32)
@@ -617,11 +623,14 @@ def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.nda
     kept = np.zeros(na, np.int64)
     ptr = np.zeros(na + 1, np.int64)
     empty = np.zeros(0, np.int32)
-    _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, chunks, kept, empty, empty, ptr, False)
+    excl = _runs(run_of.shape[0], excluded)
+    _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, excl, chunks, kept, empty, empty, ptr,
+                     False)
     np.cumsum(kept, out=ptr[1:])
     nbr = np.empty(ptr[-1], np.int32)
     shared = np.empty(ptr[-1], np.int32)
-    _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, chunks, kept, nbr, shared, ptr, True)
+    _band_candidates(run_of, run_ptr, run_members, anchors, max_candidates, excl, chunks, kept, nbr, shared, ptr,
+                     True)
     return ptr, nbr, shared
 
 
@@ -690,6 +699,18 @@ def _bounds(tile: Tile):
             np.ascontiguousarray(tile.heavy_w, dtype=f64), True)
 
 
+def _runs(n: int, excluded):
+    """(lo, hi) int32 per row: the rows it never pairs with (itself without same-user exclusion)."""
+    if excluded is None or excluded[0] is None:
+        own = np.arange(n, dtype=np.int32)
+        return own, own + 1
+    return np.ascontiguousarray(excluded[0], dtype=np.int32), np.ascontiguousarray(excluded[1], dtype=np.int32)
+
+
+def _excluded(tile: Tile):
+    return _runs(tile.n, (tile.ex_lo, tile.ex_hi))
+
+
 def _nchunks(nrows: int) -> int:
     return max(1, min(nrows, numba.get_num_threads() * 8))
 
@@ -709,7 +730,7 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     out_score = np.empty(off[-1], np.float32)
     counts = np.zeros(len(rows), np.int64)
     if len(rows):
-        _mine_rows(*_args(tile, min_score), _bounds(tile), rows, off, np.float32(min_score), False,
+        _mine_rows(*_args(tile, min_score), _bounds(tile), _excluded(tile), rows, off, np.float32(min_score), False,
                    _nchunks(len(rows)), out_col, out_score, counts)
     _, cols, scores = _compact(off, counts, out_col, out_score)
     return counts, cols, scores
@@ -731,8 +752,8 @@ def pairs(tile: Tile, rows: np.ndarray, min_score: float):
         out_col = np.empty(off[-1], np.int32)
         out_score = np.empty(off[-1], np.float32)
         counts = np.zeros(len(sub), np.int64)
-        _mine_rows(*args, _bounds(tile), sub, off, np.float32(min_score), True, _nchunks(len(sub)), out_col, out_score,
-                   counts)
+        _mine_rows(*args, _bounds(tile), _excluded(tile), sub, off, np.float32(min_score), True, _nchunks(len(sub)),
+                   out_col, out_score, counts)
         keep, cols, scores = _compact(off, counts, out_col, out_score)
         parts.append((sub[keep].astype(np.int32), cols, scores))
         start = stop
@@ -745,7 +766,7 @@ def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     if not len(rows):
         return np.zeros(HIST_BINS, np.int64)
-    return _histogram(*_args(tile), rows, int(prefix), _nchunks(len(rows)))
+    return _histogram(*_args(tile), _excluded(tile), rows, int(prefix), _nchunks(len(rows)))
 
 
 def set_num_threads(n: int) -> None:

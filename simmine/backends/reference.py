@@ -51,8 +51,9 @@ def pair_score(tile: Tile, i: int, j: int) -> np.float32:
 
 
 def _candidates(tile: Tile, i: int, j_min: int = 0):
+    excluded = tile.excluded(i)
     for j in range(j_min, tile.n):
-        if j != i:
+        if j not in excluded:
             s = pair_score(tile, i, j)
             if s > 0:
                 yield j, s
@@ -105,14 +106,17 @@ def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> 
 
 
 def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.ndarray, anchors: np.ndarray,
-                    max_candidates: np.ndarray):
+                    max_candidates: np.ndarray, excluded=None):
     """LSH band collisions of anchors: (ptr, rows ascending, runs shared), rows sharing fewer runs than the
-    max_candidates[x]-th most dropped when it is > 0 (ties kept)."""
+    max_candidates[x]-th most dropped when it is > 0 (ties kept). ``excluded`` = (lo, hi): rows lo[a]..hi[a]-1
+    are never anchor a's candidates (itself only, without)."""
     ptr, nbr, shared = [0], [], []
     for a, most in zip(np.asarray(anchors).tolist(), np.asarray(max_candidates).tolist()):
+        lo, hi = (a, a + 1) if excluded is None else (int(excluded[0][a]), int(excluded[1][a]))
         runs = [r for r in run_of[a].tolist() if r >= 0]
         rows = np.concatenate([run_members[run_ptr[r]:run_ptr[r + 1]] for r in runs]) if runs else np.zeros(0)
-        rows, counts = np.unique(rows[rows != a].astype(np.int64), return_counts=True)
+        rows = rows.astype(np.int64)
+        rows, counts = np.unique(rows[(rows < lo) | (rows >= hi)], return_counts=True)
         if most > 0 and len(rows) > most:
             keep = counts >= np.sort(counts)[::-1][most - 1]
             rows, counts = rows[keep], counts[keep]

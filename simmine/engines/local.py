@@ -20,17 +20,20 @@ HIST_BINS = 65536
 
 @dataclass
 class Plan:
-    """Anchors grouped into buckets: members[b] are ascending seq_ids."""
+    """Anchors grouped into buckets: members[b] are ascending seq_ids. ``others`` counts, per anchor, the
+    anchors it may be compared with (its bucket less itself and, with same-user exclusion, its own user's
+    anchors); ``compared_pairs`` the unordered pairs that may be compared (docs/selection.md)."""
 
     members: list
     bucket_size: np.ndarray   # n_u per anchor
-
-    @property
-    def compared_pairs(self) -> int:
-        return int(sum(len(m) * (len(m) - 1) // 2 for m in self.members))
+    others: np.ndarray
+    compared_pairs: int
 
 
-def make_plan(n: int, bucket_codes: Optional[np.ndarray]) -> Plan:
+def make_plan(n: int, bucket_codes: Optional[np.ndarray], owners: Optional[np.ndarray] = None) -> Plan:
+    """The plan of N anchors (one bucket without ``bucket_codes``); ``owners`` (a user per anchor) when the
+    anchors of one user are never compared."""
+    bucket = bucket_codes if bucket_codes is not None else np.zeros(n, dtype=np.int64)
     if bucket_codes is None:
         members = [np.arange(n, dtype=np.int64)] if n else []
     else:
@@ -40,7 +43,20 @@ def make_plan(n: int, bucket_codes: Optional[np.ndarray]) -> Plan:
     size = np.zeros(n, dtype=np.int64)
     for m in members:
         size[m] = len(m)
-    return Plan(members, size)
+    pairs = int(sum(len(m) * (len(m) - 1) // 2 for m in members))
+    others = np.maximum(size - 1, 0)
+    if owners is not None and n:
+        per_anchor, same = key_counts(bucket, owners)
+        others = size - per_anchor
+        pairs -= int(np.sum(same * (same - 1) // 2))
+    return Plan(members, size, others.astype(np.int64), pairs)
+
+
+def key_counts(a: np.ndarray, b: np.ndarray):
+    """How many elements share each element's (a, b) pair, per element and per distinct pair."""
+    key = np.asarray(a, np.int64) * (int(np.max(b)) + 1) + np.asarray(b, np.int64)
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    return counts[inverse.reshape(-1)], counts
 
 
 @dataclass
@@ -101,8 +117,8 @@ def mine_weak(features: Features, plan: Plan, sel: Selection, backend, progress:
 
 
 def _rows_in_buckets(plan: Plan, lo: int, hi: int) -> int:
-    """Anchors lo..hi-1 that have a bucket to be compared in (two anchors or more)."""
-    return int(np.count_nonzero(plan.bucket_size[lo:hi] > 1))
+    """Anchors lo..hi-1 that have another anchor to be compared with."""
+    return int(np.count_nonzero(plan.others[lo:hi] > 0))
 
 
 def check_threshold_output(threshold: GlobalThreshold, sel: Selection, n: int, max_output_gb: float) -> None:
@@ -115,7 +131,7 @@ def check_threshold_output(threshold: GlobalThreshold, sel: Selection, n: int, m
 
 def selection_request(sel: Selection, plan: Plan, threshold: Optional[GlobalThreshold] = None):
     """(k per anchor, score floor) of an exact per-anchor selection; global alpha needs its threshold."""
-    k_all = k_per_anchor(sel, plan.bucket_size)
+    k_all = k_per_anchor(sel, plan.others)
     if sel.mode != "alpha_global":
         return k_all, min_score_of(sel)
     if threshold is None:
@@ -256,52 +272,51 @@ def _assemble(n, counts, chunks):
     return offsets, neighbors, scores
 
 
-def strong_positives(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray]):
-    """Per anchor, the other anchors of its bucket with the same target, ascending: (offsets, neighbors).
+@dataclass
+class StrongGroups:
+    """Strong positives as groups (docs/output.md): the anchors sharing a (bucket, target), numbered in
+    order of their first member; members[offsets[g]:offsets[g + 1]] ascending. O(N), whatever the groups'
+    sizes; strong(i) is i's group less i (and, with same-user exclusion, less its user's anchors)."""
 
-    Groups of equal size are written together: a group G of size s gives, for its member at position p,
-    G without G[p], scattered straight to that member's row (one pass over the output per size class).
-    """
+    group: np.ndarray     # uint32 per anchor
+    offsets: np.ndarray   # int64 [G + 1]
+    members: np.ndarray   # uint32 seq_ids
+
+
+def first_members(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray], ids=None) -> np.ndarray:
+    """Per anchor, the smallest seq_id with its (bucket, target): its group's name, the same whichever
+    anchors are grouped together first (``ids``: the anchors' seq_ids, ascending; default 0..N-1)."""
     n = len(target_codes)
-    bucket = bucket_codes if bucket_codes is not None else np.zeros(n, dtype=np.int32)
-    order = np.lexsort((target_codes, bucket))  # stable: seq_id ascending inside each group
-    key_b, key_t = bucket[order], target_codes[order]
-    new = np.ones(n, dtype=bool)
-    new[1:] = (key_b[1:] != key_b[:-1]) | (key_t[1:] != key_t[:-1])
-    starts = np.flatnonzero(new)
-    sizes = np.diff(np.append(starts, n))
-    counts = np.empty(n, dtype=np.int64)
-    counts[order] = np.repeat(sizes - 1, sizes)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    neighbors = np.empty(offsets[-1], dtype=np.uint32)
-    for size in np.unique(sizes[sizes > 1]).tolist():
-        if size > 64:  # a large group: two slice copies per member beat an s×s mask
-            for start in starts[sizes == size].tolist():
-                group = order[start:start + size].astype(np.uint32)
-                for p, member in enumerate(group.tolist()):
-                    o = offsets[member]
-                    neighbors[o:o + p] = group[:p]
-                    neighbors[o + p:o + size - 1] = group[p + 1:]
-            continue
-        groups = order[starts[sizes == size][:, None] + np.arange(size)].astype(np.uint32)  # (m, size)
-        others = ~np.eye(size, dtype=bool)
-        values = np.broadcast_to(groups[:, None, :], (len(groups), size, size))[:, others]
-        dest = offsets[groups.astype(np.int64)][:, :, None] + np.arange(size - 1)
-        neighbors[dest.reshape(len(groups), -1)] = values
-    return offsets, neighbors
+    ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    if not n:
+        return ids
+    bucket = np.zeros(n, np.int64) if bucket_codes is None else np.asarray(bucket_codes, np.int64)
+    key = bucket * (int(target_codes.max()) + 1) + target_codes
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return ids[first][inverse.reshape(-1)]
 
 
-def strong_counts(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray]) -> np.ndarray:
-    """Strong positives per anchor (the others of its bucket with its target), without building them."""
-    if not len(target_codes):
-        return np.zeros(0, dtype=np.int64)
-    bucket = bucket_codes if bucket_codes is not None else np.zeros(len(target_codes), dtype=np.int32)
-    key = bucket.astype(np.int64) * (int(target_codes.max()) + 1) + target_codes
-    _, inverse, sizes = np.unique(key, return_inverse=True, return_counts=True)
-    return sizes[inverse.reshape(-1)] - 1
+def groups_of(first: np.ndarray) -> StrongGroups:
+    """StrongGroups from each anchor's first member (anchors in seq_id order)."""
+    heads, group = np.unique(first, return_inverse=True)  # heads ascend: groups in order of first member
+    group = group.reshape(-1)
+    members = np.argsort(group, kind="stable").astype(np.uint32)  # seq_id ascending within a group
+    offsets = np.zeros(len(heads) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(group, minlength=len(heads)), out=offsets[1:])
+    return StrongGroups(group.astype(np.uint32), offsets, members)
 
 
-def strong_entries(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray]) -> int:
-    """Number of strong-positive entries, without building them (for the output-size estimate)."""
-    return int(strong_counts(target_codes, bucket_codes).sum())
+def strong_groups(target_codes: np.ndarray, bucket_codes: Optional[np.ndarray]) -> StrongGroups:
+    """The strong groups of anchors 0..N-1."""
+    return groups_of(first_members(target_codes, bucket_codes))
+
+
+def strong_pairs(groups: StrongGroups, owners: Optional[np.ndarray]) -> int:
+    """Strong-positive entries: Σ over anchors of |strong(i)| (ordered pairs in one group and, with
+    ``owners``, of two users)."""
+    sizes = np.diff(groups.offsets)
+    total = int(np.sum(sizes * (sizes - 1)))
+    if owners is not None and len(owners):
+        _, same = key_counts(groups.group, owners)
+        total -= int(np.sum(same * (same - 1)))
+    return total

@@ -69,13 +69,8 @@ class PositiveSampler:
         """Positives for a 1-D tensor (or array) of seq_ids; deterministic for (seed, epoch, anchors)."""
         a = anchors.detach().cpu().numpy() if isinstance(anchors, torch.Tensor) else np.asarray(anchors)
         a = a.astype(np.int64).reshape(-1)
-        # strong: uniform over strong(i)
-        s_off, s_nbr = self.positives.gather_strong(a)
-        s_len = np.diff(s_off)
-        u = _uniform(self.seed, self.epoch, _STRONG, a)
-        pick = s_off[:-1] + np.minimum((u * s_len).astype(np.int64), np.maximum(s_len - 1, 0))
-        has_strong = s_len > 0
-        strong = np.where(has_strong, s_nbr[np.minimum(pick, max(len(s_nbr) - 1, 0))] if len(s_nbr) else a, a)
+        # strong: uniform over strong(i), drawn from its group without building the list
+        strong, has_strong = self.positives.draw_strong(a, _uniform(self.seed, self.epoch, _STRONG, a))
         # weak: P(j) = score_j / Σ scores (Eq. 10), by inverse CDF over the concatenated lists
         w_off, w_nbr, w_score = self.positives.gather_weak(a)
         w_len = np.diff(w_off)
