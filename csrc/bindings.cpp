@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "sweep.hpp"
 #include "tiles.hpp"
 
 namespace py = pybind11;
@@ -33,16 +34,8 @@ const int64_t* checked_rows(const py::array& rows, int64_t n) {
     return r;
 }
 
-template <class Scorer>
-py::tuple run_select(const Scorer& scorer, const py::array& rows, const py::array& k_row, double min_score) {
-    const int64_t nrows = rows.size();
-    const int64_t* r = checked_rows(rows, scorer.n);
-    const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
-    BlockOutput out;
-    {
-        py::gil_scoped_release release;
-        select_block(scorer, r, nrows, k, static_cast<float>(min_score), out);
-    }
+// (counts, cols, scores) of a block's per-row results, rows in order.
+py::tuple block_result(const BlockOutput& out, int64_t nrows) {
     int64_t total = 0;
     for (int64_t t = 0; t < nrows; ++t) total += out.count[t];
     py::array_t<int64_t> counts(nrows);
@@ -60,6 +53,19 @@ py::tuple run_select(const Scorer& scorer, const py::array& rows, const py::arra
         w += out.count[t];
     }
     return py::make_tuple(counts, out_col, out_score);
+}
+
+template <class Scorer>
+py::tuple run_select(const Scorer& scorer, const py::array& rows, const py::array& k_row, double min_score) {
+    const int64_t nrows = rows.size();
+    const int64_t* r = checked_rows(rows, scorer.n);
+    const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
+    BlockOutput out;
+    {
+        py::gil_scoped_release release;
+        select_block(scorer, r, nrows, k, static_cast<float>(min_score), out);
+    }
+    return block_result(out, nrows);
 }
 
 template <class Scorer>
@@ -238,6 +244,40 @@ EditScorer make_edit(const py::dict& t) {
                       std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1), excluded_of(t)};
 }
 
+// The prefix sweep of a set tile with nested windows (simmine/metrics.py: Tile.sweep).
+PrefixSweep make_sweep(const py::dict& t, const py::dict& w) {
+    const int64_t n = rows_of(t);
+    const int64_t vocab = std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1);
+    const py::array lo = arr(w, "range_lo"), stream = arr(w, "stream");
+    const int64_t* ptr = ptr_of<int64_t>(arr(w, "code_ptr"), "code_ptr", vocab + 1);
+    const int32_t* rlo = ptr_of<int32_t>(lo, "range_lo", ptr[vocab]);
+    const int32_t* rhi = ptr_of<int32_t>(arr(w, "range_hi"), "range_hi", ptr[vocab]);
+    const int64_t* ws = ptr_of<int64_t>(arr(w, "ws"), "ws", n);
+    const int64_t* we = ptr_of<int64_t>(arr(w, "we"), "we", n);
+    const int32_t* st = ptr_of<int32_t>(stream, "stream");
+    const uint16_t* size = ptr_of<uint16_t>(arr(w, "size"), "size", n);
+    int32_t max_size = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        if (ws[i] < 0 || we[i] < ws[i] || we[i] > stream.size()) throw py::value_error("sweep: bad window");
+        max_size = std::max<int32_t>(max_size, size[i]);
+    }
+    if (max_size >= 65535) throw py::value_error("sweep: sets of at most 65,534 codes");
+    for (int64_t q = 0; q < ptr[vocab]; ++q) {
+        if (rlo[q] < 0 || rhi[q] > n || rlo[q] > rhi[q]) throw py::value_error("sweep: bad range");
+    }
+    for (int64_t p = 0; p < stream.size(); ++p) {
+        if (st[p] < -1 || st[p] >= vocab) throw py::value_error("sweep: bad stream code");
+    }
+    for (int64_t i = 0; i < n; ++i) {  // every position of a window holds a code of the tile
+        for (int64_t p = ws[i]; p < we[i]; ++p) {
+            if (st[p] < 0) throw py::value_error("sweep: a window holds a code outside the tile");
+        }
+    }
+    return PrefixSweep{n, size, st, ws, we, ptr_of<int64_t>(arr(w, "family"), "family", n), ptr, rlo, rhi,
+                       ptr_of<int64_t>(arr(w, "cover"), "cover", vocab), vocab, max_size, excluded_of(t),
+                       py::cast<int64_t>(w["pool_target"])};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -249,6 +289,20 @@ PYBIND11_MODULE(_core, m) {
         if (kind == "edit") return run_select(make_edit(t), rows, k_row, min_score);
         throw py::value_error("unknown scorer kind " + kind);
     }, "Per row: columns with s > 0 and s >= min_score, best k_row first -> (counts, cols, scores)");
+    m.def("sweep_select", [](const py::dict& t, const py::dict& w, py::array rows, py::array k_row, double min_score) {
+        const PrefixSweep sweep = make_sweep(t, w);
+        const int64_t nrows = rows.size();
+        const int64_t* r = checked_rows(rows, sweep.n);
+        const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
+        BlockOutput out;
+        int64_t refills = 0;
+        {
+            py::gil_scoped_release release;
+            sweep_block(sweep, r, nrows, k, static_cast<float>(min_score), out, &refills);
+        }
+        py::tuple res = block_result(out, nrows);
+        return py::make_tuple(res[0], res[1], res[2], refills);
+    }, "Prefix sweep (Jaccard over nested windows): per row, the best k_row -> (counts, cols, scores, refills)");
     m.def("pairs", [](const std::string& kind, const py::dict& t, py::array rows, double min_score) {
         if (kind == "set") return run_pairs(make_sets(t), rows, min_score);
         if (kind == "prefix") return run_pairs(make_prefix(t), rows, min_score);

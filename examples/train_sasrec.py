@@ -5,8 +5,8 @@
 Protocol: per user, S[-1] is the test item and S[-2] the validation item, T = S[:-2] is training data. By
 default the training sample is the anchor of simmine's build (history T[:-1] → target T[-1]), one per user;
 with --prefixes every prefix is one (T[:t] → T[t] for t ≥ 1, as RecBole-style SASRec and RCL's code train),
-and simmine mines positives among all of them (each prefix is written as a one-line "user" and built with
---split none). Cross-entropy over all items at the last position. Evaluation ranks the held-out item against
+and simmine mines positives among all of them (simmine build --anchors prefix: a user's own prefixes are
+never each other's positives). Cross-entropy over all items at the last position. Evaluation ranks the held-out item against
 every item (no sampling; items of the history are not removed), HR@5/10 and NDCG@5/10 on test at the epoch
 with the best validation NDCG@10.
 With --loss bce the objective is SASRec's original one instead: at every position of the anchor's history
@@ -136,21 +136,18 @@ def load(args):
 
 
 def load_prefixes(args):
-    """Every prefix of every user's T as a training sample, with simmine's positives mined among them."""
+    """Every prefix of every user's T as a training sample: simmine's prefix anchors (T[:t] → T[t], a user's
+    own prefixes never each other's positives), mapped to tensors by (user, position)."""
+    pos = _positives(args, args.input, format=args.format, anchors="prefix")
     coded, code = _user_sequences(args)
-    whole = [s for s in coded.values() if len(s) >= 4]  # T = S[:-2] has a history: the anchor protocol's users
-    lines = os.path.join(args.work, "prefixes.txt")
-    hist, target = [], []
-    with open(lines, "w") as f:
-        for u, s in enumerate(whole):
-            for t in range(1, len(s) - 2):
-                f.write(f"{u}:{t} " + " ".join(map(str, s[:t + 1])) + "\n")
-                hist.append(s[:t])
-                target.append(s[t])
-    pos = _positives(args, lines, format="lines", split="none")
-    assert len(pos) == len(hist), "one anchor per prefix"
-    hist = left_pad(hist, args.max_len)
-    return (pos, len(code), (hist, torch.tensor(target), None)) + _held_out(whole, args.max_len)
+    users = pos.sequences().column("user_id").to_pylist()
+    positions = pos.positions().tolist()
+    hist = left_pad([coded[u][:t] for u, t in zip(users, positions)], args.max_len)
+    target = torch.tensor([coded[u][t] for u, t in zip(users, positions)])
+    check = pos.sequences().column("target").to_pylist()
+    assert all(code[t] == int(x) for t, x in zip(check, target)), "anchors and training targets disagree"
+    whole = [coded[u] for u in pos.anchor_index()["users"].to_pylist()]  # one per user with anchors
+    return (pos, len(code), (hist, target, None)) + _held_out(whole, args.max_len)
 
 
 @torch.no_grad()

@@ -57,6 +57,8 @@ class Features:
     norms: Optional[np.ndarray] = None     # float64 per row (cosine, dense)
     vectors: Optional[np.ndarray] = None   # float64 [N, d] (dense)
     owners: Optional[np.ndarray] = None    # int64 user per anchor when anchors of one user never pair
+    stream: Optional[object] = None        # prefix anchors' nested windows (sequences.Stream), jaccard only
+    families: Optional[np.ndarray] = None  # int64 user per anchor, with the stream
     _last_tile: tuple = field(default=(None, None), repr=False)
 
     @property
@@ -108,7 +110,51 @@ class Features:
                 tile.add_heavy_bounds()
         if self.kind == "set":
             tile.add_dense_bitmaps()
+            if self.stream is not None:
+                tile.sweep = sweep_index(self.stream, self.families, members, present, remap)
         return tile
+
+
+def sweep_index(stream, families: np.ndarray, members: np.ndarray, present: np.ndarray, remap: np.ndarray) -> dict:
+    """What the prefix sweep (csrc/sweep.hpp) needs of a set tile whose rows are nested windows: the tile's
+    part of the users' streams (local codes; -1 where no row's window reaches), each row's window in it, its
+    family (user), and per code the row ranges holding one of its occurrences as their latest: occurrence p
+    counts for rows whose window [ws, we) contains p and no later occurrence (ws <= p < we <= next(p))."""
+    from .sequences import _ranges
+
+    ws, we = stream.windows[members, 0], stream.windows[members, 1]
+    fam = families[members]
+    n = len(members)
+    first = np.ones(n, dtype=bool)
+    first[1:] = fam[1:] != fam[:-1]
+    run = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], n) - 1
+    span_lo, span_len = ws[starts], np.maximum(we[ends] - ws[starts], 0)
+    pos = _ranges(span_lo, span_len)
+    pos_run = np.repeat(np.arange(len(starts)), span_len)
+    codes = stream.codes[pos].astype(np.int64)
+    big = int(len(stream.codes)) + 2
+    nxt = np.full(len(pos), big - 1, dtype=np.int64)  # next occurrence of the code in the run, or past every window
+    order = np.lexsort((pos, codes, pos_run))
+    same = (pos_run[order[1:]] == pos_run[order[:-1]]) & (codes[order[1:]] == codes[order[:-1]])
+    nxt[order[:-1][same]] = pos[order[1:][same]]
+    key_we, key_ws, key_p = run * big + we, run * big + ws, pos_run * big + pos
+    lo = np.searchsorted(key_we, key_p, side="right")
+    hi = np.minimum(np.searchsorted(key_we, pos_run * big + nxt, side="right"),
+                    np.searchsorted(key_ws, key_p, side="right"))
+    keep = lo < hi
+    known = np.minimum(codes, len(present) - 1)  # a code past every row's set (a last target) is in no window
+    local = np.where((codes < len(present)) & present[known], remap[known], -1)
+    by_code = np.argsort(local[keep], kind="stable")
+    vocab = int(present.sum())
+    span_at = np.concatenate(([0], np.cumsum(span_len)[:-1]))
+    shift = (span_at - span_lo)[run]
+    return {"stream": local.astype(np.int32), "ws": (ws + shift).astype(np.int64), "we": (we + shift).astype(np.int64),
+            "family": run.astype(np.int64),
+            "code_ptr": np.concatenate(([0], np.cumsum(np.bincount(local[keep], minlength=vocab)))).astype(np.int64),
+            "range_lo": lo[keep][by_code].astype(np.int32), "range_hi": hi[keep][by_code].astype(np.int32),
+            "cover": np.bincount(local[keep], weights=(hi - lo)[keep], minlength=vocab).astype(np.int64)}
 
 
 def exclusion_runs(owners: np.ndarray):
@@ -177,6 +223,7 @@ class Tile:
     vectors: Optional[np.ndarray] = None      # dense (embedding) tiles
     ex_lo: Optional[np.ndarray] = None        # same-user exclusion: row i never pairs with rows ex_lo[i]..ex_hi[i]-1
     ex_hi: Optional[np.ndarray] = None
+    sweep: Optional[dict] = None              # prefix anchors' nested windows (metrics.sweep_index)
     _prefix: dict = field(default_factory=dict)
 
     @property
@@ -309,7 +356,7 @@ def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2, df: Op
         return Features("set", indptr, codes)
     indptr, codes, counts = _unique_per_row(seqs.indptr, seqs.items)
     if metric.name == "jaccard":
-        return Features("set", indptr, codes)
+        return Features("set", indptr, codes, stream=seqs.stream, families=seqs.owners if seqs.stream else None)
     # tfidf: w(v,u) = tf(v,u) · ln(N / df(v)), N = all anchors of the build, df over their histories
     n = seqs.n
     if df is None:

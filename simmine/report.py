@@ -55,12 +55,11 @@ def summary_lines(out: str) -> list:
     lines = [
         f"simmine build: {out}",
         f"  input      {source}",
-        f"  anchors    {m['n_anchors']:,} of {m['n_users']:,} users ({m['skipped']:,} skipped), "
-        f"{m['n_buckets']:,} bucket(s){' by ' + ','.join(p['bucket_by']) if p['bucket_by'] else ''}",
+        f"  anchors    {m['n_anchors']:,} of {m['n_users']:,} users ({m['skipped']:,} skipped), one per "
+        f"{p.get('anchors', 'user')}"
+        + (" (a user's own never paired)" if p.get("same_user") == "exclude" and p.get("anchors") == "prefix" else "")
+        + f", {m['n_buckets']:,} bucket(s){' by ' + ','.join(p['bucket_by']) if p['bucket_by'] else ''}",
         f"  metric     {metric} on {p['compare']}, split {p['split']}, max-len {p['max_len']}",
-        f"  anchors    one per {p.get('anchors', 'user')}"
-        + (", a user's anchors never paired" if p.get("same_user") == "exclude" and p.get("anchors") == "prefix"
-           else ""),
         f"  selection  {how}",
         f"  run        method {m['method']}, backend {m['backend']}, engine {m['engine']}"
         + (f", streamed within --memory-gb {p['memory_gb']} ({m['streamed']['partitions']} user partitions, "

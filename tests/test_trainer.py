@@ -87,3 +87,20 @@ def test_rcl_options_change_training_and_false_negatives_are_counted(log, tmp_pa
         res = trainer.train(_args(log, tmp_path, "--epochs", "2", *flags), True, data)
         assert [h["valid"] for h in res["history"]] != valid, flags
         assert res["anchors_meeting_false_negatives"] == met  # same draws: the options change only the loss
+
+
+def test_prefix_rows_are_simmine_prefix_anchors(log, tmp_path):
+    """--prefixes trains on simmine's prefix anchors: row i is seq_id i, T[:t] → T[t] for every t >= 1."""
+    args = _args(log, tmp_path, "--prefixes", "--epochs", "1")
+    pos, n_items, (hist, target, nxt), valid, test = trainer.load(args)
+    coded, _ = trainer._user_sequences(args)
+    users = pos.sequences().column("user_id").to_pylist()
+    positions = pos.positions()
+    assert len(hist) == len(pos) == sum(len(s) - 3 for s in coded.values() if len(s) >= 4)
+    for i in range(0, len(pos), 7):
+        s = coded[users[i]]
+        want = s[:positions[i]][-20:]
+        assert hist[i][hist[i] != 0].tolist() == want and int(target[i]) == s[positions[i]]
+    assert pos.manifest["params"]["anchors"] == "prefix" and pos.manifest["params"]["same_user"] == "exclude"
+    res = trainer.train(args, True, (pos, n_items, (hist, target, nxt), valid, test))
+    assert len(res["history"]) == 1

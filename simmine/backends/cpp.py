@@ -8,6 +8,10 @@ from ..metrics import Tile
 
 name = "cpp"
 PREFIX_MIN_THRESHOLD = 0.4  # below it, prefix candidates are many and plain accumulation is faster
+SWEEP_POOL_PER_K = 2        # a sweep refill puts at least max(2k, 32) columns in its pool (fastest on ML-1M)
+SWEEP_POOL_MIN = 32
+SWEEP_MAX_SET = 65535       # the sweep counts in 16 bits; larger sets take the inverted index
+stats = {"sweep_refills": 0, "sweep_rows": 0}
 
 try:
     from .. import _core
@@ -44,8 +48,22 @@ def _scorer(tile: Tile, min_score: float):
 
 def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     min_score = float(np.float32(min_score))
-    return _core.select(*_scorer(tile, min_score), np.ascontiguousarray(rows, dtype=np.int64),
-                        np.ascontiguousarray(k_row, dtype=np.int64), min_score)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    k_row = np.ascontiguousarray(k_row, dtype=np.int64)
+    if tile.sweep is not None and tile.n and np.diff(tile.indptr).max() < SWEEP_MAX_SET:
+        # prefix anchors: the sweep over nested windows (csrc/sweep.hpp)
+        pool = int(max(SWEEP_POOL_PER_K * (int(k_row.max()) if len(k_row) else 0), SWEEP_POOL_MIN))
+        counts, cols, scores, refills = _core.sweep_select(_fields(tile), {**tile.sweep, "pool_target": pool,
+                                                                           "size": _sizes(tile)},
+                                                           rows, k_row, min_score)
+        stats["sweep_refills"] += int(refills)
+        stats["sweep_rows"] += len(rows)
+        return counts, cols, scores
+    return _core.select(*_scorer(tile, min_score), rows, k_row, min_score)
+
+
+def _sizes(tile: Tile) -> np.ndarray:
+    return np.diff(tile.indptr).astype(np.uint16)
 
 
 def pairs(tile: Tile, rows: np.ndarray, min_score: float):
