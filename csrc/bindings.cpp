@@ -375,6 +375,38 @@ PYBIND11_MODULE(_core, m) {
     }, "LSH band collisions of anchors: (ptr, rows, runs shared), the best max_candidates[x] (ties kept)",
        py::arg("run_of"), py::arg("run_ptr"), py::arg("run_members"), py::arg("m"), py::arg("anchors"),
        py::arg("max_candidates"), py::arg("ex_lo") = py::none(), py::arg("ex_hi") = py::none());
+    m.def("dense_topk", [](py::array scores, int64_t k) {
+        // Per row of a C-contiguous float32 [R, n] block: the columns of its k largest finite scores, best
+        // first (score descending, column ascending) -> int64 [R, min(k, n)].
+        if (scores.ndim() != 2) throw py::value_error("scores: expected a 2-D array");
+        const int64_t r = scores.shape(0), n = scores.shape(1);
+        const float* s = ptr_of<float>(scores, "scores", r * n);
+        const int64_t kk = std::max<int64_t>(0, std::min(k, n));
+        py::array_t<int64_t> out({r, kk});
+        int64_t* o = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+#pragma omp parallel
+            {
+                BestK best;
+                std::vector<int32_t> cols(kk);
+                std::vector<float> vals(kk);
+#pragma omp for schedule(static)
+                for (int64_t i = 0; i < r; ++i) {
+                    best.reset(kk, -std::numeric_limits<float>::infinity());
+                    const float* row = s + i * n;
+                    for (int64_t j = 0; j < n; ++j) {
+                        if (row[j] >= best.floor() && row[j] > -std::numeric_limits<float>::infinity()) {
+                            best.push(static_cast<int32_t>(j), row[j]);
+                        }
+                    }
+                    const int64_t m = best.take(cols.data(), vals.data());
+                    for (int64_t t = 0; t < kk; ++t) o[i * kk + t] = t < m ? cols[t] : -1;
+                }
+            }
+        }
+        return out;
+    }, "Per row of a float32 block, the columns of its k best scores (-1 past the finite ones)");
     m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
         if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
         if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);

@@ -1,24 +1,26 @@
-"""SASRec with and without RCL on positives mined by simmine, full-ranking evaluation (leave-one-out).
+"""SASRec trained with cross-entropy over all items at every position (the strong baseline), with and without a
+contrastive term over positives mined by simmine; full-ranking leave-one-out evaluation.
 
-    python examples/train_sasrec.py --input ../shared/data/beauty.txt --epochs 40 --out rcl-beauty.json
+    python examples/train_sasrec.py --input ../shared/data/beauty.txt --variants base,duorec --seed 0 --out r.json
 
-Protocol: per user, S[-1] is the test item and S[-2] the validation item, T = S[:-2] is training data. By
-default the training sample is the anchor of simmine's build (history T[:-1] → target T[-1]), one per user;
-with --prefixes every prefix is one (T[:t] → T[t] for t ≥ 1, as RecBole-style SASRec and RCL's code train),
-and simmine mines positives among all of them (simmine build --anchors prefix: a user's own prefixes are
-never each other's positives). Cross-entropy over all items at the last position. Evaluation ranks the held-out item against
-every item (no sampling; items of the history are not removed), HR@5/10 and NDCG@5/10 on test at the epoch
-with the best validation NDCG@10.
-With --loss bce the objective is SASRec's original one instead: at every position of the anchor's history
-T[:-1], binary cross-entropy of the next item against one uniformly sampled negative item.
-With the rcl variant, each step also draws one strong and one weak positive per anchor
-(simmine.torch.PositiveSampler), encodes them with the same model (dropout on, as DuoRec does) and adds
-λ·RelativeContrastiveLoss.
-Options of that term (the default is the plain loss on the final states): --rcl-head compares in the output of a
-2-layer MLP head, --rcl-cosine L2-normalises first, --rcl-exclude leaves in-batch false negatives (a key that is
-the anchor's own sequence or shares its target) out of the denominators. Either way the run reports the share of
-anchors that met such a key.
-The same seed gives both runs the same initialisation and batch order.
+Protocol: per user, S[-1] is the test item and S[-2] the validation item; T = S[:-2] is training data. Each
+user's T is cut from its end into windows of max-len + 1 items; one causal forward pass of a window trains
+every position against every item (cross-entropy), which is prefix training (T[:t] → T[t] for every t >= 1)
+at the cost of one pass per window. Evaluation ranks the held-out item against every item (no sampling), HR
+and NDCG@5/10 on test at the epoch with the best validation NDCG@10 (early stopping after --patience epochs
+without improvement).
+
+The positives come from `simmine build --anchors prefix` (a user's own prefixes are never its positives): the
+prefix anchor of window position j is the (user, t) whose target that position predicts. Each step picks one
+position per window (--positions last: the last one; sampled: one uniformly, fresh each epoch) and adds, with
+weight --lam:
+- duorec: DuoRec's supervised contrastive loss (simmine.torch.SupervisedContrastiveLoss) between the
+  anchor's representation and a same-target anchor's (a strong positive drawn by simmine's sampler);
+- rcl: RCL's relative contrastive loss (simmine.torch.RelativeContrastiveLoss) over a strong and a weak
+  positive, with its options (--logits, --relative, --weak-weights).
+--anchor-pass separate encodes the anchor again (its own dropout, as DuoRec and RCL's code do); shared reuses
+the recommendation pass. --key-view full encodes positives with their target appended (RCL's released code),
+history without. The same seed gives every variant the same initialisation and window order.
 """
 from __future__ import annotations
 
@@ -29,17 +31,22 @@ import os
 import tempfile
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
 import simmine
-from simmine.torch import AnchorSampler, PositiveSampler, RelativeContrastiveLoss, batch_similarity, false_negatives
+from simmine.torch import (AnchorSampler, PositiveSampler, RelativeContrastiveLoss, SupervisedContrastiveLoss,
+                           batch_similarity, key_inputs)
+
+
+torch.backends.mha.set_fastpath_enabled(False)  # the inference fast path turns a fully masked padding row into NaN
 
 
 class SASRec(nn.Module):
     """Self-attentive sequential recommender (Kang & McAuley 2018): causal self-attention over the last
-    max_len items, left-padded with 0; the last position's state scores every item by a dot product with
-    the (shared) item embeddings."""
+    max_len items, left-padded with 0; a position's state scores every item by a dot product with the
+    (shared) item embeddings."""
 
     def __init__(self, n_items: int, d: int = 64, max_len: int = 50, blocks: int = 2, heads: int = 2,
                  dropout: float = 0.5):
@@ -56,12 +63,16 @@ class SASRec(nn.Module):
         nn.init.normal_(self.pos.weight, std=0.02)
 
     def forward(self, seq: torch.Tensor, every_position: bool = False) -> torch.Tensor:
-        """The last position's state [B, d], or every position's [B, L, d]."""
+        """The last position's state [B, d], or every position's [B, L, d]. Sequences are left-padded and may
+        be shorter than max_len (a batch trimmed to its longest): positions count from the right end, and
+        padding is never attended to."""
+        length = seq.shape[1]
         keep = (seq != 0).unsqueeze(-1).to(self.item.weight.dtype)
-        x = self.item(seq) * math.sqrt(self.item.embedding_dim) + self.pos.weight[None, : seq.shape[1]]
+        x = self.item(seq) * math.sqrt(self.item.embedding_dim) + self.pos.weight[None, self.pos.num_embeddings - length:]
         x = self.drop(x) * keep
+        padding = torch.zeros(seq.shape, dtype=x.dtype, device=x.device).masked_fill(seq == 0, -1e9)
         for layer in self.layers:
-            x = layer(x, src_mask=self.causal[: seq.shape[1], : seq.shape[1]]) * keep
+            x = layer(x, src_mask=self.causal[:length, :length], src_key_padding_mask=padding) * keep
         return self.norm(x if every_position else x[:, -1])
 
     def scores(self, h: torch.Tensor) -> torch.Tensor:
@@ -70,7 +81,7 @@ class SASRec(nn.Module):
 
 def sampled_bce(model: SASRec, states: torch.Tensor, nxt: torch.Tensor, n_items: int,
                 generator: torch.Generator) -> torch.Tensor:
-    """SASRec's objective: per non-padded position, −log σ(s·e_next) − log(1 − σ(s·e_neg)) with one
+    """SASRec's original objective: per non-padded position, −log σ(s·e_next) − log(1 − σ(s·e_neg)) with one
     uniformly drawn negative item, averaged over positions. states [B, L, d], nxt [B, L] (0 = padding)."""
     neg = torch.randint(1, n_items + 1, nxt.shape, generator=generator).to(nxt.device)
     pos_logit = (states * model.item(nxt)).sum(-1)
@@ -89,19 +100,12 @@ def left_pad(seqs, max_len: int) -> torch.Tensor:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- data
 def _selection(args) -> dict:
     return {"k": args.k} if args.k else {"alpha": args.alpha}
 
 
-def _positives(args, path: str, **kw):
-    """simmine's build of ``path`` with the run's metric, selection and backend, opened."""
-    out = os.path.join(args.work, "positives")
-    simmine.build(input=path, out=out, metric=args.metric, max_len=args.max_len, quiet=True, backend=args.backend,
-                  **_selection(args), **kw)
-    return simmine.open(out)
-
-
-def _user_sequences(args):
+def user_sequences(args):
     """Each user's whole sequence S (by user, in order of first appearance) with items coded 1..V, and the code
     of each item."""
     log = simmine.sequences.read_log(args.input, args.format)
@@ -113,41 +117,51 @@ def _user_sequences(args):
     return {u: [code[v] for v in s] for u, s in full.items()}, code
 
 
-def _held_out(whole, max_len: int):
-    """(valid, test) tensors: S[:-2] → S[-2] and S[:-1] → S[-1] per sequence."""
-    return ((left_pad([s[:-2] for s in whole], max_len), torch.tensor([s[-2] for s in whole])),
-            (left_pad([s[:-1] for s in whole], max_len), torch.tensor([s[-1] for s in whole])))
+def windows(train_seqs, max_len: int):
+    """Every user's T cut from its end into windows of at most max_len + 1 items: (inputs [W, L], next items
+    [W, L], the window's user, the position t in T of its first target), left-padded with 0."""
+    xs, ys, owner, first_t = [], [], [], []
+    for u, t_seq in enumerate(train_seqs):
+        end = len(t_seq)
+        while end > 1:
+            begin = max(0, end - (max_len + 1))
+            xs.append(t_seq[begin:end - 1])
+            ys.append(t_seq[begin + 1:end])
+            owner.append(u)
+            first_t.append(begin + 1)
+            end = begin + 1
+    return left_pad(xs, max_len), left_pad(ys, max_len), torch.tensor(owner), torch.tensor(first_t)
 
 
 def load(args):
-    """Builds the positives with simmine and the train/valid/test tensors with items coded 1..V."""
-    if args.prefixes:
-        return load_prefixes(args)
-    pos = _positives(args, args.input, format=args.format)
-    seqs = pos.sequences()
-    coded, code = _user_sequences(args)
-    whole = [coded[u] for u in seqs.column("user_id").to_pylist()]  # S per anchor, in seq_id order
-    train_hist = left_pad([s[:-3] for s in whole], args.max_len)  # T[:-1]
-    train_target = torch.tensor([s[-3] for s in whole])           # T[-1]
-    train_next = left_pad([s[1:-2] for s in whole], args.max_len)  # T[1:], aligned with T[:-1] position by position
-    check = seqs.column("target").to_pylist()
-    assert all(code[t] == int(x) for t, x in zip(check, train_target)), "anchors and training targets disagree"
-    return (pos, len(code), (train_hist, train_target, train_next)) + _held_out(whole, args.max_len)
-
-
-def load_prefixes(args):
-    """Every prefix of every user's T as a training sample: simmine's prefix anchors (T[:t] → T[t], a user's
-    own prefixes never each other's positives), mapped to tensors by (user, position)."""
-    pos = _positives(args, args.input, format=args.format, anchors="prefix")
-    coded, code = _user_sequences(args)
-    users = pos.sequences().column("user_id").to_pylist()
-    positions = pos.positions().tolist()
-    hist = left_pad([coded[u][:t] for u, t in zip(users, positions)], args.max_len)
-    target = torch.tensor([coded[u][t] for u, t in zip(users, positions)])
+    """simmine's prefix-anchor positives, the training windows with each position's anchor seq_id, every
+    anchor's history (the keys' input) and the held-out tensors."""
+    out = os.path.join(args.work, "positives")
+    simmine.build(input=args.input, format=args.format, out=out, metric=args.metric, max_len=args.max_len,
+                  anchors="prefix", quiet=True, backend=args.backend, **_selection(args))
+    pos = simmine.open(out)
+    coded, code = user_sequences(args)
+    index = pos.anchor_index()
+    whole = [coded[u] for u in index["users"].to_pylist()]  # users with anchors, in seq_id order
+    train = [s[:-2] for s in whole]
+    x, y, owner, first_t = windows(train, args.max_len)
+    lengths = (x != 0).sum(1)
+    pad = args.max_len - lengths
+    cols = torch.arange(args.max_len)[None, :]
+    t = first_t[:, None] + cols - pad[:, None]  # the position in T of each window position's target
+    start = torch.from_numpy(index["start"][:-1])[owner][:, None]
+    anchor_of = torch.where(y != 0, start + t - 1, torch.full_like(t, -1))  # prefix t of a user: start + t - 1
+    positions = pos.positions()
+    owners = np.repeat(np.arange(len(whole)), np.diff(index["start"]))
+    hist = left_pad([train[u][:t_] for u, t_ in zip(owners.tolist(), positions.tolist())], args.max_len)
+    targets = torch.tensor([train[u][t_] for u, t_ in zip(owners.tolist(), positions.tolist())])
     check = pos.sequences().column("target").to_pylist()
-    assert all(code[t] == int(x) for t, x in zip(check, target)), "anchors and training targets disagree"
-    whole = [coded[u] for u in pos.anchor_index()["users"].to_pylist()]  # one per user with anchors
-    return (pos, len(code), (hist, target, None)) + _held_out(whole, args.max_len)
+    assert all(code[v] == int(c) for v, c in zip(check, targets)), "anchors and training targets disagree"
+    valid = (left_pad([s[:-2] for s in whole], args.max_len), torch.tensor([s[-2] for s in whole]))
+    test = (left_pad([s[:-1] for s in whole], args.max_len), torch.tensor([s[-1] for s in whole]))
+    return {"positives": pos, "n_items": len(code), "x": x, "y": y, "lengths": lengths, "anchor_of": anchor_of,
+            "hist": hist,
+            "targets": targets, "valid": valid, "test": test}
 
 
 @torch.no_grad()
@@ -168,81 +182,120 @@ def evaluate(model, hist, target, batch=1024):
     return out
 
 
-def train(args, rcl: bool, data):
-    pos, n_items, (hist, target, nxt), valid, test = data
+# ---------------------------------------------------------------------------------------------- training
+def contrast_positions(anchor_of: torch.Tensor, mode: str, seed: int, epoch: int) -> torch.Tensor:
+    """One position per window whose target is an anchor: the last, or one drawn uniformly (fresh each epoch,
+    deterministic for (seed, epoch))."""
+    real = anchor_of >= 0
+    last = real.shape[1] - 1 - torch.flip(real, [1]).int().argmax(1)
+    if mode == "last":
+        return last
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    u = torch.rand(len(anchor_of), generator=g)
+    count = real.sum(1)
+    first = real.shape[1] - count
+    return torch.where(count > 0, first + (u * count).long().clamp_max(count - 1), last)
+
+
+def contrastive_term(args, variant, model, states_or_h, batch, data, sampler, losses):
+    """λ · (DuoRec's or RCL's loss) for one batch's chosen positions; returns (loss, sampler seconds)."""
+    rows, p, column, x = batch  # p: the chosen position of each row in the trimmed batch x; column: in the window
+    device = x.device
+    anchors = data["anchor_of"][rows, column]
+    t0 = time.perf_counter()
+    pb = sampler.sample(anchors)
+    spent = time.perf_counter() - t0
+    if args.anchor_pass == "separate":
+        h = model(x, every_position=True)[torch.arange(len(rows)), p.to(device)]
+    else:
+        h = states_or_h
+    encode = (lambda ids: model(key_inputs(data["hist"], ids, data["targets"], args.key_view).to(device)))
+    strong = encode(pb.strong)
+    if variant == "duorec":
+        return args.lam * losses["duorec"](h, strong, pb.strong_mask.to(device)), spent
+    weak = encode(pb.weak)
+    t0 = time.perf_counter()
+    sim = batch_similarity(data["hist"][anchors], data["hist"][pb.weak], args.metric).to(device)
+    spent += time.perf_counter() - t0
+    masks = (pb.weak_score.to(device), pb.strong_mask.to(device), pb.weak_mask.to(device))
+    return args.lam * losses["rcl"](h, strong, weak, *masks, sim), spent
+
+
+def batches(ids: torch.Tensor, lengths: torch.Tensor, size: int, seed: int, epoch: int):
+    """Batches of the epoch's shuffled windows, each of similar lengths so that trimming to the longest saves
+    work: the shuffle is cut into pools of 50 batches, each pool sorted by length and cut into batches, and the
+    batches are visited in a shuffled order (deterministic for seed and epoch)."""
+    pool = 50 * size
+    out = []
+    for lo in range(0, len(ids), pool):
+        part = ids[lo:lo + pool]
+        part = part[torch.argsort(lengths[part], stable=True)]
+        out += [part[a:a + size] for a in range(0, len(part), size)]
+    order = torch.randperm(len(out), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    return [out[i] for i in order.tolist()]
+
+
+def train(args, variant: str, data) -> dict:
     torch.manual_seed(args.seed)
     negatives = torch.Generator().manual_seed(args.seed)
     device = torch.device(args.device)
-    model = SASRec(n_items, max_len=args.max_len, dropout=args.dropout).to(device)
-    hist, target = hist.to(device), target.to(device)
-    nxt = nxt.to(device) if nxt is not None else None
-    d = model.item.embedding_dim
-    head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d)).to(device) if args.rcl_head else nn.Identity()
-
-    def project(x):  # the space the RCL loss compares representations in
-        x = head(x)
-        return nn.functional.normalize(x, dim=1) if args.rcl_cosine else x
-
-    opt = torch.optim.Adam(list(model.parameters()) + list(head.parameters()), lr=args.lr)
-    order = AnchorSampler(len(hist), seed=args.seed)
-    sampler = PositiveSampler(pos, seed=args.seed)
-    rcl_loss = RelativeContrastiveLoss(temperature=args.tau)
-    best, best_valid, history = None, -1.0, []
+    n_items = data["n_items"]
+    model = SASRec(n_items, d=args.d, max_len=args.max_len, dropout=args.dropout).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    order = AnchorSampler(len(data["x"]), seed=args.seed)
+    sampler = PositiveSampler(data["positives"], seed=args.seed)
+    losses = {"duorec": SupervisedContrastiveLoss(args.tau, args.logits),
+              "rcl": RelativeContrastiveLoss(args.tau, args.eps, args.logits, args.relative, args.weak_weights)}
+    best, best_valid, history, stale = None, -1.0, [], 0
     sampler_s = step_s = 0.0
-    met = torch.zeros(3)  # anchors seen; of them, anchors meeting an in-batch false negative in L_pair, in L_w
     started = time.perf_counter()
     for epoch in range(args.epochs):
         if args.time_limit and time.perf_counter() - started > args.time_limit:
-            print(f"{'rcl ' if rcl else 'base'} stopped by --time-limit after {epoch} epochs", flush=True)
+            print(f"{variant} stopped by --time-limit after {epoch} epochs", flush=True)
             break
         model.train()
         order.set_epoch(epoch)
         sampler.set_epoch(epoch)
         ids = torch.tensor(list(order))
+        chosen = contrast_positions(data["anchor_of"], args.positions, args.seed, epoch)  # per window id
         t_epoch = time.perf_counter()
-        for lo in range(0, len(ids), args.batch):
+        for rows in batches(ids, data["lengths"], args.batch, args.seed, epoch):
             t0 = time.perf_counter()
-            anchors = ids[lo:lo + args.batch]
-            if rcl:
-                t_s = time.perf_counter()
-                pb = sampler.sample(anchors)
-                sampler_s += time.perf_counter() - t_s  # the draw alone: copies to the device wait on the GPU
-                strong, weak = pb.strong.to(device), pb.weak.to(device)
-                masks = (pb.weak_score.to(device), pb.strong_mask.to(device), pb.weak_mask.to(device))
-            anchors = anchors.to(device)
+            width = int(data["lengths"][rows].max())  # left-padded: the batch's last `width` columns hold it all
+            x, y = data["x"][rows, -width:].to(device), data["y"][rows, -width:].to(device)
+            states = model(x, every_position=True)
+            real = y != 0
             if args.loss == "bce":
-                states = model(hist[anchors], every_position=True)
-                h = states[:, -1]
-                loss = sampled_bce(model, states, nxt[anchors], n_items, negatives)
+                loss = sampled_bce(model, states, y, n_items, negatives)
             else:
-                h = model(hist[anchors])
-                loss = nn.functional.cross_entropy(model.scores(h), target[anchors] - 1)
-            if rcl:
-                ks, kw = model(hist[strong]), model(hist[weak])
-                sim = batch_similarity(hist[anchors], hist[weak], args.metric)
-                fn_s, fn_w = false_negatives(anchors, strong, target), false_negatives(anchors, weak, target)
-                met += torch.tensor([len(anchors), _meets(fn_s, masks[1]), _meets(fn_w, masks[2])])
-                exclude = {"exclude_strong": fn_s, "exclude_weak": fn_w} if args.rcl_exclude else {}
-                loss = loss + args.lam * rcl_loss(project(h), project(ks), project(kw), *masks, sim, **exclude)
+                loss = nn.functional.cross_entropy(model.scores(states[real]), y[real] - 1)
+            if variant != "base":
+                p = chosen[rows] - (args.max_len - width)  # the chosen column in the trimmed batch
+                h = states[torch.arange(len(rows)), p.to(device)]
+                extra, spent = contrastive_term(args, variant, model, h, (rows, p, chosen[rows], x), data, sampler,
+                                                losses)
+                loss = loss + extra
+                sampler_s += spent
             opt.zero_grad()
             loss.backward()
             opt.step()
             step_s += time.perf_counter() - t0
-        v = evaluate(model, *valid)
+        v = evaluate(model, *data["valid"])
         history.append({"epoch": epoch, "valid": v, "seconds": time.perf_counter() - t_epoch})
-        print(f"{'rcl ' if rcl else 'base'} epoch {epoch:3d} valid NDCG@10 {v['NDCG@10']:.4f} HR@10 {v['HR@10']:.4f}"
+        print(f"{variant:6s} epoch {epoch:3d} valid NDCG@10 {v['NDCG@10']:.4f} HR@10 {v['HR@10']:.4f}"
               f" ({time.perf_counter() - t_epoch:.1f}s)", flush=True)
         if v["NDCG@10"] > best_valid:
-            best_valid, best = v["NDCG@10"], {"epoch": epoch, "valid": v, "test": evaluate(model, *test)}
+            best_valid, stale = v["NDCG@10"], 0
+            best = {"epoch": epoch, "valid": v, "test": evaluate(model, *data["test"])}
+        else:
+            stale += 1
+            if stale >= args.patience:
+                break
     return {"best": best, "history": history, "sampler_share_of_step": sampler_s / max(step_s, 1e-9),
-            "anchors_meeting_false_negatives": {"strong": float(met[1] / met[0].clamp_min(1)),
-                                                "weak": float(met[2] / met[0].clamp_min(1))}}
+            "seconds": time.perf_counter() - started}
 
 
-def _meets(false_neg: torch.Tensor, valid: torch.Tensor) -> int:
-    """Valid anchors that meet, among the other valid keys of their batch, a key marked by false_negatives."""
-    off_diagonal = ~torch.eye(len(valid), dtype=torch.bool, device=valid.device)
-    return int((false_neg & off_diagonal & valid[None, :] & valid[:, None]).any(1).sum())
+VARIANTS = ("base", "duorec", "rcl")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -250,33 +303,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", required=True)
     ap.add_argument("--format", default="auto")
-    ap.add_argument("--metric", default="jaccard")
+    ap.add_argument("--variants", default="base,duorec", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    ap.add_argument("--loss", choices=("ce", "bce"), default="ce",
+                    help="ce: cross-entropy over all items at every position; bce: SASRec's one sampled negative")
+    ap.add_argument("--metric", default="jaccard", help="simmine metric of the weak positives")
     ap.add_argument("--alpha", type=float, default=0.01)
     ap.add_argument("--k", type=int, default=None, help="weak positives per anchor by count instead of --alpha")
-    ap.add_argument("--prefixes", action="store_true", help="train on every prefix (see the protocol above)")
-    ap.add_argument("--loss", choices=("ce", "bce"), default="ce",
-                    help="ce: full softmax at the last position; bce: SASRec's sampled BCE at every position")
+    ap.add_argument("--lam", type=float, default=0.1, help="λ of L_rec + λ·L_contrastive")
+    ap.add_argument("--tau", type=float, default=1.0)
+    ap.add_argument("--logits", choices=("dot", "cosine"), default="dot")
+    ap.add_argument("--relative", choices=("eq17", "clamp"), default="eq17", help="rcl: Eq. 17 or the released clamp")
+    ap.add_argument("--weak-weights", choices=("eq16", "uniform"), default="eq16")
+    ap.add_argument("--eps", type=float, default=1e-3, help="rcl: floor of Eq. 16's similarity weights")
+    ap.add_argument("--anchor-pass", choices=("separate", "shared"), default="separate")
+    ap.add_argument("--key-view", choices=("history", "full"), default="history")
+    ap.add_argument("--positions", choices=("sampled", "last"), default="sampled",
+                    help="the window position each step contrasts")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training per variant, then stop")
     ap.add_argument("--backend", default=None, help="simmine backend for the positives (default: auto)")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=200, help="at most")
+    ap.add_argument("--patience", type=int, default=20, help="epochs without a better validation NDCG@10")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--d", type=int, default=64)
     ap.add_argument("--dropout", type=float, default=0.5)
     ap.add_argument("--max-len", type=int, default=50)
-    ap.add_argument("--lam", type=float, default=0.1, help="λ of L_rec + λ·L_RCL")
-    ap.add_argument("--tau", type=float, default=1.0)
-    ap.add_argument("--rcl-head", action="store_true", help="compare in the output of a 2-layer MLP head")
-    ap.add_argument("--rcl-cosine", action="store_true", help="L2-normalise representations before the RCL loss")
-    ap.add_argument("--rcl-exclude", action="store_true",
-                    help="leave in-batch false negatives (the anchor itself, its target) out of the RCL denominators")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--variants", default="base,rcl")
-    ap.add_argument("--out", default=None, help="JSON file for both rows")
+    ap.add_argument("--out", default=None, help="JSON file for every variant's run")
     args = ap.parse_args(argv)
-    if args.loss == "bce" and args.prefixes:
-        ap.error("--loss bce trains every position of a history already: leave out --prefixes")
+    bad = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if bad:
+        ap.error(f"unknown variant {bad[0]} (choose from {', '.join(VARIANTS)})")
     return args
 
 
@@ -287,21 +346,13 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         args.work = work
         data = load(args)
-        results = {v: train(args, v == "rcl", data) for v in args.variants.split(",")}
+        results = {v: train(args, v, data) for v in args.variants.split(",")}
     report = {"input": os.path.basename(args.input), "args": {k: v for k, v in vars(args).items() if k != "work"},
               "results": results}
-    if "base" in results and "rcl" in results:
-        b, r = results["base"]["best"]["test"], results["rcl"]["best"]["test"]
-        report["lift"] = {k: (r[k] - b[k]) / b[k] if b[k] else None for k in b}
     for name, res in results.items():
         t = res["best"]["test"]
-        print(f"{name:4s} test (epoch {res['best']['epoch']}): " + "  ".join(f"{k} {v:.4f}" for k, v in t.items())
+        print(f"{name:6s} test (epoch {res['best']['epoch']}): " + "  ".join(f"{k} {v:.4f}" for k, v in t.items())
               + f"  sampler share of step {res['sampler_share_of_step']:.2%}")
-        if name == "rcl":
-            met = res["anchors_meeting_false_negatives"]
-            print(f"anchors meeting an in-batch false negative: L_pair {met['strong']:.1%}  L_w {met['weak']:.1%}")
-    if "lift" in report:
-        print("relative lift: " + "  ".join(f"{k} {v:+.1%}" for k, v in report["lift"].items() if v is not None))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

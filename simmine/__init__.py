@@ -9,14 +9,15 @@ recommendation (strong positives: same target; weak positives: most similar hist
 __version__ = "0.1.0"
 
 from .api import build  # noqa: E402
-from .config import BuildConfig  # noqa: E402
+from .config import BuildConfig, ItemsConfig  # noqa: E402
 from .backends import available_backends  # noqa: E402
 from .errors import InputError, SimmineError  # noqa: E402
 from .io import Positives  # noqa: E402
+from .itemgraph import ItemGraph, items, open_items  # noqa: E402
 from .io import open_positives as open  # noqa: E402,A001
 from .metrics import METRICS  # noqa: E402
 
-__all__ = ["build", "BuildConfig", "open", "Positives", "available_backends", "METRICS", "InputError", "SimmineError",
+__all__ = ["build", "BuildConfig", "items", "ItemsConfig", "open_items", "ItemGraph", "open", "Positives", "available_backends", "METRICS", "InputError", "SimmineError",
            "__version__"]
 
 

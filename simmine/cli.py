@@ -1,4 +1,4 @@
-"""Command line (docs/cli.md): ``simmine build | inspect | verify | synth``.
+"""Command line (docs/cli.md): ``simmine build | items | inspect | verify | synth``.
 
 Exit codes: 0 success, 2 bad usage or bad input (one line naming file/row/column), 1 internal error or a
 failed verification.
@@ -35,17 +35,17 @@ _int = _cli_type(parse_int)
 _number = _cli_type(parse_number)
 
 
-def _add_build(sub) -> None:
-    """``simmine build``: one flag per BuildConfig field, grouped as the docs are, plus --like and --config.
-    Defaults are left out of the namespace (SUPPRESS), so only the flags given override a base config."""
+def _add_config_command(sub, cls, help: str) -> None:
+    """A command whose flags are a configuration's fields (one flag per field, grouped as the docs are), plus
+    --like and --config. Defaults are left out of the namespace (SUPPRESS), so only the flags given
+    override a base configuration."""
     from dataclasses import fields
 
-    from .config import GROUPS, BuildConfig, cli_flag
+    from .config import cli_flag
 
-    p = sub.add_parser("build", help="mine strong and weak positives into an output directory",
-                       argument_default=argparse.SUPPRESS)
-    groups = {name: p.add_argument_group(title) for name, title in GROUPS.items()}
-    for f in fields(BuildConfig):
+    p = sub.add_parser(cls.COMMAND, help=help, argument_default=argparse.SUPPRESS)
+    groups = {name: p.add_argument_group(title) for name, title in cls.GROUPS.items()}
+    for f in fields(cls):
         meta = f.metadata
         group = groups[meta["group"]]
         if meta["parse"] is bool:
@@ -53,8 +53,20 @@ def _add_build(sub) -> None:
         else:
             group.add_argument(cli_flag(f), dest=f.name, type=_cli_type(meta["parse"]), help=meta["help"])
     base = p.add_argument_group("configuration (docs/cli.md): flags given here override these")
-    base.add_argument("--like", metavar="OUT", help="start from the configuration an earlier build recorded")
-    base.add_argument("--config", metavar="FILE", help="start from a TOML ([build] table) or JSON file of options")
+    base.add_argument("--like", metavar="OUT", help="start from the configuration an earlier output recorded")
+    base.add_argument("--config", metavar="FILE", help="start from a TOML ([build] or [items] table) or JSON file")
+
+
+def _add_build(sub) -> None:
+    from .config import BuildConfig
+
+    _add_config_command(sub, BuildConfig, "mine strong and weak positives into an output directory")
+
+
+def _add_items(sub) -> None:
+    from .config import ItemsConfig
+
+    _add_config_command(sub, ItemsConfig, "build an item co-occurrence graph or item neighbours")
 
 
 def _add_inspect(sub) -> None:
@@ -93,15 +105,16 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"simmine {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _add_build(sub)
+    _add_items(sub)
     _add_inspect(sub)
     _add_verify(sub)
     _add_synth(sub)
     return parser
 
 
-def build_config(args):
-    """The BuildConfig of ``simmine build``: --like's or --config's options, then the flags given."""
-    from .config import BuildConfig, config_of_build, read_config_file
+def command_config(args, cls):
+    """The configuration of a command: --like's or --config's options, then the flags given."""
+    from .config import config_of_build, read_config_file
 
     given = vars(args).copy()
     for name in ("command", "like", "config"):
@@ -112,8 +125,15 @@ def build_config(args):
     if getattr(args, "like", None):
         base, source = config_of_build(args.like), f"{args.like}/manifest.json"
     elif getattr(args, "config", None):
-        base, source = read_config_file(args.config), args.config
-    return BuildConfig.from_dict({**base, **given}, source)
+        base, source = read_config_file(args.config, cls.COMMAND), args.config
+    return cls.from_dict({**base, **given}, source)
+
+
+def build_config(args):
+    """The BuildConfig of ``simmine build``."""
+    from .config import BuildConfig
+
+    return command_config(args, BuildConfig)
 
 
 def _run_build(args) -> int:
@@ -125,6 +145,17 @@ def _run_build(args) -> int:
         from .report import summary_lines
 
         print("\n".join(summary_lines(out)))
+    return 0
+
+
+def _run_items(args) -> int:
+    from .config import ItemsConfig
+    from .itemgraph import items_summary, run_items
+
+    config = command_config(args, ItemsConfig)
+    out = run_items(config)
+    if not config.quiet:
+        print("\n".join(items_summary(out)))
     return 0
 
 
@@ -146,7 +177,7 @@ def _run_verify(args) -> int:
         for line in problems:
             print(f"simmine verify: {line}", file=sys.stderr)
         return 1
-    print(f"{args.out}: OK (checksums match; {args.sample} sampled anchors recomputed with the reference backend)")
+    print(f"{args.out}: OK (checksums match; a sample of {args.sample} recomputed by a separate route)")
     return 0
 
 
@@ -167,7 +198,7 @@ def main(argv=None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return {"build": _run_build, "inspect": _run_inspect, "verify": _run_verify,
+        return {"build": _run_build, "items": _run_items, "inspect": _run_inspect, "verify": _run_verify,
                 "synth": _run_synth}[args.command](args)
     except InputError as exc:
         message = str(exc).replace("\n", " ")

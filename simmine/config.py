@@ -64,9 +64,82 @@ def parse_number(text: str) -> float:
 _int, _number = parse_int, parse_number
 
 
+class Config:
+    """What every configuration of a simmine command shares: recorded parameters, the recorded command
+    line, ``--like``/``--config`` round trips. Subclasses are frozen dataclasses of ``option`` fields."""
+
+    COMMAND = ""
+
+    def applies(self, name: str) -> bool:
+        """Whether a recorded field means anything here (those that do not are recorded as None)."""
+        return True
+
+    def _derived_params(self, out: dict) -> dict:
+        return out
+
+    def params(self, resolved: Optional[dict] = None) -> dict:
+        """The manifest's ``params``: every recorded field (None where it does not apply), with the values
+        resolved at run time (``resolved``: backend, format, time column, embeddings path) and the selection
+        mode. The ``--resume`` fingerprint hashes exactly this."""
+        resolved = resolved or {}
+        out = {}
+        for f in fields(self):
+            if f.metadata["record"]:
+                value = resolved.get(f.name, getattr(self, f.name))
+                out[f.name] = _plain(value) if self.applies(f.name) else None
+        return self._derived_params(out)
+
+    def _resolves_to_itself(self, f) -> bool:
+        """Whether the field's default resolves to the value it has here (shard_rows None is 1,000,000;
+        same_user None is exclude with prefix anchors)."""
+        try:
+            return replace(self, **{f.name: f.default}) == self
+        except InputError:  # the default alone is not a valid build (a selection flag)
+            return False
+
+    def to_dict(self) -> dict:
+        """Every field, JSON-ready: what the manifest records as ``config`` and ``--like`` reads back."""
+        return {k: _plain(v) for k, v in asdict(self).items()}
+
+    def command_line(self) -> str:
+        """A ``simmine`` command that makes this output: the fields whose default would change it."""
+        words = ["simmine", self.COMMAND]
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value == f.default or self._resolves_to_itself(f):
+                continue
+            flag = cli_flag(f)
+            if f.metadata["parse"] is bool:
+                words.append(flag)
+            else:
+                words += [flag, ",".join(value) if f.name == "bucket_by" else str(value)]
+        return " ".join(shlex.quote(w) for w in words)
+
+    def replace(self, **changes):
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "configuration"):
+        """A configuration from a dict of field names (or flag names with dashes); unknown keys are errors
+        naming ``source``."""
+        known = {f.name for f in fields(cls)}
+        kw = {}
+        for key, value in values.items():
+            name = str(key).lstrip("-").replace("-", "_")
+            if name not in known:
+                raise InputError(f"{source}: unknown {cls.COMMAND} option '{key}' (options: "
+                                 f"{', '.join(sorted(known))})")
+            kw[name] = value
+        return cls(**kw)
+
+
+
 @dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(Config):
     """Everything a build depends on. ``BuildConfig(**kw)`` validates (InputError, the CLI's exit code 2)."""
+
+    COMMAND = "build"
+    GROUPS = GROUPS
 
     # input and anchors
     input: Optional[str] = option(None, "interaction log; the built-in demo log when omitted", "input",
@@ -151,6 +224,11 @@ class BuildConfig:
         """Whether anchors of one user are never paired (only prefix anchors share a user)."""
         return self.anchors == "prefix" and self.same_user == "exclude"
 
+    def _derived_params(self, out: dict) -> dict:
+        out["bucket_by"] = list(self.bucket_by) or None
+        out["selection"] = self.selection.mode
+        return out
+
     def applies(self, name: str) -> bool:
         """Whether a recorded field means anything for this build (those that do not are recorded as None)."""
         if name == "alpha_scope":
@@ -165,61 +243,108 @@ class BuildConfig:
             return self.method != "exact"
         return True
 
-    def params(self, resolved: Optional[dict] = None) -> dict:
-        """The manifest's ``params``: every recorded field (None where it does not apply), with the values
-        resolved at run time (``resolved``: backend, format, time column, embeddings path) and the selection
-        mode. The ``--resume`` fingerprint hashes exactly this."""
-        resolved = resolved or {}
-        out = {}
-        for f in fields(self):
-            if f.metadata["record"]:
-                value = resolved.get(f.name, getattr(self, f.name))
-                out[f.name] = _plain(value) if self.applies(f.name) else None
-        out["bucket_by"] = list(self.bucket_by) or None
-        out["selection"] = self.selection.mode
+WINDOW_COUNTS = ("set", "multiset")
+EDGE_WEIGHTS = ("count", "binary", "inverse-distance", "iuf")
+NORMALIZATIONS = ("none", "sym", "row", "cosine", "gcl4sr")
+ITEM_METRICS = ("jaccard", "cosine")
+ITEM_SIMILARITIES = ("cosine", "dot")
+ITEM_GROUPS = {
+    "input": "input (docs/input.md)",
+    "graph": "co-occurrence graph (docs/items.md)",
+    "neighbours": "item neighbours instead of a graph (docs/items.md)",
+    "execution": "execution",
+    "output": "output (docs/items.md)",
+}
+
+
+@dataclass(frozen=True)
+class ItemsConfig(Config):
+    """Everything ``simmine items`` depends on (docs/items.md): the log and split as ``build`` reads them, and
+    either a co-occurrence graph or item neighbours (by the items' user sets or by given embeddings)."""
+
+    COMMAND = "items"
+    GROUPS = ITEM_GROUPS
+
+    input: Optional[str] = option(None, "interaction log; the built-in demo log when omitted", "input",
+                                  record=False)
+    format: str = option("auto", "auto|parquet|csv|tsv|arrow|inter|lines|ml-dat (default: auto)", "input")
+    user_col: str = option("user_id", "user column (default user_id)", "input")
+    item_col: str = option("item_id", "item column (default item_id)", "input")
+    time_col: Optional[str] = option(None, "default: 'timestamp' when present, else file order", "input")
+    split: str = option("loo", "loo (graphs from T = all but the last two) | none", "input")
+    window: int = option(3, "pairs at most W positions apart in a user's sequence; 0: anywhere (default 3)",
+                         "graph", parse_int)
+    count: str = option("multiset", "multiset (every co-occurrence) | set (once per user)", "graph")
+    directed: bool = option(False, "edges from the earlier item to the later only (default: both ways)", "graph",
+                            bool)
+    weight: str = option("count", "count | binary | inverse-distance | iuf (1/log(1+|S_u|))", "graph")
+    self_loops: bool = option(False, "add the identity before normalising (every item an edge to itself)",
+                              "graph", bool)
+    normalize: str = option("none", "none | sym (D^-1/2 A D^-1/2) | row (D^-1 A) | cosine (ItemCF) | gcl4sr",
+                            "graph")
+    k: Optional[int] = option(None, "keep each item's top K edges (graph) or neighbours", "neighbours", parse_int)
+    metric: Optional[str] = option(None, "jaccard | cosine: item top-k over the items' user sets (build's "
+                                         "kernels)", "neighbours")
+    embeddings: Optional[str] = option(None, "FILE.npy: item vectors, one row per item in sorted item order "
+                                             "(or one more for padding first): item top-k", "neighbours")
+    similarity: str = option("cosine", "cosine | dot (with --embeddings)", "neighbours")
+    backend: Optional[str] = option(None, "auto|cpp|numba|python for --metric (default: $SIMMINE_BACKEND or auto)")
+    threads: Optional[int] = option(None, "CPU threads of the native backends (default: all)", parse=parse_int,
+                                    record=False)
+    out: str = option("simmine-items", "output directory (default simmine-items)", "output", record=False)
+    max_output_gb: float = option(8.0, "refuse an output larger than this (default 8)", "output", parse_number)
+    quiet: bool = option(False, "no progress bars or summary", "output", bool, record=False)
+
+    def __post_init__(self):
+        _validate_items(self)
+
+    @property
+    def relation(self) -> str:
+        """What an edge means: co-occurrence in a sequence, similar user sets, or similar embeddings."""
+        return "embeddings" if self.embeddings is not None else ("users" if self.metric else "cooccurrence")
+
+    @property
+    def bucket_by(self) -> tuple:
+        return ()
+
+    def applies(self, name: str) -> bool:
+        graph = ("window", "count", "directed", "weight", "self_loops", "normalize")
+        if name in graph:
+            return self.relation == "cooccurrence"
+        if name == "similarity":
+            return self.relation == "embeddings"
+        if name == "backend":
+            return self.relation == "users"
+        return True
+
+    def _derived_params(self, out: dict) -> dict:
+        out["relation"] = self.relation
         return out
 
-    def _resolves_to_itself(self, f) -> bool:
-        """Whether the field's default resolves to the value it has here (shard_rows None is 1,000,000;
-        same_user None is exclude with prefix anchors)."""
-        try:
-            return replace(self, **{f.name: f.default}) == self
-        except InputError:  # the default alone is not a valid build (a selection flag)
-            return False
 
-    def to_dict(self) -> dict:
-        """Every field, JSON-ready: what the manifest records as ``config`` and ``--like`` reads back."""
-        return {k: _plain(v) for k, v in asdict(self).items()}
-
-    def command_line(self) -> str:
-        """A ``simmine build`` command that makes this build: the fields whose default would change it."""
-        words = ["simmine", "build"]
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value == f.default or self._resolves_to_itself(f):
-                continue
-            flag = cli_flag(f)
-            if f.metadata["parse"] is bool:
-                words.append(flag)
-            else:
-                words += [flag, ",".join(value) if f.name == "bucket_by" else str(value)]
-        return " ".join(shlex.quote(w) for w in words)
-
-    def replace(self, **changes) -> "BuildConfig":
-        return replace(self, **changes)
-
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "configuration") -> "BuildConfig":
-        """A configuration from a dict of field names (or flag names with dashes); unknown keys are errors
-        naming ``source``."""
-        known = {f.name for f in fields(cls)}
-        kw = {}
-        for key, value in values.items():
-            name = str(key).lstrip("-").replace("-", "_")
-            if name not in known:
-                raise InputError(f"{source}: unknown build option '{key}' (options: {', '.join(sorted(known))})")
-            kw[name] = value
-        return cls(**kw)
+def _validate_items(c: ItemsConfig) -> None:
+    _choice("--format", c.format, FORMATS)
+    _choice("--split", c.split, SPLITS)
+    if not _is_int(c.window) or c.window < 0:
+        raise InputError(f"--window must be a non-negative integer, got {c.window}")
+    _choice("--count", c.count, WINDOW_COUNTS)
+    _choice("--weight", c.weight, EDGE_WEIGHTS)
+    _choice("--normalize", c.normalize, NORMALIZATIONS)
+    _choice("--similarity", c.similarity, ITEM_SIMILARITIES)
+    _positive_int("--k", c.k, optional=True)
+    _positive_int("--threads", c.threads, optional=True)
+    if not (_is_number(c.max_output_gb) and c.max_output_gb > 0):
+        raise InputError(f"--max-output-gb must be positive, got {c.max_output_gb}")
+    if c.metric is not None:
+        _choice("--metric", c.metric, ITEM_METRICS)
+    if c.metric is not None and c.embeddings is not None:
+        raise InputError("give one of --metric and --embeddings")
+    if (c.metric is not None or c.embeddings is not None) and c.k is None:
+        raise InputError(f"--{'metric' if c.metric else 'embeddings'} finds each item's top --k neighbours: give --k")
+    for name in ("input", "out", "embeddings"):
+        value = getattr(c, name)
+        if value is not None:
+            _set(c, name, os.fspath(value))
 
 
 def cli_flag(f) -> str:
@@ -352,8 +477,9 @@ def _validate_input(c: BuildConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- --config, --like
-def read_config_file(path: str) -> dict:
-    """The options of a ``--config`` file: TOML (a ``[build]`` table or top-level keys) or JSON."""
+def read_config_file(path: str, command: str = "build") -> dict:
+    """The options of a ``--config`` file: TOML (a ``[build]`` or ``[items]`` table, or top-level keys) or
+    JSON."""
     if not os.path.isfile(path):
         raise InputError(f"{path}: --config file not found")
     try:
@@ -374,14 +500,14 @@ def read_config_file(path: str) -> dict:
         raise InputError(f"{path}: not a readable configuration ({str(exc).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise InputError(f"{path}: expected a table of build options")
-    values = values.get("build", values)
+    values = values.get(command, values)
     if not isinstance(values, dict):
-        raise InputError(f"{path}: [build] must be a table of build options")
+        raise InputError(f"{path}: [{command}] must be a table of {command} options")
     return values
 
 
 def config_of_build(out: str) -> dict:
-    """The options of an earlier build (``--like OUT``): its recorded configuration."""
+    """The options of an earlier output (``--like OUT``): its recorded configuration."""
     from .io import read_manifest
 
     manifest = read_manifest(out)

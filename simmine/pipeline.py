@@ -78,7 +78,7 @@ class Run:
         fingerprint = self.fingerprint()
         state = None
         if os.path.isdir(partial):
-            if self.config.resume and os.path.isfile(plan_path):
+            if getattr(self.config, "resume", False) and os.path.isfile(plan_path):
                 with open(plan_path) as f:
                     state = json.load(f)
                 if state.get("fingerprint") != fingerprint:

@@ -36,8 +36,12 @@ def _weak_arrays(out: str):
 
 
 def summary_lines(out: str) -> list:
-    """A human summary of a build (what ``simmine inspect`` prints)."""
+    """A human summary of a build or an items output (what ``simmine inspect`` prints)."""
     m = read_manifest(out)
+    if m.get("kind") == "items":
+        from .itemgraph import items_summary
+
+        return items_summary(out)
     p = m["params"]
     counts, scores = _weak_arrays(out)
     s_counts = _strong_counts(out)
@@ -165,6 +169,26 @@ def _file_of(manifest: dict, anchor: int):
     raise IndexError(f"anchor {anchor} is in no shard")
 
 
+def check_files(out: str, m: dict) -> list:
+    """Problems of an output's files: missing, changed since they were written (sha256), or with another
+    number of rows than the manifest lists."""
+    problems = []
+    for name, info in m["files"].items():
+        path = os.path.join(out, name)
+        if not os.path.isfile(path):
+            problems.append(f"{name}: missing")
+        elif sha256_file(path) != info["sha256"]:
+            problems.append(f"{name}: checksum mismatch (the file changed after it was written)")
+    if problems:
+        return problems
+    for name, info in m["files"].items():
+        rows = map_table(os.path.join(out, name)).num_rows
+        lo, hi = info["rows"] if isinstance(info["rows"], list) else (0, info["rows"])
+        if rows != hi - lo:
+            problems.append(f"{name}: {rows} rows, manifest says {hi - lo} (rows {lo}..{hi - 1})")
+    return problems
+
+
 def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     """Problems found in a build (empty: it verifies): checksums, row counts, and a seeded sample of anchors
     recomputed with the reference backend, weak and strong."""
@@ -176,20 +200,11 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     from .sequences import owner_codes
 
     m = read_manifest(out)
-    problems = []
-    for name, info in m["files"].items():
-        path = os.path.join(out, name)
-        if not os.path.isfile(path):
-            problems.append(f"{name}: missing")
-        elif sha256_file(path) != info["sha256"]:
-            problems.append(f"{name}: checksum mismatch (the file changed after the build)")
-    if problems:
-        return problems
-    for name, info in m["files"].items():
-        rows = map_table(os.path.join(out, name)).num_rows
-        lo, hi = info["rows"] if isinstance(info["rows"], list) else (0, info["rows"])
-        if rows != hi - lo:
-            problems.append(f"{name}: {rows} rows, manifest says {hi - lo} (anchors {lo}..{hi - 1})")
+    if m.get("kind") == "items":
+        from .itemgraph import verify_items
+
+        return verify_items(out, sample, seed)
+    problems = check_files(out, m)
     if problems:
         return problems
     p = m["params"]

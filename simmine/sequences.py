@@ -617,6 +617,33 @@ def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: st
     )
 
 
+@dataclass
+class TrainingSequences:
+    """Every user's training sequence T (time-sorted, split as --split says), users with at least one item,
+    in order of first appearance; items coded in the sorted order of all the log's items."""
+
+    indptr: np.ndarray         # int64 [U + 1]
+    codes: np.ndarray          # int32 item codes, user after user
+    item_values: pa.Array      # code -> item as given (every item of the log, held-out ones included)
+    user_values: pa.Array      # per user, as given
+
+
+def training_sequences(log: Log, split: str = "loo") -> TrainingSequences:
+    """The users' training sequences of a log (docs/input.md), for graphs over items."""
+    users = _check_id_type(log, log.user_col)
+    enc = pc.dictionary_encode(users.combine_chunks())
+    user_codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    order = _user_time_order(user_codes, _time_values(log) if log.time_col is not None else None)
+    lengths = np.bincount(user_codes, minlength=len(enc.dictionary)).astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    t_len = np.maximum(lengths - 2, 0) if split == "loo" else lengths
+    kept = np.flatnonzero(t_len >= 1)
+    item_codes, item_values = encode_sorted(_check_id_type(log, log.item_col))
+    rows = order[_ranges(starts[kept], t_len[kept])]
+    return TrainingSequences(np.concatenate(([0], np.cumsum(t_len[kept]))).astype(np.int64), item_codes[rows],
+                             item_values, enc.dictionary.take(pa.array(kept)))
+
+
 def owner_codes(user_of_anchor) -> np.ndarray:
     """Dense user numbers 0, 1, ... per anchor, from any per-anchor user key (NumPy or Arrow) whose equal
     values are consecutive (the anchors of a user are consecutive seq_ids)."""

@@ -131,6 +131,96 @@ def random_loss_inputs(g, b, p_strong, zero_below=0.0, d=5):
     return h, ks, kw, ws, ms, mw, sim
 
 
+def slow_rcl_options(h, ks, kw, ws, ms, mw, sim, tau, eps, logits, relative, weak_weights):
+    """RCL's released variants one anchor at a time: cosine logits, the clamp, uniform weights."""
+    b = len(h)
+    dot = (lambda x, y: float(x @ y) / (float(x.norm()) * float(y.norm())) if logits == "cosine" else float(x @ y))
+    strong_min = min(dot(h[v], ks[v]) / tau for v in range(b) if ms[v]) if any(ms) else None
+    total = 0.0
+    for u in range(b):
+        l_pair = 0.0
+        if ms[u]:
+            den = sum(math.exp(dot(h[u], ks[c]) / tau) for c in range(b) if ms[c])
+            l_pair = -math.log(math.exp(dot(h[u], ks[u]) / tau) / den)
+        term = l_pair
+        if mw[u]:
+            def logit(c):
+                x = dot(h[u], kw[c]) / tau
+                return min(x, strong_min) if relative == "clamp" and strong_min is not None else x
+
+            def s(c):
+                if weak_weights == "uniform":
+                    return 1.0
+                return max(float(ws[u]) if c == u else float(sim[u, c]), eps)
+
+            den = sum(s(c) * math.exp(logit(c)) for c in range(b) if mw[c])
+            l_w = -math.log(s(u) * math.exp(logit(u)) / den)
+            term += l_w if relative == "clamp" or not ms[u] else max(l_w, l_pair)
+        total += term
+    return total / b
+
+
+@pytest.mark.parametrize("logits", ["dot", "cosine"])
+@pytest.mark.parametrize("relative", ["eq17", "clamp"])
+@pytest.mark.parametrize("weak_weights", ["eq16", "uniform"])
+def test_loss_options_equal_slow_formula(logits, relative, weak_weights):
+    g = torch.Generator().manual_seed(11)
+    h, ks, kw, ws, ms, mw, sim = random_loss_inputs(g, 7, p_strong=0.7, zero_below=0.3)
+    loss_fn = RelativeContrastiveLoss(0.2, 1e-3, logits=logits, relative=relative, weak_weights=weak_weights)
+    got = float(loss_fn(h, ks, kw, ws, ms, mw, sim))
+    assert got == pytest.approx(slow_rcl_options(h, ks, kw, ws, ms, mw, sim, 0.2, 1e-3, logits, relative,
+                                                 weak_weights), rel=1e-9)
+    if (logits, relative, weak_weights) == ("dot", "eq17", "eq16"):  # the paper's formula is the default
+        assert got == pytest.approx(slow_rcl(h, ks, kw, ws, ms, mw, sim, 0.2, 1e-3), rel=1e-9)
+
+
+def slow_supcon(z, p, mask, tau, ex=None):
+    """DuoRec's 2N InfoNCE one row at a time (rows of anchors with a positive)."""
+    b = len(z)
+    views = [(u, z[u]) for u in range(b)] + [(u, p[u]) for u in range(b)]
+    total, rows = 0.0, 0
+    for r, (u, x) in enumerate(views):
+        if not mask[u]:
+            continue
+        pair = r + b if r < b else r - b
+        den = 0.0
+        for c, (v, y) in enumerate(views):
+            if c == r or not mask[v] or (ex is not None and v != u and ex[u, v]):
+                continue
+            den += math.exp(float(x @ y) / tau)
+        total += -math.log(math.exp(float(x @ views[pair][1]) / tau) / den)
+        rows += 1
+    return total / rows
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_supervised_contrastive_equals_slow_formula(seed):
+    from simmine.torch import SupervisedContrastiveLoss
+
+    g = torch.Generator().manual_seed(seed)
+    b = 6
+    z, p = (torch.randn(b, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    mask = torch.rand(b, generator=g) < 0.7
+    mask[0] = True
+    ex = torch.rand(b, b, generator=g) < 0.3
+    for tau in (1.0, 0.3):
+        loss_fn = SupervisedContrastiveLoss(tau)
+        assert float(loss_fn(z, p, mask)) == pytest.approx(slow_supcon(z, p, mask, tau), rel=1e-9)
+        assert float(loss_fn(z, p, mask, exclude=ex)) == pytest.approx(slow_supcon(z, p, mask, tau, ex), rel=1e-9)
+
+
+def test_key_inputs_views():
+    from simmine.torch import key_inputs
+
+    hist = torch.tensor([[0, 0, 1, 2], [3, 4, 5, 6]])
+    targets = torch.tensor([7, 8])
+    ids = torch.tensor([1, 0])
+    assert key_inputs(hist, ids).tolist() == [[3, 4, 5, 6], [0, 0, 1, 2]]
+    assert key_inputs(hist, ids, targets, "full").tolist() == [[4, 5, 6, 8], [0, 1, 2, 7]]
+    with pytest.raises(ValueError):
+        key_inputs(hist, ids, targets, "suffix")
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_loss_equals_slow_formula(seed):
     g = torch.Generator().manual_seed(seed)

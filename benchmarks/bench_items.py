@@ -1,0 +1,173 @@
+"""Item graphs and item neighbours (docs/items.md): figures and ratios in one run.
+
+1. Amazon Beauty: every paper's graph or table (MVCrec, GCL4SR, CoSeRec's ItemCF and ItemCF-IUF, a plain
+   co-occurrence count) end to end: `simmine items ...` in a fresh process, log file in, Arrow out.
+2. ItemCF cosine top-50 over a MovieLens-20M-sized synthetic log (27k items, 138k users, 20M interactions,
+   `simmine synth --users 138000 --items 27000 --mean-len 145 --seed 1`): simmine end to end against implicit's
+   `CosineRecommender(K=51).fit` + `similar_items` on a prebuilt user×item CSR (compute only, 2 threads), the
+   neighbours compared.
+3. Item embedding top-10, 20k items × 1024 dims (SRA-CL's size): compute only and end to end.
+
+    python benchmarks/bench_items.py --out bench-out            # peers: pip install implicit scipy
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BEAUTY = os.path.join(HERE, "..", "..", "shared", "data", "beauty.txt")
+GRAPHS = {
+    "MVCrec": ["--window", "3", "--weight", "binary", "--self-loops", "--normalize", "sym"],
+    "GCL4SR": ["--window", "3", "--weight", "inverse-distance", "--normalize", "gcl4sr"],
+    "CoSeRec ItemCF": ["--window", "0", "--count", "set", "--normalize", "cosine", "--k", "1"],
+    "CoSeRec ItemCF-IUF": ["--window", "0", "--count", "set", "--weight", "iuf", "--normalize", "cosine", "--k", "1"],
+    "ItemCF cosine top-10 (kernels)": ["--metric", "cosine", "--k", "10"],
+    "co-occurrence counts, window 1, directed": ["--window", "1", "--directed"],
+}
+
+
+def cli_items(out: str, *flags) -> dict:
+    t = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "simmine.cli", "items", "--out", out, "--quiet",
+                        *flags], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr)
+    rss = next(int(x.split(":")[1]) for x in r.stderr.splitlines() if "Maximum resident set size" in x)
+    with open(os.path.join(out, "manifest.json")) as f:
+        m = json.load(f)
+    return {"wall_s": round(wall, 3), "peak_rss_gb": round(rss / 1e6, 3), "edges": m["edges"],
+            "stages_s": m["elapsed_s"]}
+
+
+def beauty(path: str, work: str) -> dict:
+    return {name: cli_items(os.path.join(work, f"b{i}"), "--input", path, *flags)
+            for i, (name, flags) in enumerate(GRAPHS.items())}
+
+
+def implicit_itemcf(log: str, k: int) -> dict:
+    """implicit's item-item cosine on the log's user×item 0/1 CSR (built before the clock starts)."""
+    import pyarrow.parquet as pq
+    import scipy.sparse as sp
+    from implicit.nearest_neighbours import CosineRecommender
+
+    t = pq.read_table(log, columns=["user_id", "item_id"])
+    _, u = np.unique(t.column("user_id").to_numpy(), return_inverse=True)
+    items, i = np.unique(t.column("item_id").to_numpy(), return_inverse=True)
+    x = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(u.max() + 1, len(items)))
+    x.data[:] = 1.0
+    start = time.perf_counter()
+    model = CosineRecommender(K=k + 1, num_threads=2)
+    model.fit(x, show_progress=False)
+    ids, scores = model.similar_items(np.arange(len(items)), N=k + 1)
+    seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 3), "ids": ids, "scores": scores, "items": items}
+
+
+def same_neighbours(graph, peer: dict, k: int) -> dict:
+    """Per item, the peer's top k (itself dropped) against simmine's: identical scores (to 1e-5, float32
+    arithmetic in the peer), identical neighbour sets where no tie sits at the cut."""
+    codes = graph.codes(peer["items"])
+    off, nbr, w = graph.csr()
+    same_sets = close_scores = 0
+    for row, code in enumerate(codes.tolist()):
+        ids, sc = peer["ids"][row], peer["scores"][row]
+        keep = ids != row
+        ids, sc = codes[ids[keep]][:k], sc[keep][:k]
+        mine, mine_s = nbr[off[code]:off[code + 1]].astype(np.int64), w[off[code]:off[code + 1]]
+        close_scores += len(sc) == len(mine_s) and np.allclose(np.sort(sc), np.sort(mine_s), atol=1e-5)
+        tie = len(mine_s) == k and np.sum(np.isclose(w[off[code]:off[code + 1]], mine_s[-1], atol=1e-6)) > 1
+        same_sets += tie or set(ids.tolist()) == set(mine.tolist())
+    n = len(codes)
+    return {"items": n, "identical_scores": round(close_scores / n, 4), "identical_sets_or_tie_at_cut":
+            round(same_sets / n, 4)}
+
+
+def itemcf_large(work: str, log: str, k: int) -> dict:
+    import simmine
+
+    if not os.path.exists(log):
+        from simmine.synth import synth
+
+        synth(log, users=138_000, items=27_000, mean_len=145, seed=1)
+    ours = cli_items(os.path.join(work, "ml20"), "--input", log, "--metric", "cosine", "--k", str(k), "--split",
+                     "none")
+    res = {"simmine_end_to_end": ours}
+    try:
+        peer = implicit_itemcf(log, k)
+    except ImportError:
+        res["implicit"] = "not installed (pip install implicit scipy)"
+        return res
+    res["implicit_compute_only_s"] = peer["seconds"]
+    res["ratio_end_to_end"] = round(peer["seconds"] / ours["wall_s"], 2)
+    res["ratio_kernel_only"] = round(peer["seconds"] / ours["stages_s"]["edges"], 2)
+    res["check"] = same_neighbours(simmine.open_items(os.path.join(work, "ml20")), peer, k)
+    return res
+
+
+def embeddings(work: str, n: int = 20_000, d: int = 1024, k: int = 10) -> dict:
+    from simmine.itemgraph import embedding_neighbours
+
+    v = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)
+    t = time.perf_counter()
+    embedding_neighbours(v.astype(np.float64), k, "cosine")
+    compute = time.perf_counter() - t
+    log = os.path.join(work, "emb-log.txt")
+    with open(log, "w") as f:  # every item in one line each, so the log has n items in sorted order
+        for u in range(0, n, 5):
+            f.write(f"u{u} " + " ".join(str(x) for x in range(u, min(u + 5, n))) + "\n")
+    np.save(os.path.join(work, "emb.npy"), v)
+    e2e = cli_items(os.path.join(work, "emb"), "--input", log, "--split", "none", "--embeddings",
+                    os.path.join(work, "emb.npy"), "--k", str(k))
+    return {"items": n, "dims": d, "k": k, "compute_only_s": round(compute, 3), "end_to_end": e2e}
+
+
+def report(res: dict) -> list:
+    lines = ["Amazon Beauty, end to end (target < 1 s each):"]
+    for name, r in res["beauty"].items():
+        lines.append(f"  {name:42s} {r['wall_s']:.2f} s, {r['edges']:,} edges")
+    c = res["itemcf"]
+    lines.append("ItemCF cosine top-50, 27k items x 138k users, 20M interactions:")
+    lines.append(f"  simmine end to end {c['simmine_end_to_end']['wall_s']:.2f} s (kernel "
+                 f"{c['simmine_end_to_end']['stages_s']['edges']:.2f} s)")
+    if "implicit_compute_only_s" in c:
+        lines.append(f"  implicit CosineRecommender fit + similar_items (compute only) {c['implicit_compute_only_s']:.2f} s:"
+                     f" {c['ratio_end_to_end']}x end to end, {c['ratio_kernel_only']}x kernel only; {c['check']}")
+    e = res["embeddings"]
+    lines.append(f"Embedding top-{e['k']}, {e['items']:,} x {e['dims']}: compute {e['compute_only_s']:.2f} s, end to end "
+                 f"{e['end_to_end']['wall_s']:.2f} s (target < 2 s)")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--beauty", default=BEAUTY)
+    ap.add_argument("--synthetic", default=None, help="the ML-20M-sized log (made when missing)")
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:
+        res = {"beauty": beauty(args.beauty, work),
+               "itemcf": itemcf_large(work, args.synthetic or os.path.join(work, "ml20m-synth.parquet"), 50),
+               "embeddings": embeddings(work)}
+    for key in ("ids", "scores", "items"):
+        res["itemcf"].pop(key, None)
+    text = report(res)
+    print("\n".join(text))
+    with open(os.path.join(args.out, "items.json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    with open(os.path.join(args.out, "items.md"), "w") as f:
+        f.write("```\n" + "\n".join(text) + "\n```\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

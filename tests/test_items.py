@@ -1,0 +1,325 @@
+"""simmine items (docs/items.md): every paper's graph or neighbour table against a slow implementation of its
+definition, every option against the docs' definition, the tensors against the Arrow tables, bad input."""
+import math
+import os
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+import simmine
+from conftest import write_parquet
+from simmine.cli import main
+
+
+def random_log(rng, users=40, items=25, longest=14):
+    rows, t = [], 0
+    for u in range(users):
+        for _ in range(int(rng.integers(1, longest))):
+            rows.append((f"u{u}", int(rng.integers(1, items + 1)), t))
+            t += 1
+    return rows
+
+
+def training(rows, split="loo"):
+    """Per user (first appearance order): T as item ids, time-sorted (the times are already increasing)."""
+    seqs = {}
+    for u, i, _ in rows:
+        seqs.setdefault(u, []).append(i)
+    return [s[:-2] if split == "loo" else s for s in seqs.values()]
+
+
+def built(tmp_path, rows, name="o", **kw):
+    path = write_parquet(tmp_path / "log.parquet", rows)
+    return simmine.open_items(simmine.items(input=path, out=str(tmp_path / name), quiet=True, **kw))
+
+
+def as_dict(graph):
+    src, dst, w = graph.edges()
+    return {(int(a), int(b)): float(x) for a, b, x in zip(src, dst, w)}
+
+
+def close(got: dict, want: dict):
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_mvcrec_graph(tmp_path):
+    """MVCrec: distance 1..3 both ways, self-loops added, binarised, D^-1/2 (A + I) D^-1/2."""
+    rows = random_log(np.random.default_rng(0))
+    a = set()
+    for s in training(rows):
+        for d in (1, 2, 3):
+            for j in range(len(s) - d):
+                a.add((s[j], s[j + d]))
+                a.add((s[j + d], s[j]))
+    items = sorted({i for _, i, _ in rows})
+    a |= {(i, i) for i in items}
+    deg = defaultdict(float)
+    for i, _ in a:
+        deg[i] += 1.0
+    want = {(i, j): 1.0 / math.sqrt(deg[i]) / math.sqrt(deg[j]) for i, j in a}
+    close(as_dict(built(tmp_path, rows, window=3, weight="binary", self_loops=True, normalize="sym")), want)
+
+
+def test_gcl4sr_graph(tmp_path):
+    """GCL4SR's WITG: distance 1..3, Σ 1/distance both ways, then w·(1/deg_row + 1/deg_col) in edge counts."""
+    rows = random_log(np.random.default_rng(1), items=12)  # small vocabulary: repeats and self pairs
+    adj = defaultdict(float)
+    for s in training(rows):
+        for k in (1, 2, 3):
+            for j in range(len(s) - k):
+                adj[(s[j], s[j + k])] += 1 / k
+                adj[(s[j + k], s[j])] += 1 / k
+    out_deg, in_deg = defaultdict(int), defaultdict(int)
+    for i, j in adj:
+        out_deg[i] += 1
+        in_deg[j] += 1
+    want = {(i, j): w * (1 / out_deg[i] + 1 / in_deg[j]) for (i, j), w in adj.items()}
+    close(as_dict(built(tmp_path, rows, window=3, weight="inverse-distance", normalize="gcl4sr")), want)
+
+
+@pytest.mark.parametrize("iuf", [False, True])
+def test_coserec_itemcf_top1(tmp_path, iuf):
+    """CoSeRec: ItemCF (or ItemCF-IUF) over training sequences as sets, c_ij / √(N_i·N_j), top-1."""
+    rows = random_log(np.random.default_rng(2))
+    c, n = defaultdict(float), defaultdict(int)
+    for s in training(rows):
+        items = set(s)
+        for i in items:
+            n[i] += 1
+            for j in items:
+                if i != j:
+                    c[(i, j)] += 1 / math.log(1 + len(items)) if iuf else 1
+    sim = {(i, j): v / math.sqrt(n[i] * n[j]) for (i, j), v in c.items()}
+    g = built(tmp_path, rows, window=0, count="set", weight="iuf" if iuf else "count", normalize="cosine", k=1)
+    for i in n:
+        mine = [(j, v) for (a, j), v in sim.items() if a == i]
+        if not mine:
+            assert len(g.neighbors(i)[0]) == 0
+            continue
+        best = max(v for _, v in mine)
+        got, score = g.neighbors(i)
+        assert len(got) == 1 and score[0] == pytest.approx(best, rel=1e-6)
+        assert int(got[0]) == min(j for j, v in mine if np.float32(v) == np.float32(best))  # ties: lowest code
+
+
+def test_itemcf_by_kernels_equals_graph(tmp_path):
+    """--metric cosine (build's kernels over user sets) and the co-occurrence route agree exactly."""
+    rows = random_log(np.random.default_rng(3), users=60)
+    graph = built(tmp_path, rows, "g", window=0, count="set", normalize="cosine", k=5)
+    kernel = built(tmp_path, rows, "k", metric="cosine", k=5)
+    for a, b in zip(graph.csr(), kernel.csr()):
+        assert np.array_equal(a, b)
+
+
+def test_jaccard_of_user_sets(tmp_path):
+    rows = random_log(np.random.default_rng(4))
+    users = defaultdict(set)
+    for u, s in enumerate(training(rows)):
+        for i in s:
+            users[i].add(u)
+    g = built(tmp_path, rows, metric="jaccard", k=4, backend="python")
+    for i in users:
+        scored = sorted(((-np.float32(len(users[i] & users[j]) / len(users[i] | users[j])), j) for j in users
+                         if j != i and users[i] & users[j]))[:4]
+        got, score = g.neighbors(i)
+        assert got.tolist() == [j for _, j in scored]
+        assert score.tolist() == pytest.approx([-s for s, _ in scored])
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_sra_cl_embedding_neighbours(tmp_path, similarity, monkeypatch):
+    """SRA-CL: each item's top 10 by cosine of given vectors, itself excluded; exact, ties by code."""
+    import simmine.itemgraph as items_mod
+
+    rows = random_log(np.random.default_rng(5), items=60)
+    n = len({i for _, i, _ in rows})
+    v = np.random.default_rng(6).integers(-2, 3, size=(n, 5)).astype(np.float64)  # integer vectors: many ties
+    v[3] = 0.0
+    emb = tmp_path / "e.npy"
+    np.save(emb, np.vstack([np.zeros((1, 5)), v]))  # with a padding row first
+    monkeypatch.setattr(items_mod, "EMBED_EXTRA", 2)  # few candidates: the certificate and the fallback both run
+    g = built(tmp_path, rows, embeddings=str(emb), k=10, similarity=similarity)
+    norms = np.linalg.norm(v, axis=1)
+    for i in range(n):
+        scores = []
+        for j in range(n):
+            if j == i:
+                continue
+            s = float(v[i] @ v[j])
+            if similarity == "cosine":
+                s = 0.0 if norms[i] == 0 or norms[j] == 0 else s / norms[i] / norms[j]
+            scores.append((-np.float32(s), j + 1))
+        want = sorted(scores)[:10]
+        got, score = g.neighbors(i + 1, codes=True)
+        assert got.tolist() == [j for _, j in want], i
+        assert score.tolist() == [-s for s, _ in want]
+
+
+def slow_graph(rows, window, count, directed, weight, self_loops, normalize):
+    """The docs' definition of a co-occurrence graph, pair by pair."""
+    seqs = training(rows)
+    items = sorted({i for _, i, _ in rows})
+    per_user = []
+    for s in seqs:
+        occ = defaultdict(list)
+        for p in range(len(s)):
+            for q in range(p + 1, len(s)):
+                if window and q - p > window:
+                    continue
+                d = q - p
+                w = {"count": 1.0, "binary": 1.0, "inverse-distance": 1 / d,
+                     "iuf": 1 / math.log(1 + len(set(s)))}[weight]
+                occ[(s[p], s[q])].append(w)
+                if not directed:
+                    occ[(s[q], s[p])].append(w)
+        per_user.append(occ)
+    a = defaultdict(float)
+    for occ in per_user:
+        for key, ws in occ.items():
+            a[key] += max(ws) if count == "set" else sum(ws)
+    if self_loops:
+        for i in items:
+            a[(i, i)] += 1.0
+    if weight == "binary":
+        a = {key: 1.0 for key in a}
+    if normalize == "row":
+        row = defaultdict(float)
+        for (i, _), w in a.items():
+            row[i] += w
+        a = {(i, j): w / row[i] for (i, j), w in a.items()}
+    elif normalize == "cosine":
+        n = defaultdict(int)
+        for s in seqs:
+            for i in set(s):
+                n[i] += 1
+        a = {(i, j): w / (math.sqrt(n[i]) * math.sqrt(n[j])) for (i, j), w in a.items() if i != j}
+    return dict(a)
+
+
+@pytest.mark.parametrize("options", [
+    dict(window=1, count="multiset", directed=True, weight="count", self_loops=False, normalize="none"),
+    dict(window=2, count="set", directed=False, weight="inverse-distance", self_loops=True, normalize="row"),
+    dict(window=0, count="multiset", directed=False, weight="iuf", self_loops=False, normalize="cosine"),
+    dict(window=4, count="set", directed=True, weight="binary", self_loops=False, normalize="none"),
+], ids=str)
+def test_graph_options_match_the_definition(tmp_path, options):
+    rows = random_log(np.random.default_rng(7), items=10)
+    close(as_dict(built(tmp_path, rows, **options)), slow_graph(rows, **options))
+
+
+def test_top_k_and_tie_order(tmp_path):
+    rows = random_log(np.random.default_rng(8), items=15)
+    full = built(tmp_path, rows, "full", window=2)
+    top = built(tmp_path, rows, "top", window=2, k=3)
+    off, nbr, w = full.csr()
+    for code in range(1, full.n_items + 1):
+        row = sorted(zip(-w[off[code]:off[code + 1]], nbr[off[code]:off[code + 1]]))
+        assert [int(j) for _, j in row] == nbr[off[code]:off[code + 1]].tolist()  # score desc, code asc
+        t_off, t_nbr, _ = top.csr()
+        assert t_nbr[t_off[code]:t_off[code + 1]].tolist() == [int(j) for _, j in row[:3]]
+
+
+def test_torch_views_equal_the_tables(tmp_path):
+    torch = pytest.importorskip("torch")
+    from simmine.torch import edge_index, graph_tensor, neighbor_tensors
+
+    rows = random_log(np.random.default_rng(9))
+    g = built(tmp_path, rows, window=3, weight="binary", self_loops=True, normalize="sym")
+    src, dst, w = g.edges(codes=True)
+    index, weight = edge_index(g)
+    assert index.tolist() == [src.tolist(), dst.tolist()] and torch.equal(weight, torch.from_numpy(w))
+    dense = graph_tensor(g).to_dense()
+    assert dense.shape == (g.n_items + 1, g.n_items + 1)
+    assert torch.equal(dense[torch.from_numpy(src), torch.from_numpy(dst)], torch.from_numpy(w))
+    assert float(dense.sum()) == pytest.approx(float(w.sum()), rel=1e-6)
+    assert torch.equal(graph_tensor(g, "csr").to_dense(), dense)
+    table, scores = neighbor_tensors(g, 4)
+    for code in (1, 5, g.n_items):
+        nbr, s = g.neighbors(code, codes=True)
+        assert table[code, :len(nbr[:4])].tolist() == nbr[:4].tolist() and bool((table[code, len(nbr[:4]):] == 0).all())
+    assert bool((table[0] == 0).all())
+    ids = g.items()
+    assert ids[0].as_py() is None and g.codes([ids[7].as_py(), "nope"]).tolist() == [7, 0]
+
+
+def test_substitution_and_insertion(tmp_path):
+    torch = pytest.importorskip("torch")
+    from simmine.torch import ItemSubstitution, neighbor_tensors
+
+    table = torch.tensor([[0, 0, 0], [2, 3, 0], [1, 0, 0], [0, 0, 0]])  # item 3 has no neighbours
+    aug = ItemSubstitution(table, p=0.3, seed=1)
+    batch = torch.tensor([[0, 1, 2, 3]] * 4000)
+    rows = torch.arange(4000)
+    out = aug(batch, rows, epoch=2)
+    assert torch.equal(out[:, 0], batch[:, 0]) and torch.equal(out[:, 3], batch[:, 3])  # padding, no neighbours
+    changed = out[:, 1] != 1
+    assert abs(float(changed.double().mean()) - 0.3) < 0.03
+    picks = out[changed, 1]
+    assert set(picks.tolist()) == {2, 3} and abs(float((picks == 2).double().mean()) - 0.5) < 0.05
+    assert torch.equal(aug(batch[100:200], rows[100:200], epoch=2), out[100:200])  # per row, not per batch
+    assert not torch.equal(aug(batch, rows, epoch=3), out)
+    ins = ItemSubstitution(table, p=1.0, seed=0, mode="insert")
+    left = ins(torch.tensor([[0, 0, 0, 1, 3]]), torch.tensor([0]))
+    assert left[0].tolist()[-3:] == [1, int(left[0, -2]), 3] and int(left[0, -2]) in (2, 3)
+    right = ins(torch.tensor([[1, 2, 3, 0, 0]]), torch.tensor([0]))
+    assert right[0].tolist()[-1] == 3 and right[0].tolist().count(0) == 0  # the oldest item dropped past L
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--metric", "cosine"], "give --k"),
+    (["--normalize", "dense"], "unknown --normalize 'dense'"),
+    (["--window", "-1"], "--window must be a non-negative integer"),
+    (["--embeddings", "missing.npy", "--k", "3"], "--embeddings file not found"),
+])
+def test_bad_items_flags(tmp_path, capsys, flags, message):
+    rows = random_log(np.random.default_rng(10))
+    path = write_parquet(tmp_path / "log.parquet", rows)
+    assert main(["items", "--input", path, "--out", str(tmp_path / "o"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not os.path.exists(tmp_path / "o")
+
+
+def test_bad_embeddings_shape(tmp_path, capsys):
+    rows = random_log(np.random.default_rng(11))
+    path = write_parquet(tmp_path / "log.parquet", rows)
+    np.save(tmp_path / "e.npy", np.ones((3, 4)))
+    assert main(["items", "--input", path, "--out", str(tmp_path / "o"), "--embeddings", str(tmp_path / "e.npy"),
+                 "--k", "2"]) == 2
+    assert "3 rows, but the log has" in capsys.readouterr().err and not os.path.exists(tmp_path / "o")
+
+
+def test_items_cli_like_inspect_verify(tmp_path, capsys):
+    rows = random_log(np.random.default_rng(12))
+    path = write_parquet(tmp_path / "log.parquet", rows)
+    out = tmp_path / "o"
+    assert main(["items", "--input", path, "--out", str(out), "--window", "2", "--normalize", "row", "--k", "4"]) == 0
+    assert "edges" in capsys.readouterr().out
+    again = tmp_path / "again"
+    assert main(["items", "--like", str(out), "--out", str(again), "--quiet"]) == 0
+    assert open(out / "edges.arrow", "rb").read() == open(again / "edges.arrow", "rb").read()
+    assert main(["inspect", str(out)]) == 0 and "co-occurrence within 2 positions" in capsys.readouterr().out
+    assert main(["verify", str(out)]) == 0
+    data = bytearray((out / "edges.arrow").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "edges.arrow").write_bytes(bytes(data))
+    assert main(["verify", str(out)]) == 1
+
+
+@pytest.mark.parametrize("kind", ["metric", "embeddings"])
+def test_verify_neighbour_outputs(tmp_path, kind):
+    from simmine.report import verify
+
+    rows = random_log(np.random.default_rng(13), items=30)
+    n = len({i for _, i, _ in rows})
+    kw = {"metric": "jaccard", "k": 3}
+    if kind == "embeddings":
+        np.save(tmp_path / "e.npy", np.random.default_rng(1).standard_normal((n, 8)))
+        kw = {"embeddings": str(tmp_path / "e.npy"), "k": 3}
+    g = built(tmp_path, rows, **kw)
+    assert verify(g.path, sample=10) == []
+    if kind == "embeddings":
+        np.save(tmp_path / "e.npy", np.zeros((n, 8)))
+        assert "missing or changed" in verify(g.path)[0]
