@@ -1,5 +1,5 @@
-"""examples/train_sasrec.py: the BCE objective's targets line up with the histories, the loss is SASRec's,
-and a short run of each objective with and without RCL trains end to end."""
+"""examples/train_sasrec.py: windows train every position once, each position maps to its prefix anchor, the
+losses are SASRec's and the contrastive ones, and short runs of every variant train end to end."""
 import importlib.util
 import json
 import os
@@ -36,14 +36,43 @@ def _args(log, work, *flags):
     return args
 
 
-def test_bce_targets_are_the_histories_shifted_by_one(log, tmp_path):
-    _, n_items, (hist, target, nxt), _, _ = trainer.load(_args(log, tmp_path))
-    assert hist.shape == nxt.shape == (60, 20)
-    assert torch.equal(nxt[:, -1], target)  # the last position predicts the anchor's target
-    real = nxt[:, :-1] != 0
-    assert torch.equal(nxt[:, :-1][real], hist[:, 1:][real])  # position p predicts the item at p + 1
-    assert torch.equal(hist != 0, nxt != 0)  # both T[:-1] and T[1:] have |T| − 1 items
-    assert int(nxt.max()) <= n_items
+@pytest.fixture(scope="module")
+def data(log, tmp_path_factory):
+    return trainer.load(_args(log, tmp_path_factory.mktemp("w")))
+
+
+def test_windows_train_every_position_once(log, tmp_path, data):
+    coded, _ = trainer.user_sequences(_args(log, tmp_path))
+    users = data["positives"].anchor_index()["users"].to_pylist()
+    train = [coded[u][:-2] for u in users]
+    x, y = data["x"], data["y"]
+    assert int((y != 0).sum()) == sum(len(t) - 1 for t in train)  # every target position of every T, once
+    real = y[:, :-1] != 0
+    assert torch.equal(y[:, :-1][real], x[:, 1:][real])  # position p predicts the item at p + 1
+    assert torch.equal(x != 0, y != 0)
+
+
+def test_each_position_is_its_prefix_anchor(data):
+    """The anchor of a window position has that position's target and the window's history before it."""
+    pos = data["positives"]
+    targets = data["targets"]
+    x, y, anchor_of, hist = data["x"], data["y"], data["anchor_of"], data["hist"]
+    for w in range(0, len(x), 5):
+        for j in torch.nonzero(y[w] != 0).reshape(-1).tolist():
+            a = int(anchor_of[w, j])
+            assert int(targets[a]) == int(y[w, j])
+            seen = x[w, :j + 1][x[w, :j + 1] != 0].tolist()
+            assert hist[a][hist[a] != 0].tolist()[-len(seen):] == seen
+    assert sorted(set(anchor_of[anchor_of >= 0].tolist())) == list(range(len(pos)))  # every anchor, once
+
+
+def test_contrast_positions(data):
+    last = trainer.contrast_positions(data["anchor_of"], "last", 0, 0)
+    assert bool((last == data["x"].shape[1] - 1).all())
+    drawn = trainer.contrast_positions(data["anchor_of"], "sampled", 0, 0)
+    assert bool((data["anchor_of"][torch.arange(len(drawn)), drawn] >= 0).all())
+    assert torch.equal(drawn, trainer.contrast_positions(data["anchor_of"], "sampled", 0, 0))
+    assert not torch.equal(drawn, trainer.contrast_positions(data["anchor_of"], "sampled", 0, 1))
 
 
 def test_sampled_bce_is_sasrec_loss_on_real_positions():
@@ -64,43 +93,27 @@ def test_sampled_bce_is_sasrec_loss_on_real_positions():
     torch.testing.assert_close(loss, torch.stack(terms).mean())
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce"])
-def test_short_run_of_each_objective_with_and_without_rcl(log, tmp_path, loss):
-    args = _args(log, tmp_path, "--loss", loss, "--epochs", "2")
-    data = trainer.load(args)
-    for rcl in (False, True):
-        res = trainer.train(args, rcl, data)
-        assert len(res["history"]) == 2
-        test = res["best"]["test"]
-        assert set(test) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
-        assert all(0.0 <= v <= 1.0 for v in test.values())
-        json.dumps(res)
+def test_trimmed_batches_score_as_full_ones():
+    """A batch trimmed to its longest sequence gives every position the state the full width gives."""
+    torch.manual_seed(0)
+    model = trainer.SASRec(9, d=8, max_len=6, dropout=0.0).eval()
+    x = torch.tensor([[0, 0, 0, 1, 2, 3], [0, 0, 4, 5, 6, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, True)[:, -4:], model(x[:, -4:], True))
 
 
-def test_rcl_options_change_training_and_false_negatives_are_counted(log, tmp_path):
-    data = trainer.load(_args(log, tmp_path))
-    plain = trainer.train(_args(log, tmp_path, "--epochs", "2"), True, data)
-    met = plain["anchors_meeting_false_negatives"]
-    assert 0.0 < met["strong"] <= 1.0 and 0.0 < met["weak"] <= 1.0  # 60 users over 30 items: targets repeat
-    valid = [h["valid"] for h in plain["history"]]
-    for flags in (["--rcl-exclude"], ["--rcl-head"], ["--rcl-cosine", "--tau", "0.1"]):
-        res = trainer.train(_args(log, tmp_path, "--epochs", "2", *flags), True, data)
-        assert [h["valid"] for h in res["history"]] != valid, flags
-        assert res["anchors_meeting_false_negatives"] == met  # same draws: the options change only the loss
-
-
-def test_prefix_rows_are_simmine_prefix_anchors(log, tmp_path):
-    """--prefixes trains on simmine's prefix anchors: row i is seq_id i, T[:t] → T[t] for every t >= 1."""
-    args = _args(log, tmp_path, "--prefixes", "--epochs", "1")
-    pos, n_items, (hist, target, nxt), valid, test = trainer.load(args)
-    coded, _ = trainer._user_sequences(args)
-    users = pos.sequences().column("user_id").to_pylist()
-    positions = pos.positions()
-    assert len(hist) == len(pos) == sum(len(s) - 3 for s in coded.values() if len(s) >= 4)
-    for i in range(0, len(pos), 7):
-        s = coded[users[i]]
-        want = s[:positions[i]][-20:]
-        assert hist[i][hist[i] != 0].tolist() == want and int(target[i]) == s[positions[i]]
-    assert pos.manifest["params"]["anchors"] == "prefix" and pos.manifest["params"]["same_user"] == "exclude"
-    res = trainer.train(args, True, (pos, n_items, (hist, target, nxt), valid, test))
-    assert len(res["history"]) == 1
+@pytest.mark.parametrize("flags", [["--variants", "base"], ["--variants", "base", "--loss", "bce"],
+                                   ["--variants", "duorec"], ["--variants", "duorec", "--logits", "cosine",
+                                                              "--tau", "0.2", "--anchor-pass", "shared"],
+                                   ["--variants", "rcl"], ["--variants", "rcl", "--relative", "clamp",
+                                                           "--weak-weights", "uniform", "--key-view", "full",
+                                                           "--positions", "last"]], ids=" ".join)
+def test_short_runs_of_every_variant(log, tmp_path, data, flags):
+    args = _args(log, tmp_path, "--epochs", "2", *flags)
+    res = trainer.train(args, args.variants, data)
+    assert len(res["history"]) == 2
+    test = res["best"]["test"]
+    assert set(test) == {"HR@5", "NDCG@5", "HR@10", "NDCG@10"}
+    assert all(0.0 <= v <= 1.0 for v in test.values())
+    assert 0.0 <= res["sampler_share_of_step"] < 1.0
+    json.dumps(res)
