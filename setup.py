@@ -60,7 +60,7 @@ def _extensions():
             "simmine._core",
             ["csrc/bindings.cpp"],
             include_dirs=["csrc"],
-            depends=["csrc/metrics.hpp", "csrc/topk.hpp", "csrc/tiles.hpp", "csrc/sweep.hpp"],
+            depends=["csrc/metrics.hpp", "csrc/topk.hpp", "csrc/tiles.hpp", "csrc/sweep.hpp", "csrc/text.hpp"],
             cxx_std=17,
             extra_compile_args=compile_args,
             extra_link_args=link_args,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "sweep.hpp"
+#include "text.hpp"
 #include "tiles.hpp"
 
 namespace py = pybind11;
@@ -375,6 +376,41 @@ PYBIND11_MODULE(_core, m) {
     }, "LSH band collisions of anchors: (ptr, rows, runs shared), the best max_candidates[x] (ties kept)",
        py::arg("run_of"), py::arg("run_ptr"), py::arg("run_members"), py::arg("m"), py::arg("anchors"),
        py::arg("max_candidates"), py::arg("ex_lo") = py::none(), py::arg("ex_hi") = py::none());
+    m.def("lines_tokens", [](py::array data, bool text) {
+        const uint8_t* d = ptr_of<uint8_t>(data, "data");
+        const int64_t n = data.size();
+        LinesCount c;
+        {
+            py::gil_scoped_release release;
+            c = count_lines(d, n);
+        }
+        text = text || !c.maybe_int;
+        if (c.lines > INT32_MAX) throw py::value_error("lines: more than 2^31 lines");
+        const int64_t ni = text ? 0 : c.tokens, nt = text ? c.tokens : 0, nu = text ? c.lines : 0;
+        py::array_t<int64_t> item_value(ni), item_user_value(ni), item_start(nt), user_start(nu);
+        py::array_t<int32_t> item_len(nt), item_user(nt), user_len(nu);
+        LinesColumns cols{text, item_value.mutable_data(), item_user_value.mutable_data(), item_start.mutable_data(),
+                          item_len.mutable_data(), item_user.mutable_data(), user_start.mutable_data(),
+                          user_len.mutable_data()};
+        {
+            py::gil_scoped_release release;
+            fill_lines(d, n, c, cols);
+        }
+        py::dict out;  // columns sized by upper bounds: the first users / items entries are filled
+        out["users"] = c.users;
+        out["items"] = c.items;
+        out["text"] = text;
+        out["integers"] = !text && c.canonical;
+        out["first_short_line"] = c.first_short_line;
+        out["item_value"] = item_value;
+        out["item_user_value"] = item_user_value;
+        out["item_start"] = item_start;
+        out["item_len"] = item_len;
+        out["item_user"] = item_user;
+        out["user_start"] = user_start;
+        out["user_len"] = user_len;
+        return out;
+    }, "One user per line: integer columns (item and user values) or text columns (byte ranges), docs/input.md");
     m.def("dense_topk", [](py::array scores, int64_t k) {
         // Per row of a C-contiguous float32 [R, n] block: the columns of its k largest finite scores, best
         // first (score descending, column ascending) -> int64 [R, min(k, n)].

@@ -140,3 +140,78 @@ def test_user_time_order_is_the_stable_sort_whether_or_not_the_log_is_already_so
             times = np.zeros(n, dtype=np.int64)  # all tied: file order
         assert np.array_equal(_user_time_order(users, times), np.lexsort((times, users)))
         assert np.array_equal(_user_time_order(users, None), np.argsort(users, kind="stable"))
+
+
+def _slow_lines(path):
+    """The lines format read line by line in Python: the reader's oracle (tokens as bytes)."""
+    import re
+
+    canonical = re.compile(rb"-?[1-9][0-9]{0,17}|0")
+    users, items = [], []
+    with open(path, "rb") as f:
+        for line in f:
+            parts = line.split()
+            if parts:
+                users += [parts[0]] * (len(parts) - 1)
+                items += parts[1:]
+
+    def values(tokens):
+        if all(canonical.fullmatch(t) for t in tokens):
+            return [int(t) for t in tokens]
+        return [t.decode("utf-8") for t in tokens]
+
+    return values(users), values(items)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lines_reader_equals_a_line_by_line_parse(tmp_path, seed):
+    from simmine.sequences import _read_lines
+
+    rng = np.random.default_rng(seed)
+    words = ["0", "7", "-3", "12", "007", "-0", "1" * 18, "1" * 19, "ä", "b:c", "x"]
+    pool = words[:4] if seed % 2 else words
+    lines = []
+    for u in range(30):
+        toks = [str(u) if seed % 3 else f"u{u}"] + [str(rng.choice(pool)) for _ in range(int(rng.integers(1, 6)))]
+        sep = rng.choice([" ", "\t", "  ", " \t "])
+        lines.append(sep.join(toks) + rng.choice(["", " ", "\r"]))
+        if rng.random() < 0.2:
+            lines.append(rng.choice(["", "   ", "\t"]))
+    path = tmp_path / "log.txt"
+    path.write_text("\n".join(lines) + rng.choice(["", "\n"]), encoding="utf-8")
+    table, _ = _read_lines(str(path))
+    users, items = _slow_lines(str(path))
+    assert table.column("user_id").to_pylist() == users and table.column("item_id").to_pylist() == items
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"u1 1 2\nu2\nu3 \xff\xfe\n", "line 2: too few fields"),
+    (b"u1 1 2\nu2 \xff\xfe\nu3\n", "line 2: not UTF-8 text"),
+    (b"u1 1 2\nu2 3\nu3\n\xff 1\n", "line 3: too few fields"),
+    (b"  \n\t\n", "the log is empty"),
+])
+def test_lines_reader_errors_name_the_first_bad_line(tmp_path, content, message):
+    from simmine.errors import InputError
+    from simmine.sequences import _read_lines
+
+    path = tmp_path / "log.txt"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        _read_lines(str(path))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lines_reader_core_and_numpy_agree(tmp_path, seed):
+    from simmine.backends import cpp
+    from simmine.sequences import _lines_core, _lines_numpy
+
+    if not cpp.available():
+        pytest.skip("the C++ core is not built")
+    rng = np.random.default_rng(seed)
+    words = ["0", "-3", "12", "x", "ä"] if seed % 2 else ["0", "-3", "12", "99"]
+    text = "\n".join(" ".join([f"u{i}" if seed > 1 else str(i)] + [str(rng.choice(words)) for _ in range(
+        int(rng.integers(0, 5)))]) for i in range(50))
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    a, b = _lines_core(data, cpp._core), _lines_numpy(data)
+    assert a[0].to_pylist() == b[0].to_pylist() and a[1].to_pylist() == b[1].to_pylist()
+    assert a[2:] == b[2:]
