@@ -37,3 +37,13 @@ def load_weak(out):
 @pytest.fixture(autouse=True)
 def _no_env_backend(monkeypatch):
     monkeypatch.delenv("SIMMINE_BACKEND", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _minhash_route(request, monkeypatch):
+    """Test logs are small enough that minhash's cost model searches every bucket exactly; tests keep the
+    minhash route unless marked ``planner``, which see the real choice."""
+    if "planner" not in request.keywords:
+        from simmine.approx import minhash
+
+        monkeypatch.setattr(minhash, "exact_reason", lambda *args: None)

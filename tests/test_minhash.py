@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import simmine
-from conftest import BACKENDS, NATIVE, load_weak
+from conftest import BACKENDS, METRICS, NATIVE, load_weak
 from simmine.approx.minhash import Limits, MinHashParams, _candidate_keys, band_runs, choose_bands
 from simmine.backends import get_backend, reference
 from simmine.engines.local import assemble_pairs
@@ -228,3 +228,47 @@ def test_minhash_builds_identical_across_backends(tmp_path, backend):
     got = simmine.build(out=str(tmp_path / backend), backend=backend, **kw)
     for name in ("weak.arrow", "strong.arrow"):
         assert open(os.path.join(got, name), "rb").read() == open(os.path.join(want, name), "rb").read()
+
+
+@pytest.mark.planner
+@pytest.mark.parametrize("metric", METRICS)
+def test_buckets_where_exact_search_is_cheaper_are_searched_exactly(tmp_path, metric):
+    """On a small bucketed log the cost model sends every bucket to exact search: the lists equal an exact
+    build's byte for byte, recall is 1 and the manifest says why, bucket by bucket."""
+    kw = dict(k=5, metric=metric, bucket_by="city", quiet=True)
+    exact = simmine.build(out=str(tmp_path / "e"), **kw)
+    approx = simmine.build(out=str(tmp_path / "a"), method="minhash", **kw)
+    assert open(os.path.join(approx, "weak.arrow"), "rb").read() == open(os.path.join(exact, "weak.arrow"), "rb").read()
+    m = json.load(open(os.path.join(approx, "manifest.json")))
+    assert m["recall"]["value"] == 1.0
+    a = m["approximate"]
+    assert a["candidates"] == "exact" and a["exact_buckets"] == m["n_buckets"]
+    assert a["exact_anchors"] == m["n_anchors"]
+    assert sum(v["buckets"] for v in a["exact_why"].values()) == a["exact_buckets"]
+
+
+@pytest.mark.planner
+def test_exact_reason_follows_the_cost_model(monkeypatch):
+    """Unreachable recall, or candidates dearer than exact search, choose exact; cheap candidates keep
+    minhash. The exact cost is the cheaper of all pairs and the inverted index's Σ df²/2."""
+    from simmine.approx import minhash
+    from simmine.metrics import Features
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 10, size=400)
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    items = np.concatenate([np.sort(rng.choice(300, size=n, replace=False)) for n in lengths]).astype(np.int32)
+    features = Features("set", indptr, items)
+    members = np.arange(400, dtype=np.int64)
+    runs = minhash.BandRuns(np.zeros((400, 1), np.int32), np.array([0, 2, 5], np.int64), np.arange(5, dtype=np.int32))
+    df = np.bincount(items, minlength=300).astype(np.float64)
+    want_exact = min(minhash.PAIR_NS["set"] * 400 * 399 / 2, minhash.INCIDENCE_NS * float(df @ df) / 2) \
+        + minhash.ANCHOR_NS * 400
+    assert minhash.exact_cost_ns(features, members) == pytest.approx(want_exact)
+    unreachable = minhash.Calibration(0.0, False, 10.0)
+    assert "recall" in minhash.exact_reason(features, members, runs, unreachable)
+    collisions_ns = minhash.COLLISION_NS * (2 ** 2 + 3 ** 2)
+    cheap = (want_exact - collisions_ns) / minhash.LISTED_NS / 400 * 0.99  # kept candidates per anchor
+    assert minhash.exact_reason(features, members, runs, minhash.Calibration(1.0, True, cheap)) is None
+    dear = minhash.Calibration(1.0, True, cheap / 0.99 * 1.01)
+    assert "costs more" in minhash.exact_reason(features, members, runs, dear)

@@ -14,9 +14,14 @@
    - top-k and alpha (and min-sim when banding would need one row per band): r = 2, b = P / 2, and each
      anchor keeps its C·k most-colliding anchors (ties kept). C is calibrated per bucket on a seeded sample
      of its anchors searched exactly (never the recall sample): the smallest C (steps of 2^¼) whose
-     recall@k on them, ties counted by score, reaches 0.95. Nearest neighbours in recommendation logs often
-     have Jaccard near 0.15 where random pairs have 0.06: too close for banding's yes/no, while collision
-     counts still separate them. ``--candidates C`` sets the kept anchors per anchor instead.
+     recall@k on them, ties counted by score, reaches 0.96 (a margin over the 0.95 promised). Nearest
+     neighbours in recommendation logs often have Jaccard near 0.15 where random pairs have 0.06: too close
+     for banding's yes/no, while collision counts still separate them. ``--candidates C`` sets the kept
+     anchors per anchor instead.
+   - the bucket is searched exactly instead when keeping every collision cannot reach that recall, or when
+     re-scoring the calibrated candidates would cost more than exact search of the bucket (the cost model
+     below, from the calibration sample and the bucket's postings). The manifest counts such buckets and
+     says why.
 4. Candidate pairs are re-scored exactly with the build's metric by the backend and selected with the same
    semantics as exact builds (top-k, alpha, min-sim, caps, ties by seq_id).
 5. Recall@k is estimated against exact search on a seeded sample of anchors and written to the manifest.
@@ -24,7 +29,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -39,6 +44,16 @@ PAIR_BATCH = 1 << 24  # candidate keys re-scored together: memory is O(batch + k
 TARGET_PROBABILITY = 0.95
 COUNTED_ROWS = 2  # rows per band when candidates are ranked by their collision counts
 CALIBRATION_SAMPLE = 200  # anchors searched exactly to choose how many candidates each anchor keeps
+CALIBRATION_TARGET = 0.96  # recall@k the calibration sample must reach (the promise is 0.95)
+# Cost model of one bucket, nanoseconds on 2 cores (benchmarks/bench_approx.py --costs measures them): exact
+# search costs min(PAIR_NS·m²/2, INCIDENCE_NS·Σ df²/2) + ANCHOR_NS·m (dense tiles or the inverted index;
+# edit distance compares pairs only); the minhash route costs COLLISION_NS per band collision counted
+# (Σ over runs of size²) and LISTED_NS per kept candidate pair to key, score and select.
+PAIR_NS = {"set": 4.0, "cosine": 4.0, "edit": 50.0}
+INCIDENCE_NS = 2.0
+ANCHOR_NS = 2000.0
+COLLISION_NS = 1.0
+LISTED_NS = 300.0
 EMPTY = np.uint32(0xFFFFFFFF)  # every minhash of an empty set
 
 
@@ -190,14 +205,23 @@ class Limits:
     k_all: np.ndarray
     seed: int
     chosen: list  # (bucket size, value) of every calibrated bucket, for the manifest
+    exact: dict = field(default_factory=dict)  # why -> (buckets, anchors) searched exactly
 
-    def of_bucket(self, features, members, runs, sel, backend, skip: np.ndarray) -> np.ndarray:
-        """Per-member limits of one bucket (its calibration sample excludes the anchors in ``skip``)."""
+    def of_bucket(self, features, members, runs, sel, backend, skip: np.ndarray) -> Optional[np.ndarray]:
+        """Per-member limits of one bucket (its calibration sample excludes the anchors in ``skip``), or
+        None when the bucket is searched exactly."""
         if not self.counted:
             return np.zeros(len(members), np.int64)
-        value = float(self.fixed) if self.fixed is not None else \
-            _calibrate(features, members, runs, sel, backend, self.k_all, self.per_k, self.seed, skip)
-        if self.fixed is None:
+        if self.fixed is not None:
+            value = float(self.fixed)
+        else:
+            cal = _calibrate(features, members, runs, sel, backend, self.k_all, self.per_k, self.seed, skip)
+            why = exact_reason(features, members, runs, cal)
+            if why is not None:
+                buckets, anchors = self.exact.get(why, (0, 0))
+                self.exact[why] = (buckets + 1, anchors + len(members))
+                return None
+            value = cal.value
             self.chosen.append((len(members), value))
         if value <= 0:
             return np.zeros(len(members), np.int64)
@@ -209,6 +233,11 @@ class Limits:
             return {"candidates": "lsh-banding"}
         if self.fixed is not None:
             return {"candidates": "lsh-collisions", "kept_per_anchor": int(self.fixed), "calibration_sample": None}
+        exact = {"exact_buckets": sum(b for b, _ in self.exact.values()),
+                 "exact_anchors": sum(a for _, a in self.exact.values()),
+                 "exact_why": {why: {"buckets": b, "anchors": a} for why, (b, a) in sorted(self.exact.items())}}
+        if not self.chosen:
+            return {"candidates": "exact", "calibration_sample": CALIBRATION_SAMPLE, **exact}
         values = np.array([v if v > 0 else np.inf for _, v in self.chosen], dtype=np.float64)  # 0: all
         weights = np.array([m for m, _ in self.chosen], dtype=np.float64)
         kept = "all"
@@ -217,18 +246,49 @@ class Limits:
             mid = values[order][np.searchsorted(np.cumsum(weights[order]), weights.sum() / 2)]
             kept = "all" if np.isinf(mid) else f"{mid:.4g}{'·k' if self.per_k else ''}"
         return {"candidates": "lsh-collisions", "kept_per_anchor": kept, "calibration_sample": CALIBRATION_SAMPLE,
-                "calibrated_buckets": len(values), "kept_all_buckets": int(np.isinf(values).sum())}
+                "calibrated_buckets": len(values), "kept_all_buckets": int(np.isinf(values).sum()), **exact}
 
 
-def _calibrate(features, members, runs, sel, backend, k_all, per_k: bool, seed: int, skip) -> float:
-    """How many most-colliding candidates per anchor reach recall@k 0.95 (ties counted by score, as the
-    manifest's recall) on a seeded sample of the bucket's anchors searched exactly: a multiple of each
-    anchor's k (per_k) or a count. 0 keeps every colliding anchor."""
+@dataclass
+class Calibration:
+    """What a bucket's calibration sample says: the kept multiple (0: every collision), whether it reaches
+    CALIBRATION_TARGET at all, and how many candidates a sampled anchor keeps on average."""
+    value: float
+    reachable: bool
+    kept_mean: float
+
+
+def exact_cost_ns(features: Features, members: np.ndarray) -> float:
+    """Exact search of one bucket by the cost model above."""
+    m = len(members)
+    cost = PAIR_NS[features.kind] * m * (m - 1) / 2
+    tile = features.tile(members)
+    if features.kind != "edit" and tile.post_ptr is not None:
+        df = np.diff(tile.post_ptr).astype(np.float64)
+        cost = min(cost, INCIDENCE_NS * float(np.dot(df, df)) / 2)
+    return cost + ANCHOR_NS * m
+
+
+def exact_reason(features: Features, members: np.ndarray, runs: BandRuns, cal: Calibration) -> Optional[str]:
+    """Why the bucket is searched exactly, or None when its calibrated candidates are the cheaper route."""
+    if not cal.reachable:
+        return f"every collision reaches recall@k below {CALIBRATION_TARGET} on the calibration sample"
+    sizes = np.diff(runs.run_ptr).astype(np.float64)
+    minhash_ns = COLLISION_NS * float(np.dot(sizes, sizes)) + LISTED_NS * cal.kept_mean * len(members)
+    if minhash_ns >= exact_cost_ns(features, members):
+        return "re-scoring the calibrated candidates costs more than exact search"
+    return None
+
+
+def _calibrate(features, members, runs, sel, backend, k_all, per_k: bool, seed: int, skip) -> Calibration:
+    """How many most-colliding candidates per anchor reach recall@k CALIBRATION_TARGET (ties counted by
+    score, as the manifest's recall) on a seeded sample of the bucket's anchors searched exactly: a multiple
+    of each anchor's k (per_k) or a count; 0 keeps every colliding anchor."""
     rng = np.random.default_rng([seed, int(members[0])])
     pool = np.flatnonzero(~np.isin(members, skip))  # not the recall sample: its estimate stays unbiased
     local = np.sort(rng.choice(pool, size=min(len(pool), CALIBRATION_SAMPLE), replace=False))
     if not len(local):
-        return 0.0
+        return Calibration(0.0, True, 0.0)
     tile = features.tile(members)
     counts, cols, scores = backend.select(tile, local, k_all[members[local]], min_score_of(sel))
     offs = np.concatenate(([0], np.cumsum(counts)))
@@ -245,22 +305,26 @@ def _calibrate(features, members, runs, sel, backend, k_all, per_k: bool, seed: 
         good = np.cumsum(score[order] >= want.min())  # candidates as good as the exact list's last
         curves.append((len(want), len(want) if per_k else 1, got_shared[order], good))
 
-    def recall(c: float) -> float:  # recall@k of the sample when each anchor keeps ceil(c·scale), ties kept
-        found = wanted = 0
+    def recall(c: float):  # (recall@k of the sample, mean kept) when each anchor keeps ceil(c·scale), ties kept
+        found = wanted = kept_total = 0
         for k, scale, shared_desc, good in curves:
             wanted += k
             if len(good):
                 limit = min(int(math.ceil(c * scale)), len(good))
                 kept = int(np.searchsorted(-shared_desc, -shared_desc[limit - 1], side="right"))
                 found += min(k, int(good[kept - 1]))
-        return found / wanted if wanted else 1.0
+                kept_total += kept
+        return (found / wanted if wanted else 1.0), kept_total / len(local)
 
-    if not curves or recall(float(max(len(g) for _, _, _, g in curves))) < TARGET_PROBABILITY:
-        return 0.0
+    if not curves:
+        return Calibration(0.0, True, 0.0)
+    every, kept_every = recall(float(max(len(g) for _, _, _, g in curves)))
+    if every < CALIBRATION_TARGET:
+        return Calibration(0.0, False, kept_every)
     c = 1.0
-    while recall(c) < TARGET_PROBABILITY:
+    while (found := recall(c))[0] < CALIBRATION_TARGET:
         c *= 2 ** 0.25
-    return c
+    return Calibration(c, True, found[1])
 
 
 def _candidate_keys(features, plan, sel, backend, params, bands, rows, limits: Limits, skip):
@@ -271,6 +335,9 @@ def _candidate_keys(features, plan, sel, backend, params, bands, rows, limits: L
             continue
         runs = bucket_runs(features, members, backend, params, bands, rows)
         limit = limits.of_bucket(features, members, runs, sel, backend, skip)
+        if limit is None:
+            yield from exact_keys(features, members, sel, backend, limits.k_all)
+            continue
         step, lo = 1024, 0
         while lo < len(members):
             anchors = np.arange(lo, min(lo + step, len(members)), dtype=np.int64)
@@ -280,6 +347,20 @@ def _candidate_keys(features, plan, sel, backend, params, bands, rows, limits: L
             yield np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
             lo += len(anchors)
             step = int(min(max(PAIR_BATCH // 4 // max(len(nbr) // len(anchors), 1), 64), 1 << 16))
+
+
+def exact_keys(features, members, sel, backend, k_all, step: int = 4096):
+    """The pair keys of a bucket's exact selections, anchor chunk by anchor chunk: re-scored and selected
+    with the others, they give the bucket's exact lists."""
+    n = features.n
+    tile = features.tile(members)
+    min_score = min_score_of(sel)
+    for lo in range(0, len(members), step):
+        local = np.arange(lo, min(lo + step, len(members)), dtype=np.int64)
+        counts, cols, _ = backend.select(tile, local, k_all[members[local]], min_score)
+        i = members[np.repeat(local, counts)]
+        j = members[cols]
+        yield np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
 
 
 def mine_minhash(features: Features, plan: Plan, sel: Selection, backend, bucket_codes, params: MinHashParams,
