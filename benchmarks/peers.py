@@ -78,6 +78,19 @@ def sparse_dot_topn_tfidf(w, k, threads=2):
     from sparse_dot_topn import sp_matmul_topn
 
     c = sp_matmul_topn(w, w.T.tocsr(), top_n=k + 1, sort=True, n_threads=threads)
+    return _rows_topk(c, k)
+
+
+def implicit_tfidf(w, k, threads=2):
+    """implicit's all_pairs_knn (the item-item kernel of its nearest-neighbour models): given a user × item
+    matrix it pairs the columns, so it gets the transposed rows and pairs the anchors."""
+    from implicit.nearest_neighbours import all_pairs_knn
+
+    return _rows_topk(all_pairs_knn(w.T.tocsr(), K=k + 1, num_threads=threads, show_progress=False).tocsr(), k)
+
+
+def _rows_topk(c, k):
+    """Each row's top-k of a sparse score matrix: self removed, (score desc, column asc)."""
     out = []
     for i in range(c.shape[0]):
         cols = c.indices[c.indptr[i]:c.indptr[i + 1]]

@@ -376,6 +376,22 @@ PYBIND11_MODULE(_core, m) {
     }, "LSH band collisions of anchors: (ptr, rows, runs shared), the best max_candidates[x] (ties kept)",
        py::arg("run_of"), py::arg("run_ptr"), py::arg("run_members"), py::arg("m"), py::arg("anchors"),
        py::arg("max_candidates"), py::arg("ex_lo") = py::none(), py::arg("ex_hi") = py::none());
+    // Stable counting sort of codes in [0, vocab): the entries of each code in their original order
+    // (a CSR's transpose: rows ascending within each code).
+    m.def("code_order", [](py::array codes_in, int64_t vocab) {
+        const int32_t* codes = ptr_of<int32_t>(codes_in, "codes");
+        const int64_t n = codes_in.size();
+        py::array_t<int64_t> order(n);
+        int64_t* out = order.mutable_data();
+        {
+            py::gil_scoped_release release;
+            std::vector<int64_t> next(static_cast<std::size_t>(vocab) + 1, 0);
+            for (int64_t p = 0; p < n; ++p) ++next[codes[p] + 1];
+            for (int64_t v = 0; v < vocab; ++v) next[v + 1] += next[v];
+            for (int64_t p = 0; p < n; ++p) out[next[codes[p]]++] = p;
+        }
+        return order;
+    }, "Stable counting-sort order of int32 codes in [0, vocab)", py::arg("codes"), py::arg("vocab"));
     m.def("lines_tokens", [](py::array data, bool text) {
         const uint8_t* d = ptr_of<uint8_t>(data, "data");
         const int64_t n = data.size();

@@ -182,9 +182,15 @@ MAX_DENSE_WORDS = 8
 
 def _postings(indptr: np.ndarray, codes: np.ndarray, vocab: int):
     """Inverted index of a CSR: (post_ptr, post_rows ascending per code, entry order)."""
+    from .backends import cpp
+
     n = len(indptr) - 1
     row_of = np.repeat(np.arange(n, dtype=np.int32), np.diff(indptr))
-    order = np.argsort(codes, kind="stable")  # rows ascending within each code
+    codes = np.ascontiguousarray(codes, dtype=np.int32)
+    if cpp.available() and len(codes) and int(codes.max()) < vocab and int(codes.min()) >= 0:
+        order = cpp._core.code_order(codes, int(vocab))  # counting sort: rows ascending within each code
+    else:
+        order = np.argsort(codes, kind="stable")
     post_ptr = np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=vocab)))).astype(np.int64)
     return post_ptr, row_of[order], order
 
@@ -290,13 +296,13 @@ class Tile:
             rank = np.empty(self.vocab, dtype=np.int32)
             rank[np.lexsort((np.arange(self.vocab), df))] = np.arange(self.vocab, dtype=np.int32)
             row_of = np.repeat(np.arange(n, dtype=np.int64), lengths)
-            ranks = rank[self.indices]
-            order = np.lexsort((ranks, row_of))
+            # each row's ranks ascending: one sort of row·vocab + rank (rows are contiguous already)
+            ranks = np.sort(row_of * self.vocab + rank[self.indices]) - row_of * self.vocab
             t = key * (1 - 1e-6)
             keep_len = lengths - np.ceil(t * lengths - 1e-9).astype(np.int64) + 1
-            pos_in_row = np.arange(len(order)) - np.repeat(self.indptr[:-1], lengths)
+            pos_in_row = np.arange(len(ranks)) - np.repeat(self.indptr[:-1], lengths)
             keep = pos_in_row < keep_len[row_of]
-            p_ranks, p_rows = ranks[order][keep], row_of[keep]
+            p_ranks, p_rows = ranks[keep], row_of[keep]
             p_ptr = _csr_ptr(p_rows, n)
             post_ptr, post_rows, _ = _postings(p_ptr, p_ranks, self.vocab)
             self._prefix[key] = {"prefix_ptr": p_ptr, "prefix_ranks": p_ranks.astype(np.int32),

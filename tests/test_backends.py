@@ -140,3 +140,14 @@ def test_tfidf_bounded_path_equals_reference(backend, monkeypatch):
     for min_score in (0.1, 0.3):
         want = sorted(zip(*[a.tolist() for a in reference.pairs(tile, rows, min_score)]))
         assert sorted(zip(*[a.tolist() for a in be.pairs(tile, rows, min_score)])) == want
+
+
+@pytest.mark.skipif(not simmine.backends.cpp.available(), reason="the C++ core is not built")
+def test_code_order_is_a_stable_argsort():
+    """The postings' counting sort orders entries by code, keeping entry order within a code."""
+    from simmine.backends import cpp
+
+    rng = np.random.default_rng(7)
+    for vocab, n in ((1, 10), (5, 0), (37, 1000), (50_000, 20_000)):
+        codes = rng.integers(0, vocab, size=n).astype(np.int32)
+        assert np.array_equal(cpp._core.code_order(codes, vocab), np.argsort(codes, kind="stable"))
