@@ -738,6 +738,15 @@ def owner_codes(user_of_anchor) -> np.ndarray:
 
 def encode_with(values, dictionary: pa.Array) -> np.ndarray:
     """int32 codes of ``values`` in a sorted dictionary that holds every one of them."""
+    if pa.types.is_integer(dictionary.type) and pa.types.is_integer(values.type) and values.null_count == 0 \
+            and len(dictionary):
+        ids = dictionary.to_numpy(zero_copy_only=False).astype(np.int64)
+        lo, span = int(ids[0]), int(ids[-1]) - int(ids[0]) + 1
+        if span <= 4 * len(ids) + 1024:  # dense ids: a lookup table instead of a hash table per call
+            table = np.zeros(span, dtype=np.int32)
+            table[ids - lo] = np.arange(len(ids), dtype=np.int32)
+            flat = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            return table[flat.to_numpy(zero_copy_only=False).astype(np.int64) - lo]
     codes = pc.index_in(values, value_set=dictionary)
     if isinstance(codes, pa.ChunkedArray):
         codes = codes.combine_chunks()
