@@ -215,3 +215,20 @@ def test_lines_reader_core_and_numpy_agree(tmp_path, seed):
     a, b = _lines_core(data, cpp._core), _lines_numpy(data)
     assert a[0].to_pylist() == b[0].to_pylist() and a[1].to_pylist() == b[1].to_pylist()
     assert a[2:] == b[2:]
+
+
+@pytest.mark.parametrize("ids", ["dense", "sparse", "text"])
+def test_encode_with_equals_arrow_index_in(ids):
+    """Item codes through the lookup table (dense integer ids) or the hash path equal Arrow's index_in."""
+    import pyarrow.compute as pc
+
+    from simmine.sequences import encode_with
+
+    rng = np.random.default_rng(3)
+    values = {"dense": rng.integers(5, 900, size=5000), "sparse": rng.integers(0, 10**12, size=50) * 7,
+              "text": np.array([f"i{v}" for v in rng.integers(0, 300, size=2000)])}[ids]
+    values = pa.chunked_array([pa.array(values[:1000]), pa.array(values[1000:])])
+    dictionary = pc.unique(values.combine_chunks())
+    dictionary = dictionary.take(pc.sort_indices(dictionary))
+    want = pc.index_in(values, value_set=dictionary).to_numpy()
+    assert np.array_equal(encode_with(values, dictionary), want)
