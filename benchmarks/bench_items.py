@@ -88,7 +88,7 @@ def same_neighbours(graph, peer: dict, k: int) -> dict:
         same_sets += tie or set(ids.tolist()) == set(mine.tolist())
     n = len(codes)
     return {"items": n, "identical_scores": round(close_scores / n, 4), "identical_sets_or_tie_at_cut":
-            round(same_sets / n, 4)}
+            round(float(same_sets) / n, 4)}
 
 
 def itemcf_large(work: str, log: str, k: int) -> dict:

@@ -459,6 +459,38 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
     }, "Per row of a float32 block, the columns of its k best scores (-1 past the finite ones)");
+    m.def("row_dots", [](py::array vectors, py::array rows, py::array cols) {
+        // dots[x, c] = Σ_t vectors[rows[x], t] · vectors[cols[x, c], t] in float64, t ascending: the exact
+        // re-scoring of GEMM candidates without gathering their rows.
+        if (vectors.ndim() != 2 || cols.ndim() != 2) throw py::value_error("row_dots: expected 2-D vectors and cols");
+        const int64_t n = vectors.shape(0), d = vectors.shape(1), r = cols.shape(0), c = cols.shape(1);
+        const double* v = ptr_of<double>(vectors, "vectors", n * d);
+        const int64_t* rw = ptr_of<int64_t>(rows, "rows", r);
+        const int64_t* cl = ptr_of<int64_t>(cols, "cols", r * c);
+        for (int64_t x = 0; x < r * c; ++x) {
+            if (cl[x] < 0 || cl[x] >= n) throw py::value_error("row_dots: column out of range");
+        }
+        for (int64_t x = 0; x < r; ++x) {
+            if (rw[x] < 0 || rw[x] >= n) throw py::value_error("row_dots: row out of range");
+        }
+        py::array_t<double> out({r, c});
+        double* o = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+#pragma omp parallel for schedule(static)
+            for (int64_t x = 0; x < r; ++x) {
+                const double* a = v + rw[x] * d;
+                for (int64_t y = 0; y < c; ++y) {
+                    const double* b = v + cl[x * c + y] * d;
+                    double dot = 0.0;
+                    for (int64_t t = 0; t < d; ++t) dot += a[t] * b[t];
+                    o[x * c + y] = dot;
+                }
+            }
+        }
+        return out;
+    }, "Float64 dots of each row with its listed columns, summed in index order", py::arg("vectors"),
+       py::arg("rows"), py::arg("cols"));
     m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
         if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
         if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);

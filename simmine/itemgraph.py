@@ -77,11 +77,11 @@ def cooccurrence(seqs: TrainingSequences, config: ItemsConfig) -> Edges:
     n = len(seqs.item_values)
     if config.count == "set":  # once per user: the pair's largest weight (its nearest occurrence)
         key = (user * n + a) * n + b
-        order = np.lexsort((-w, key))
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = key[order][1:] != key[order][:-1]
-        keep = order[first]
-        a, b, w = a[keep], b[keep], w[keep]
+        order = np.argsort(key)  # ties are one (user, a, b): their largest weight is kept, in any order
+        key = key[order]
+        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else order
+        w = np.maximum.reduceat(w[order], starts) if len(key) else w
+        a, b = (key[starts] // n) % n, key[starts] % n
     return aggregate(a, b, w, n)
 
 
@@ -202,8 +202,16 @@ def embedding_neighbours(vectors: np.ndarray, k: int, similarity: str) -> Edges:
     eps = 2.0 * (d + 2) * 2.0 ** -24  # |float32 GEMM entry − exact| <= eps·|a|·|b| (inputs rounded, d products)
     width = min(n - 1, k + EMBED_EXTRA)
 
+    from .backends import cpp
+
+    exact_vectors = np.ascontiguousarray(vectors, dtype=np.float64)
+
     def exact(rows, cols):  # [len(rows), cols.shape[1]] float32 scores, float64 arithmetic
-        dot = np.einsum("rd,rcd->rc", vectors[rows], vectors[cols])
+        if cpp.available():  # no gathered copy of the candidates' rows
+            dot = cpp._core.row_dots(exact_vectors, np.ascontiguousarray(rows, dtype=np.int64),
+                                     np.ascontiguousarray(cols, dtype=np.int64))
+        else:
+            dot = np.einsum("rd,rcd->rc", vectors[rows], vectors[cols])
         if similarity == "cosine":
             dot = dot / safe[rows][:, None] / safe[cols]
             dot[(norms[rows] == 0)[:, None] | (norms[cols] == 0)] = 0.0
@@ -251,11 +259,25 @@ def _best(cols: np.ndarray, scores: np.ndarray, k: int):
 
 
 # ---------------------------------------------------------------------------------------------- ranking, output
+def _rank_order(src: np.ndarray, dst: np.ndarray, w32: np.ndarray) -> np.ndarray:
+    """The order of edges by src, weight descending, dst ascending. Edges already in (src, dst) order (as
+    aggregated graphs are) need one stable sort of src·2³² + the weight's descending rank bits."""
+    if len(src) > 1 and len(src) < 2 ** 31 and int(src.max()) < 2 ** 31 and \
+            bool(np.all((src[1:] > src[:-1]) | ((src[1:] == src[:-1]) & (dst[1:] > dst[:-1])))):
+        plain = np.where(w32 == 0, np.float32(0), w32).astype(np.float32)  # -0.0 ties with 0.0, as in lexsort
+        bits = plain.view(np.uint32).astype(np.int64)
+        # float32 bits → an integer that grows with the value (negatives flipped), then reversed: descending
+        ascending = np.where(bits >> 31 == 1, 0xFFFFFFFF - bits, bits | 0x80000000)
+        key = (src.astype(np.int64) << 32) | (0xFFFFFFFF - ascending)
+        return np.argsort(key, kind="stable")
+    return np.lexsort((dst, -w32.astype(np.float64), src))
+
+
 def ranked_rows(edges: Edges, n: int, k: Optional[int]):
     """CSR over codes 0..V (row 0 padding, row c for item c): each item's edges by weight (as float32)
     descending then code ascending, its best k when given; neighbours as codes 1..V."""
     w32 = edges.weight.astype(np.float32)
-    order = np.lexsort((edges.dst, -w32.astype(np.float64), edges.src))
+    order = _rank_order(edges.src, edges.dst, w32)
     src, dst, w = edges.src[order], edges.dst[order], w32[order]
     counts = np.bincount(src, minlength=n)
     if k is not None:

@@ -323,3 +323,34 @@ def test_verify_neighbour_outputs(tmp_path, kind):
     if kind == "embeddings":
         np.save(tmp_path / "e.npy", np.zeros((n, 8)))
         assert "missing or changed" in verify(g.path)[0]
+
+
+def test_rank_order_equals_lexsort():
+    """Edges by item, weight descending, neighbour ascending: the one-sort path equals a three-key lexsort,
+    -0.0 tying with 0.0; unsorted edges take the lexsort itself."""
+    from simmine.itemgraph import _rank_order
+
+    rng = np.random.default_rng(0)
+    values = np.array([-2.5, -0.0, 0.0, 1e-30, -1e-30, 0.5, 0.5, 3.0, 1e30], dtype=np.float32)
+    for trial in range(200):
+        src, dst = np.sort(rng.integers(0, 20, size=300)), rng.integers(0, 50, size=300)
+        _, first = np.unique(src * 100 + dst, return_index=True)
+        src, dst = src[first], dst[first]
+        if trial % 2:
+            shuffle = rng.permutation(len(src))
+            src, dst = src[shuffle], dst[shuffle]
+        w = rng.choice(values, size=len(src))
+        want = np.lexsort((dst, -w.astype(np.float64), src))
+        assert np.array_equal(_rank_order(src, dst, w), want), trial
+
+
+@pytest.mark.skipif(not simmine.backends.cpp.available(), reason="the C++ core is not built")
+def test_row_dots_equal_float64_dots():
+    from simmine.backends import cpp
+
+    rng = np.random.default_rng(1)
+    v = rng.integers(-3, 4, size=(40, 9)).astype(np.float64)  # integer vectors: every summation order is exact
+    rows, cols = rng.integers(0, 40, size=7), rng.integers(0, 40, size=(7, 5))
+    assert np.array_equal(cpp._core.row_dots(v, rows, cols), np.einsum("rd,rcd->rc", v[rows], v[cols]))
+    with pytest.raises(ValueError, match="out of range"):
+        cpp._core.row_dots(v, rows, cols + 40)
