@@ -292,11 +292,7 @@ struct PrefixSweep {
 inline void sweep_block(const PrefixSweep& sw, const int64_t* rows, int64_t nrows, const int64_t* k_row,
                         float min_score, BlockOutput& out, int64_t* refills) {
     const int nthreads = max_threads();
-    out.cols.assign(nthreads, {});
-    out.scores.assign(nthreads, {});
-    out.thread_of.assign(nrows, 0);
-    out.start.assign(nrows, 0);
-    out.count.assign(nrows, 0);
+    out.reset(nthreads, nrows);
     std::vector<int64_t> runs{0};  // [runs[f], runs[f+1]): rows of one family
     for (int64_t r = 1; r < nrows; ++r) {
         if (sw.family[rows[r]] != sw.family[rows[r - 1]]) runs.push_back(r);

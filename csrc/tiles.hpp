@@ -535,6 +535,15 @@ struct BlockOutput {
     std::vector<std::vector<float>> scores;   // per thread
     std::vector<int32_t> thread_of;           // per row
     std::vector<int64_t> start, count;        // per row, inside its thread's buffers
+
+    // Empty buffers for nthreads threads and nrows rows.
+    void reset(int nthreads, int64_t nrows) {
+        cols.assign(nthreads, {});
+        scores.assign(nthreads, {});
+        thread_of.assign(nrows, 0);
+        start.assign(nrows, 0);
+        count.assign(nrows, 0);
+    }
 };
 
 // For each rows[r]: candidates j not excluded (docs/input.md) with s > 0 and s >= min_score, the best k_row[r] of them, appended to
@@ -543,11 +552,7 @@ template <class Scorer>
 void select_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, const int64_t* k_row, float min_score,
                   BlockOutput& out) {
     const int nthreads = max_threads();
-    out.cols.assign(nthreads, {});
-    out.scores.assign(nthreads, {});
-    out.thread_of.assign(nrows, 0);
-    out.start.assign(nrows, 0);
-    out.count.assign(nrows, 0);
+    out.reset(nthreads, nrows);
 #pragma omp parallel
     {
         const int tid = thread_id();

@@ -133,21 +133,26 @@ class Config:
         return cls(**kw)
 
 
-
 @dataclass(frozen=True)
-class BuildConfig(Config):
-    """Everything a build depends on. ``BuildConfig(**kw)`` validates (InputError, the CLI's exit code 2)."""
+class LogConfig(Config):
+    """The log a command reads and how, the same for every command (docs/input.md)."""
 
-    COMMAND = "build"
-    GROUPS = GROUPS
-
-    # input and anchors
     input: Optional[str] = option(None, "interaction log; the built-in demo log when omitted", "input",
                                   record=False)
     format: str = option("auto", "auto|parquet|csv|tsv|arrow|inter|lines|ml-dat (default: auto)", "input")
     user_col: str = option("user_id", "user column (default user_id)", "input")
     item_col: str = option("item_id", "item column (default item_id)", "input")
     time_col: Optional[str] = option(None, "default: 'timestamp' when present, else file order", "input")
+
+
+@dataclass(frozen=True)
+class BuildConfig(LogConfig):
+    """Everything a build depends on. ``BuildConfig(**kw)`` validates (InputError, the CLI's exit code 2)."""
+
+    COMMAND = "build"
+    GROUPS = GROUPS
+
+    # input and anchors (the log's fields come from LogConfig)
     bucket_by: Optional[Tuple[str, ...]] = option(None, "COL[,COL]: compare only anchors with equal keys "
                                                         "(a string or a sequence of names in Python)", "input")
     split: str = option("loo", "loo (hold out the last two) | none", "input")
@@ -258,19 +263,13 @@ ITEM_GROUPS = {
 
 
 @dataclass(frozen=True)
-class ItemsConfig(Config):
+class ItemsConfig(LogConfig):
     """Everything ``simmine items`` depends on (docs/items.md): the log and split as ``build`` reads them, and
     either a co-occurrence graph or item neighbours (by the items' user sets or by given embeddings)."""
 
     COMMAND = "items"
     GROUPS = ITEM_GROUPS
 
-    input: Optional[str] = option(None, "interaction log; the built-in demo log when omitted", "input",
-                                  record=False)
-    format: str = option("auto", "auto|parquet|csv|tsv|arrow|inter|lines|ml-dat (default: auto)", "input")
-    user_col: str = option("user_id", "user column (default user_id)", "input")
-    item_col: str = option("item_id", "item column (default item_id)", "input")
-    time_col: Optional[str] = option(None, "default: 'timestamp' when present, else file order", "input")
     split: str = option("loo", "loo (graphs from T = all but the last two) | none", "input")
     window: int = option(3, "pairs at most W positions apart in a user's sequence; 0: anywhere (default 3)",
                          "graph", parse_int)

@@ -169,22 +169,14 @@ def user_set_neighbours(seqs: TrainingSequences, config: ItemsConfig, backend) -
 
 def load_item_embeddings(path: str, n: int) -> np.ndarray:
     """--embeddings: [V, d] (row r for code r + 1) or [V + 1, d] (row 0 for padding, dropped)."""
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: --embeddings file not found")
-    try:
-        v = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path}: not a NumPy .npy array ({str(exc).splitlines()[0]})") from None
-    if v.ndim != 2 or v.shape[1] < 1 or not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
-        raise InputError(f"{path}: expected a 2-D array of numbers [items, dims], got shape {tuple(v.shape)} {v.dtype}")
+    from .metrics import finite_vectors, read_vectors
+
+    v = read_vectors(path, "items")
     if v.shape[0] not in (n, n + 1):
         raise InputError(f"{path}: {v.shape[0]} rows, but the log has {n} items (one row per item in sorted order "
                          f"of the item ids, or {n + 1} with a padding row first)")
-    v = np.asarray(v[v.shape[0] - n:], dtype=np.float64)
-    bad = ~np.isfinite(v).all(axis=1)
-    if bad.any():
-        raise InputError(f"{path}: row {int(np.argmax(bad)) + (1 if len(v) == n else 0)} has a NaN or infinite value")
-    return v
+    padding = v.shape[0] - n
+    return finite_vectors(path, v[padding:], first_row=padding)
 
 
 def embedding_neighbours(vectors: np.ndarray, k: int, similarity: str) -> Edges:

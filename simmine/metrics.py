@@ -389,8 +389,8 @@ def dense_features(vectors: np.ndarray) -> Features:
     return Features("dense", np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), norms=norms, vectors=v)
 
 
-def load_embeddings(path: str, n: int) -> np.ndarray:
-    """The ``--embeddings`` file: a .npy of shape [N, d], row i for anchor seq_id i, finite numbers."""
+def read_vectors(path: str, rows: str) -> np.ndarray:
+    """An ``--embeddings`` file, memory-mapped: a .npy 2-D array of numbers [rows, dims]."""
     import os
 
     if not os.path.isfile(path):
@@ -400,13 +400,26 @@ def load_embeddings(path: str, n: int) -> np.ndarray:
     except (ValueError, OSError) as exc:
         raise InputError(f"{path}: not a NumPy .npy array ({str(exc).splitlines()[0]})") from None
     if v.ndim != 2 or v.shape[1] < 1:
-        raise InputError(f"{path}: expected a 2-D array [anchors, dims], got shape {tuple(v.shape)}")
+        raise InputError(f"{path}: expected a 2-D array [{rows}, dims], got shape {tuple(v.shape)}")
     if not (np.issubdtype(v.dtype, np.floating) or np.issubdtype(v.dtype, np.integer)):
         raise InputError(f"{path}: expected numbers, got dtype {v.dtype}")
+    return v
+
+
+def finite_vectors(path: str, v: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """``v`` as float64, or the one-line error naming the file's first row (``first_row`` + index) holding a
+    NaN or an infinity."""
+    v = np.asarray(v, dtype=np.float64)
+    bad = ~np.isfinite(v).all(axis=1)
+    if bad.any():
+        raise InputError(f"{path}: row {int(np.argmax(bad)) + first_row} has a NaN or infinite value")
+    return v
+
+
+def load_embeddings(path: str, n: int) -> np.ndarray:
+    """The ``--embeddings`` file: a .npy of shape [N, d], row i for anchor seq_id i, finite numbers."""
+    v = read_vectors(path, "anchors")
     if v.shape[0] != n:
         raise InputError(f"{path}: {v.shape[0]} rows, but the log gives {n} anchors (one row per seq_id, "
                          f"in order of first appearance of the user)")
-    bad = ~np.isfinite(np.asarray(v, dtype=np.float64)).all(axis=1)
-    if bad.any():
-        raise InputError(f"{path}: row {int(np.argmax(bad))} has a NaN or infinite value")
-    return np.asarray(v, dtype=np.float64)
+    return finite_vectors(path, v)

@@ -291,6 +291,20 @@ def test_bad_embeddings_shape(tmp_path, capsys):
     assert "3 rows, but the log has" in capsys.readouterr().err and not os.path.exists(tmp_path / "o")
 
 
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_non_finite_embedding_row_is_named_as_in_the_file(tmp_path, capsys, padding):
+    rows = random_log(np.random.default_rng(11))
+    path = write_parquet(tmp_path / "log.parquet", rows)
+    n = len({i for _, i, _ in rows})
+    v = np.ones((n + padding, 4))
+    v[2, 1] = np.nan  # file row 2
+    np.save(tmp_path / "e.npy", v)
+    assert main(["items", "--input", path, "--out", str(tmp_path / "o"), "--embeddings", str(tmp_path / "e.npy"),
+                 "--k", "2"]) == 2
+    assert "e.npy: row 2 has a NaN or infinite value" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "o")
+
 def test_items_cli_like_inspect_verify(tmp_path, capsys):
     rows = random_log(np.random.default_rng(12))
     path = write_parquet(tmp_path / "log.parquet", rows)
