@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "items.hpp"
+#include "rows.hpp"
 #include "sweep.hpp"
 #include "text.hpp"
 #include "tiles.hpp"
@@ -392,6 +394,34 @@ PYBIND11_MODULE(_core, m) {
         }
         return order;
     }, "Stable counting-sort order of int32 codes in [0, vocab)", py::arg("codes"), py::arg("vocab"));
+    m.def("user_time_order", [](py::array users_in, py::object times_in, int64_t n_users) -> py::object {
+        const int64_t n = users_in.size();
+        const int64_t* users = ptr_of<int64_t>(users_in, "users");
+        for (int64_t p = 0; p < n; ++p) {
+            if (users[p] < 0 || users[p] >= n_users) throw py::index_error("users: code out of range");
+        }
+        auto run = [&](auto* times) -> py::object {
+            bool identity;
+            {
+                py::gil_scoped_release release;
+                identity = in_user_time_order(users, times, n);
+            }
+            if (identity) return py::none();
+            py::array_t<int64_t> order(n);
+            int64_t* out = order.mutable_data();
+            {
+                py::gil_scoped_release release;
+                user_time_order(users, times, n, n_users, out);
+            }
+            return std::move(order);
+        };
+        if (times_in.is_none()) return run(static_cast<const int64_t*>(nullptr));
+        py::array times = times_in.cast<py::array>();
+        if (times.size() != n) throw py::value_error("times: expected one per row");
+        if (py::isinstance<py::array_t<double>>(times)) return run(ptr_of<double>(times, "times"));
+        return run(ptr_of<int64_t>(times, "times"));
+    }, "Rows by user code, then time, ties in file order (lexsort((times, users))); None when already so",
+          py::arg("users"), py::arg("times"), py::arg("n_users"));
     m.def("lines_tokens", [](py::array data, bool text) {
         const uint8_t* d = ptr_of<uint8_t>(data, "data");
         const int64_t n = data.size();
@@ -427,6 +457,71 @@ PYBIND11_MODULE(_core, m) {
         out["user_len"] = user_len;
         return out;
     }, "One user per line: integer columns (item and user values) or text columns (byte ranges), docs/input.md");
+    m.def("user_item_sets", [](py::array indptr_in, py::array codes_in, int64_t vocab) {
+        const int64_t users = indptr_in.size() - 1;
+        const int64_t* indptr = ptr_of<int64_t>(indptr_in, "indptr");
+        const int32_t* codes = ptr_of<int32_t>(codes_in, "codes", users >= 0 ? indptr[users] : 0);
+        for (int64_t p = 0; p < codes_in.size(); ++p) {
+            if (codes[p] < 0 || codes[p] >= vocab) throw py::index_error("codes: code out of range");
+        }
+        UserItemSets s;
+        {
+            py::gil_scoped_release release;
+            s = user_item_sets(indptr, codes, users, vocab);
+        }
+        auto as_array = [](const auto& v) {
+            py::array_t<typename std::decay_t<decltype(v)>::value_type> a(static_cast<py::ssize_t>(v.size()));
+            std::copy(v.begin(), v.end(), a.mutable_data());
+            return a;
+        };
+        return py::make_tuple(as_array(s.user_ptr), as_array(s.user_items), as_array(s.item_ptr),
+                              as_array(s.item_users));
+    }, "Unique items per user and users per item, both ascending: (user_ptr, user_items, item_ptr, item_users)",
+          py::arg("indptr"), py::arg("codes"), py::arg("vocab"));
+    m.def("item_topk", [](py::array item_ptr, py::array item_users, py::array user_ptr, py::array user_items,
+                          int64_t k, bool cosine) {
+        const int64_t n = item_ptr.size() - 1, users = user_ptr.size() - 1;
+        ItemCoCounts cc{ptr_of<int64_t>(item_ptr, "item_ptr"), nullptr, ptr_of<int64_t>(user_ptr, "user_ptr"), nullptr,
+                        n, cosine};
+        cc.item_users = ptr_of<int32_t>(item_users, "item_users", cc.item_ptr[n]);
+        cc.user_items = ptr_of<int32_t>(user_items, "user_items", cc.user_ptr[users]);
+        for (int64_t p = 0; p < item_users.size(); ++p) {
+            if (cc.item_users[p] < 0 || cc.item_users[p] >= users) throw py::index_error("item_users: out of range");
+        }
+        for (int64_t p = 0; p < user_items.size(); ++p) {
+            if (cc.user_items[p] < 0 || cc.user_items[p] >= n) throw py::index_error("user_items: out of range");
+        }
+        k = std::max<int64_t>(0, std::min<int64_t>(k, std::max<int64_t>(n - 1, 0)));
+        std::vector<int64_t> offsets(static_cast<std::size_t>(n) + 1, 0);
+        std::vector<int32_t> cols;
+        std::vector<float> scores;
+        {
+            py::gil_scoped_release release;
+            const int64_t block = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(k, 1));
+            std::vector<int32_t> bcol(static_cast<std::size_t>(std::min(block, n) * k));
+            std::vector<float> bscore(bcol.size());
+            std::vector<int64_t> bcount(static_cast<std::size_t>(std::min(block, n)));
+            for (int64_t lo = 0; lo < n; lo += block) {
+                const int64_t hi = std::min(n, lo + block);
+                cc.select(lo, hi, k, bcol.data(), bscore.data(), bcount.data());
+                for (int64_t i = lo; i < hi; ++i) {
+                    const int64_t m = bcount[i - lo];
+                    cols.insert(cols.end(), bcol.begin() + (i - lo) * k, bcol.begin() + (i - lo) * k + m);
+                    scores.insert(scores.end(), bscore.begin() + (i - lo) * k, bscore.begin() + (i - lo) * k + m);
+                    offsets[i + 1] = offsets[i] + m;
+                }
+            }
+        }
+        py::array_t<int64_t> o(n + 1);
+        std::copy(offsets.begin(), offsets.end(), o.mutable_data());
+        py::array_t<int32_t> c(static_cast<py::ssize_t>(cols.size()));
+        std::copy(cols.begin(), cols.end(), c.mutable_data());
+        py::array_t<float> sc(static_cast<py::ssize_t>(scores.size()));
+        std::copy(scores.begin(), scores.end(), sc.mutable_data());
+        return py::make_tuple(o, c, sc);
+    }, "Each item's best k other items by Jaccard or cosine (ItemCF) of user sets: (offsets, cols, scores)",
+          py::arg("item_ptr"), py::arg("item_users"), py::arg("user_ptr"), py::arg("user_items"), py::arg("k"),
+          py::arg("cosine"));
     m.def("dense_topk", [](py::array scores, int64_t k) {
         // Per row of a C-contiguous float32 [R, n] block: the columns of its k largest finite scores, best
         // first (score descending, column ascending) -> int64 [R, min(k, n)].

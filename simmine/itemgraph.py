@@ -152,6 +152,10 @@ def user_set_neighbours(seqs: TrainingSequences, config: ItemsConfig, backend) -
     from .select import Selection
 
     n = len(seqs.item_values)
+    if hasattr(backend, "item_topk"):  # integer co-counts through the users' item lists (csrc/items.hpp)
+        offsets, cols, scores = backend.item_topk(seqs.indptr, seqs.codes, n, config.k, config.metric == "cosine")
+        src = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+        return Edges(src, cols.astype(np.int64), scores.astype(np.float64))
     u_ptr, items, _ = _unique_per_row(seqs.indptr, seqs.codes)  # every user's unique items
     user = np.repeat(np.arange(len(u_ptr) - 1, dtype=np.int32), np.diff(u_ptr))
     order = np.argsort(items, kind="stable")  # item by item, users ascending

@@ -625,8 +625,8 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
     users = _check_id_type(log, log.user_col)
     enc = pc.dictionary_encode(users.combine_chunks())  # dictionary in order of first appearance
     user_codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    order = _user_time_order(user_codes, _time_values(log) if log.time_col is not None else None)
     n_users = len(enc.dictionary)
+    order = _user_time_order(user_codes, _time_values(log) if log.time_col is not None else None, n_users)
     lengths = np.bincount(user_codes, minlength=n_users).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     t_len = np.maximum(lengths - 2, 0) if split == "loo" else lengths
@@ -639,26 +639,38 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
     c_end = target_pos if compare == "history" else target_pos + 1
     c_begin = np.maximum(s[owner], c_end - max_len)
     c_len = c_end - c_begin
-    first = np.minimum.reduceat(order, starts)[users_kept] if len(order) else np.zeros(0, np.int64)
-    rows = AnchorRows(user_codes, enc.dictionary, order[_ranges(c_begin, c_len)], c_len, order[target_pos],
+    if order is None:  # each user's rows are consecutive: the first is where they start
+        first = starts[users_kept]
+    else:
+        first = np.minimum.reduceat(order, starts)[users_kept] if len(order) else np.zeros(0, np.int64)
+    rows = AnchorRows(user_codes, enc.dictionary, _take(order, _ranges(c_begin, c_len)), c_len, _take(order, target_pos),
                       first[owner], users_kept[owner], t.astype(np.int64), int(n_users), len(users_kept))
     if anchors == "prefix":  # nested windows over each user's T (the prefix sweep's stream)
-        rows.stream_rows = order[_ranges(s, tl)]
+        rows.stream_rows = _take(order, _ranges(s, tl))
         shift = np.concatenate(([0], np.cumsum(tl)[:-1])) - s  # T's offset in stream_rows minus its offset in order
         rows.windows = np.stack((c_begin + shift[owner], c_end + shift[owner]), axis=1)
     return rows
 
 
-def _user_time_order(user_codes: np.ndarray, times: Optional[np.ndarray]) -> np.ndarray:
-    """Rows by user, then by time, ties in file order (a stable sort). A log already grouped by user and
-    sorted by time, as many are written, is recognised in one pass and not sorted again."""
+def _user_time_order(user_codes: np.ndarray, times: Optional[np.ndarray], n_users: int) -> Optional[np.ndarray]:
+    """Rows by user, then by time, ties in file order (a stable sort); None when the log is already in that
+    order, as many are written (recognised in one pass, nothing sorted or allocated)."""
+    from .backends import cpp
+
+    if cpp.available():
+        return cpp._core.user_time_order(user_codes, times, int(n_users))
     du = np.diff(user_codes)
     grouped = bool((du >= 0).all())
     if grouped and (times is None or bool(((du > 0) | (np.diff(times) >= 0)).all())):
-        return np.arange(len(user_codes), dtype=np.int64)
+        return None
     if times is None:
         return np.argsort(user_codes, kind="stable")
     return np.lexsort((times, user_codes))  # lexsort is stable: ties keep file order
+
+
+def _take(order: Optional[np.ndarray], positions: np.ndarray) -> np.ndarray:
+    """Table rows at ``positions`` of a row order (None: the identity)."""
+    return positions if order is None else order[positions]
 
 
 def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",
@@ -710,14 +722,18 @@ def training_sequences(log: Log, split: str = "loo") -> TrainingSequences:
     users = _check_id_type(log, log.user_col)
     enc = pc.dictionary_encode(users.combine_chunks())
     user_codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    order = _user_time_order(user_codes, _time_values(log) if log.time_col is not None else None)
+    order = _user_time_order(user_codes, _time_values(log) if log.time_col is not None else None,
+                             len(enc.dictionary))
     lengths = np.bincount(user_codes, minlength=len(enc.dictionary)).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     t_len = np.maximum(lengths - 2, 0) if split == "loo" else lengths
     kept = np.flatnonzero(t_len >= 1)
     item_codes, item_values = encode_sorted(_check_id_type(log, log.item_col))
-    rows = order[_ranges(starts[kept], t_len[kept])]
-    return TrainingSequences(np.concatenate(([0], np.cumsum(t_len[kept]))).astype(np.int64), item_codes[rows],
+    if order is None and split == "none":  # every row, in table order
+        codes = item_codes
+    else:
+        codes = item_codes[_take(order, _ranges(starts[kept], t_len[kept]))]
+    return TrainingSequences(np.concatenate(([0], np.cumsum(t_len[kept]))).astype(np.int64), codes,
                              item_values, enc.dictionary.take(pa.array(kept)))
 
 

@@ -128,9 +128,15 @@ def test_bucket_key_comes_from_target_row(tmp_path):
     assert [seqs.bucket_labels[c] for c in seqs.bucket_codes] == ["B", "B"]
 
 
-def test_user_time_order_is_the_stable_sort_whether_or_not_the_log_is_already_sorted():
-    from simmine.sequences import _user_time_order
+@pytest.mark.parametrize("core", [True, False], ids=["cpp", "numpy"])
+def test_user_time_order_is_the_stable_sort_whether_or_not_the_log_is_already_sorted(core, monkeypatch):
+    from simmine.backends import cpp
+    from simmine.sequences import _take, _user_time_order
 
+    if core and not cpp.available():
+        pytest.skip("C++ core not built")
+    if not core:
+        monkeypatch.setattr(cpp, "available", lambda: False)
     rng = np.random.default_rng(0)
     for trial in range(300):
         n = int(rng.integers(0, 40))
@@ -138,8 +144,11 @@ def test_user_time_order_is_the_stable_sort_whether_or_not_the_log_is_already_so
         times = rng.integers(0, 4, n) if trial % 3 else np.sort(rng.integers(0, 4, n))
         if trial % 5 == 0:
             times = np.zeros(n, dtype=np.int64)  # all tied: file order
-        assert np.array_equal(_user_time_order(users, times), np.lexsort((times, users)))
-        assert np.array_equal(_user_time_order(users, None), np.argsort(users, kind="stable"))
+        if trial % 7 == 0:
+            times = times + rng.random(n)  # float timestamps
+        every = np.arange(n)
+        assert np.array_equal(_take(_user_time_order(users, times, 5), every), np.lexsort((times, users)))
+        assert np.array_equal(_take(_user_time_order(users, None, 5), every), np.argsort(users, kind="stable"))
 
 
 def _slow_lines(path):

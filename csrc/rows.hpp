@@ -1,0 +1,38 @@
+// Row orders of a log: users grouped, time ascending within a user, ties in file order.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace simmine {
+
+// Whether rows already run user by user (codes non-decreasing) with times non-decreasing within a user.
+template <class Time>
+bool in_user_time_order(const int64_t* users, const Time* times, int64_t n) {
+    for (int64_t p = 1; p < n; ++p) {
+        if (users[p] < users[p - 1]) return false;
+        if (times && users[p] == users[p - 1] && times[p] < times[p - 1]) return false;
+    }
+    return true;
+}
+
+// The stable order by (user, time) = NumPy's lexsort((times, users)): a counting sort by user code in
+// [0, n_users), then a stable sort by time of each user's run that is not already ascending.
+template <class Time>
+void user_time_order(const int64_t* users, const Time* times, int64_t n, int64_t n_users, int64_t* order) {
+    std::vector<int64_t> start(static_cast<std::size_t>(n_users) + 1, 0);
+    for (int64_t p = 0; p < n; ++p) ++start[users[p] + 1];
+    for (int64_t u = 0; u < n_users; ++u) start[u + 1] += start[u];
+    std::vector<int64_t> next(start.begin(), start.end() - 1);
+    for (int64_t p = 0; p < n; ++p) order[next[users[p]]++] = p;
+    if (!times) return;
+    for (int64_t u = 0; u < n_users; ++u) {
+        int64_t* first = order + start[u];
+        int64_t* last = order + start[u + 1];
+        bool sorted = true;
+        for (int64_t* q = first + 1; q < last && sorted; ++q) sorted = times[*q] >= times[*(q - 1)];
+        if (!sorted) std::stable_sort(first, last, [&](int64_t a, int64_t b) { return times[a] < times[b]; });
+    }
+}
+
+}  // namespace simmine
