@@ -478,25 +478,39 @@ PYBIND11_MODULE(_core, m) {
                               as_array(s.item_users));
     }, "Unique items per user and users per item, both ascending: (user_ptr, user_items, item_ptr, item_users)",
           py::arg("indptr"), py::arg("codes"), py::arg("vocab"));
+    m.def("users_per_item", [](py::array indptr_in, py::array codes_in, int64_t vocab) {
+        const int64_t users = indptr_in.size() - 1;
+        const int64_t* indptr = ptr_of<int64_t>(indptr_in, "indptr");
+        const int32_t* codes = ptr_of<int32_t>(codes_in, "codes", users >= 0 ? indptr[users] : 0);
+        for (int64_t p = 0; p < codes_in.size(); ++p) {
+            if (codes[p] < 0 || codes[p] >= vocab) throw py::index_error("codes: code out of range");
+        }
+        py::array_t<int64_t> out(vocab);
+        int64_t* o = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            users_per_item(indptr, codes, users, vocab, o);
+        }
+        return out;
+    }, "N_i: how many rows hold each code at least once", py::arg("indptr"), py::arg("codes"), py::arg("vocab"));
     m.def("item_topk", [](py::array item_ptr, py::array item_users, py::array user_ptr, py::array user_items,
                           int64_t k, bool cosine) {
         const int64_t n = item_ptr.size() - 1, users = user_ptr.size() - 1;
-        ItemCoCounts cc{ptr_of<int64_t>(item_ptr, "item_ptr"), nullptr, ptr_of<int64_t>(user_ptr, "user_ptr"), nullptr,
-                        n, cosine};
-        cc.item_users = ptr_of<int32_t>(item_users, "item_users", cc.item_ptr[n]);
-        cc.user_items = ptr_of<int32_t>(user_items, "user_items", cc.user_ptr[users]);
+        const int64_t* iptr = ptr_of<int64_t>(item_ptr, "item_ptr");
+        const int64_t* uptr = ptr_of<int64_t>(user_ptr, "user_ptr");
+        const int32_t* iu = ptr_of<int32_t>(item_users, "item_users", iptr[n]);
+        const int32_t* ui = ptr_of<int32_t>(user_items, "user_items", uptr[users]);
         for (int64_t p = 0; p < item_users.size(); ++p) {
-            if (cc.item_users[p] < 0 || cc.item_users[p] >= users) throw py::index_error("item_users: out of range");
+            if (iu[p] < 0 || iu[p] >= users) throw py::index_error("item_users: out of range");
         }
         for (int64_t p = 0; p < user_items.size(); ++p) {
-            if (cc.user_items[p] < 0 || cc.user_items[p] >= n) throw py::index_error("user_items: out of range");
+            if (ui[p] < 0 || ui[p] >= n) throw py::index_error("user_items: out of range");
         }
         k = std::max<int64_t>(0, std::min<int64_t>(k, std::max<int64_t>(n - 1, 0)));
         std::vector<int64_t> offsets(static_cast<std::size_t>(n) + 1, 0);
         std::vector<int32_t> cols;
         std::vector<float> scores;
-        {
-            py::gil_scoped_release release;
+        auto run = [&](const auto& cc) {
             const int64_t block = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(k, 1));
             std::vector<int32_t> bcol(static_cast<std::size_t>(std::min(block, n) * k));
             std::vector<float> bscore(bcol.size());
@@ -510,6 +524,15 @@ PYBIND11_MODULE(_core, m) {
                     scores.insert(scores.end(), bscore.begin() + (i - lo) * k, bscore.begin() + (i - lo) * k + m);
                     offsets[i + 1] = offsets[i] + m;
                 }
+            }
+        };
+        {
+            py::gil_scoped_release release;
+            if (n <= 65536) {
+                std::vector<uint16_t> narrow(ui, ui + uptr[users]);
+                run(ItemCoCounts<uint16_t>{iptr, iu, uptr, narrow.data(), n, cosine});
+            } else {
+                run(ItemCoCounts<int32_t>{iptr, iu, uptr, ui, n, cosine});
             }
         }
         py::array_t<int64_t> o(n + 1);

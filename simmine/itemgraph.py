@@ -38,6 +38,7 @@ class Edges:
     src: np.ndarray      # int64
     dst: np.ndarray      # int64
     weight: np.ndarray   # float64 (float32 for neighbour tables)
+    ranked: bool = False  # already by src, weight (as float32) descending, dst ascending: the kernels' order
 
 
 # ---------------------------------------------------------------------------------------------- co-occurrence
@@ -103,8 +104,11 @@ def aggregate(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int) -> Edges:
 
 def users_with(seqs: TrainingSequences) -> np.ndarray:
     """N_i: how many users' training sequences hold item i (per code)."""
+    from .backends import cpp
     from .metrics import _unique_per_row
 
+    if cpp.available():  # one pass, no sort
+        return cpp._core.users_per_item(seqs.indptr, seqs.codes, len(seqs.item_values)).astype(np.float64)
     _, codes, _ = _unique_per_row(seqs.indptr, seqs.codes)
     return np.bincount(codes, minlength=len(seqs.item_values)).astype(np.float64)
 
@@ -155,7 +159,7 @@ def user_set_neighbours(seqs: TrainingSequences, config: ItemsConfig, backend) -
     if hasattr(backend, "item_topk"):  # integer co-counts through the users' item lists (csrc/items.hpp)
         offsets, cols, scores = backend.item_topk(seqs.indptr, seqs.codes, n, config.k, config.metric == "cosine")
         src = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
-        return Edges(src, cols.astype(np.int64), scores.astype(np.float64))
+        return Edges(src, cols.astype(np.int64), scores.astype(np.float64), ranked=True)
     u_ptr, items, _ = _unique_per_row(seqs.indptr, seqs.codes)  # every user's unique items
     user = np.repeat(np.arange(len(u_ptr) - 1, dtype=np.int32), np.diff(u_ptr))
     order = np.argsort(items, kind="stable")  # item by item, users ascending
@@ -273,8 +277,11 @@ def ranked_rows(edges: Edges, n: int, k: Optional[int]):
     """CSR over codes 0..V (row 0 padding, row c for item c): each item's edges by weight (as float32)
     descending then code ascending, its best k when given; neighbours as codes 1..V."""
     w32 = edges.weight.astype(np.float32)
-    order = _rank_order(edges.src, edges.dst, w32)
-    src, dst, w = edges.src[order], edges.dst[order], w32[order]
+    if edges.ranked:
+        src, dst, w = edges.src, edges.dst, w32
+    else:
+        order = _rank_order(edges.src, edges.dst, w32)
+        src, dst, w = edges.src[order], edges.dst[order], w32[order]
     counts = np.bincount(src, minlength=n)
     if k is not None:
         rank = np.arange(len(src)) - np.repeat(np.cumsum(counts) - counts, counts)

@@ -536,7 +536,7 @@ def _time_values(log: Log) -> np.ndarray:
     col = log.table.column(log.time_col)
     t = col.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
-        arr = col.to_numpy().astype(np.float64 if pa.types.is_floating(t) else np.int64)
+        arr = col.to_numpy().astype(np.float64 if pa.types.is_floating(t) else np.int64, copy=False)
         if pa.types.is_floating(t) and not np.isfinite(arr).all():
             row = int(np.flatnonzero(~np.isfinite(arr))[0])
             raise InputError(f"{log.path}: {_where(log, row)}column '{log.time_col}': timestamp is not finite")

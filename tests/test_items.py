@@ -385,3 +385,20 @@ def test_row_dots_equal_float64_dots():
     assert np.array_equal(cpp._core.row_dots(v, rows, cols), np.einsum("rd,rcd->rc", v[rows], v[cols]))
     with pytest.raises(ValueError, match="out of range"):
         cpp._core.row_dots(v, rows, cols + 40)
+
+
+def test_co_count_kernel_with_wide_item_codes():
+    """Item codes past 65,535 take the kernel's int32 lists: the same neighbours as the 16-bit ones."""
+    from simmine.backends import cpp
+
+    if not cpp.available():
+        pytest.skip("C++ core not built")
+    rng = np.random.default_rng(9)
+    lengths = rng.integers(1, 12, 50)
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    codes = rng.integers(0, 30, indptr[-1]).astype(np.int32)
+    for cosine in (False, True):
+        narrow = cpp.item_topk(indptr, codes, 30, 5, cosine)
+        offsets, cols, scores = cpp.item_topk(indptr, codes, 70_000, 5, cosine)  # 69,970 items without users
+        assert np.array_equal(offsets[:31], narrow[0]) and offsets[-1] == narrow[0][-1]
+        assert np.array_equal(cols, narrow[1]) and np.array_equal(scores, narrow[2])
