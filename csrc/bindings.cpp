@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "items.hpp"
@@ -35,6 +36,18 @@ const int64_t* checked_rows(const py::array& rows, int64_t n) {
         if (r[t] < 0 || r[t] >= n) throw py::index_error("rows: index out of range");
     }
     return r;
+}
+
+// A CSR of int32 codes in [0, vocab): (indptr, codes, rows), checked.
+std::tuple<const int64_t*, const int32_t*, int64_t> checked_csr(const py::array& indptr_in, const py::array& codes_in,
+                                                               int64_t vocab) {
+    const int64_t rows = indptr_in.size() - 1;
+    const int64_t* indptr = ptr_of<int64_t>(indptr_in, "indptr");
+    const int32_t* codes = ptr_of<int32_t>(codes_in, "codes", rows >= 0 ? indptr[rows] : 0);
+    for (int64_t p = 0; p < codes_in.size(); ++p) {
+        if (codes[p] < 0 || codes[p] >= vocab) throw py::index_error("codes: code out of range");
+    }
+    return {indptr, codes, rows};
 }
 
 // (counts, cols, scores) of a block's per-row results, rows in order.
@@ -458,12 +471,7 @@ PYBIND11_MODULE(_core, m) {
         return out;
     }, "One user per line: integer columns (item and user values) or text columns (byte ranges), docs/input.md");
     m.def("user_item_sets", [](py::array indptr_in, py::array codes_in, int64_t vocab) {
-        const int64_t users = indptr_in.size() - 1;
-        const int64_t* indptr = ptr_of<int64_t>(indptr_in, "indptr");
-        const int32_t* codes = ptr_of<int32_t>(codes_in, "codes", users >= 0 ? indptr[users] : 0);
-        for (int64_t p = 0; p < codes_in.size(); ++p) {
-            if (codes[p] < 0 || codes[p] >= vocab) throw py::index_error("codes: code out of range");
-        }
+        const auto [indptr, codes, users] = checked_csr(indptr_in, codes_in, vocab);
         UserItemSets s;
         {
             py::gil_scoped_release release;
@@ -479,12 +487,7 @@ PYBIND11_MODULE(_core, m) {
     }, "Unique items per user and users per item, both ascending: (user_ptr, user_items, item_ptr, item_users)",
           py::arg("indptr"), py::arg("codes"), py::arg("vocab"));
     m.def("users_per_item", [](py::array indptr_in, py::array codes_in, int64_t vocab) {
-        const int64_t users = indptr_in.size() - 1;
-        const int64_t* indptr = ptr_of<int64_t>(indptr_in, "indptr");
-        const int32_t* codes = ptr_of<int32_t>(codes_in, "codes", users >= 0 ? indptr[users] : 0);
-        for (int64_t p = 0; p < codes_in.size(); ++p) {
-            if (codes[p] < 0 || codes[p] >= vocab) throw py::index_error("codes: code out of range");
-        }
+        const auto [indptr, codes, users] = checked_csr(indptr_in, codes_in, vocab);
         py::array_t<int64_t> out(vocab);
         int64_t* o = out.mutable_data();
         {
