@@ -618,6 +618,12 @@ PYBIND11_MODULE(_core, m) {
         if (kind == "edit") return run_histogram(make_edit(t), rows, prefix);
         throw py::value_error("unknown scorer kind " + kind);
     }, "Counts of float32 score bit patterns over pairs (i, j > i), s > 0");
+    m.def("set_edit_lanes", [](int lanes) {
+        if (lanes != 0 && lanes != 4 && lanes != 8) throw py::value_error("lanes: 0 (the CPU's choice), 4 or 8");
+        set_edit_lanes(lanes);
+        return edit_lanes();
+    }, "Alignments per Levenshtein batch: 0 = the CPU's choice (8 with AVX-512, else 4); returns the lanes used",
+          py::arg("lanes"));
     m.def("set_num_threads", [](int n) {
 #ifdef _OPENMP
         if (n > 0) omp_set_num_threads(n);

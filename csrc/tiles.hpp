@@ -75,39 +75,100 @@ inline void add_dense_counts(const uint64_t* bits_i, const uint64_t* bits, int64
     }
 }
 
-// Edit distances of a (1 <= la <= 64; peq[c] = positions of symbol c in a) against four sequences at once,
-// one per 64-bit lane (AVX2 where the CPU has it): levenshtein_myers64's recurrence, each lane counting only
-// up to its own length. Ph and Mh never share a bit, so the score moves by Ph − Mh at the top bit.
-// (Eight 32-bit lanes for la <= 32 measured slower: building the lanes' Eq vector costs more than it saves.)
+// Edit distances of a (1 <= la <= 64; peq[c] = positions of symbol c in a) against L sequences at once,
+// one per 64-bit lane: levenshtein_myers64's recurrence, each lane counting only up to its own length.
+// Ph and Mh never share a bit, so the score moves by Ph − Mh at the top bit. Inlined into the clones below,
+// which compile it for AVX-512 (8 lanes), AVX2 (4 lanes) or baseline x86-64; the caller picks by CPU.
+// (Eight 32-bit lanes in AVX2 for la <= 32 measured slower: building the lanes' Eq vector costs more than
+// it saves.)
 typedef uint64_t u64x4 __attribute__((vector_size(32)));
 typedef int64_t i64x4 __attribute__((vector_size(32)));
+typedef uint64_t u64x8 __attribute__((vector_size(64)));
+typedef int64_t i64x8 __attribute__((vector_size(64)));
+
+template <class u64v, class i64v, int L>
+__attribute__((always_inline)) inline void myers64_lanes(int64_t la, const uint64_t* peq, const int32_t* const* b,
+                                                         const int64_t* lb, int64_t* dist) {
+    const uint64_t full = la == 64 ? ~uint64_t(0) : (uint64_t(1) << la) - 1;
+    u64v pv = u64v{} + full, mv = u64v{};
+    i64v score = i64v{} + la, len;
+    int64_t last = 0;
+    for (int l = 0; l < L; ++l) {
+        len[l] = lb[l];
+        last = std::max(last, lb[l]);
+    }
+    const int shift = static_cast<int>(la - 1);
+    for (int64_t t = 0; t < last; ++t) {
+        u64v eq;
+        for (int l = 0; l < L; ++l) eq[l] = t < lb[l] ? peq[b[l][t]] : 0;
+        const u64v xv = eq | mv;
+        const u64v xh = (((eq & pv) + pv) ^ pv) | eq;
+        u64v ph = mv | ~(xh | pv);
+        u64v mh = pv & xh;
+        const i64v active = (i64v{} + t) < len;  // all ones in lanes still inside their sequence
+        score += (reinterpret_cast<i64v>((ph >> shift) & 1) - reinterpret_cast<i64v>((mh >> shift) & 1)) & active;
+        ph = (ph << 1) | 1;
+        mh <<= 1;
+        pv = mh | ~(xv | ph);
+        mv = ph & xv;
+    }
+    for (int l = 0; l < L; ++l) dist[l] = score[l];
+}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 inline void levenshtein_myers64_x4(int64_t la, const uint64_t* peq, const int32_t* const* b, const int64_t* lb,
                                    int64_t* dist) {
-    const uint64_t full = la == 64 ? ~uint64_t(0) : (uint64_t(1) << la) - 1;
-    u64x4 pv = {full, full, full, full}, mv = {0, 0, 0, 0};
-    i64x4 score = {la, la, la, la};
-    const i64x4 len = {lb[0], lb[1], lb[2], lb[3]};
-    const int64_t last = std::max(std::max(lb[0], lb[1]), std::max(lb[2], lb[3]));
-    const int shift = static_cast<int>(la - 1);
-    for (int64_t t = 0; t < last; ++t) {
-        const u64x4 eq = {t < lb[0] ? peq[b[0][t]] : 0, t < lb[1] ? peq[b[1][t]] : 0, t < lb[2] ? peq[b[2][t]] : 0,
-                          t < lb[3] ? peq[b[3][t]] : 0};
-        const u64x4 xv = eq | mv;
-        const u64x4 xh = (((eq & pv) + pv) ^ pv) | eq;
-        u64x4 ph = mv | ~(xh | pv);
-        u64x4 mh = pv & xh;
-        const i64x4 active = i64x4{t, t, t, t} < len;  // all ones in lanes still inside their sequence
-        score += (reinterpret_cast<i64x4>((ph >> shift) & 1) - reinterpret_cast<i64x4>((mh >> shift) & 1)) & active;
-        ph = (ph << 1) | 1;
-        mh <<= 1;
-        pv = mh | ~(xv | ph);
-        mv = ph & xv;
+    myers64_lanes<u64x4, i64x4, 4>(la, peq, b, lb, dist);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+inline void levenshtein_myers64_x8(int64_t la, const uint64_t* peq, const int32_t* const* b, const int64_t* lb,
+                                   int64_t* dist) {
+    myers64_lanes<u64x8, i64x8, 8>(la, peq, b, lb, dist);
+}
+#endif
+
+// Lanes per alignment batch: 8 where the CPU has AVX-512, else 4; set_edit_lanes(4) forces the narrow path
+// (tests run both), set_edit_lanes(0) returns to the CPU's choice.
+inline int& edit_lanes_override() {
+    static int lanes = 0;
+    return lanes;
+}
+inline void set_edit_lanes(int lanes) { edit_lanes_override() = lanes; }
+#if defined(__x86_64__) && defined(__GNUC__)
+inline int edit_lanes() {
+    static const int cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") ? 8 : 4;
+    const int forced = edit_lanes_override();
+    return forced == 4 || (forced == 8 && cpu == 8) ? forced : cpu;
+}
+#else
+inline int edit_lanes() { return 4; }
+#endif
+
+// Up to eight candidates waiting to be aligned together, all of one length class.
+struct EditBatch {
+    static constexpr int64_t kWidth = 8;     // lengths [8c, 8c + 8) share class c
+    static constexpr int64_t kClasses = 16;  // the last class holds every length >= 120
+    const int32_t* b[8];
+    int64_t lb[8];
+    int32_t col[8];
+    int n = 0;
+};
+
+// One batch of edit_lanes() alignments (levenshtein_myers64_x4 or _x8).
+inline void edit_batch(int lanes, int64_t la, const uint64_t* peq, const int32_t* const* b, const int64_t* lb,
+                       int64_t* dist) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (lanes == 8) {
+        levenshtein_myers64_x8(la, peq, b, lb, dist);
+        return;
     }
-    for (int l = 0; l < 4; ++l) dist[l] = score[l];
+#endif
+    levenshtein_myers64_x4(la, peq, b, lb, dist);
 }
 
 // Sets of unique ascending codes (jaccard, ngram): intersection counts from an inverted index over the
@@ -432,7 +493,8 @@ struct EditScorer {
         std::vector<int64_t> row;
         std::vector<int32_t> acc, touched;
         std::vector<Cand> cands;
-        explicit Scratch(const EditScorer& s) : peq(s.vocab, 0), acc(s.n, 0) {}
+        std::vector<EditBatch> batches;
+        explicit Scratch(const EditScorer& s) : peq(s.vocab, 0), acc(s.n, 0), batches(EditBatch::kClasses) {}
     };
 
     void listed_begin(int64_t i, Scratch& sc) const {
@@ -489,28 +551,34 @@ struct EditScorer {
             sc.cands.push_back(Cand{levenshtein_from_distance(std::max(la, lb) - overlap, la, lb), j});
         }
         sc.touched.clear();
-        // bit-parallel pairs go four at a time; a partial batch is finished one by one
-        const int32_t* batch_b[4];
-        int64_t batch_lb[4], batch_d[4];
-        int32_t batch_col[4];
-        int nb = 0;
         auto push = [&](int32_t j, int64_t d, int64_t lb) {
             const float s = levenshtein_from_distance(d, la, lb);
             if (s > 0.0f) sink.push(j, s);
+        };
+        // Bit-parallel pairs go four or eight at a time (edit_lanes), batched with candidates of similar
+        // length: a batch runs as long as its longest sequence, so mixing lengths idles the shorter lanes.
+        const int lanes = edit_lanes();
+        EditBatch* batches = sc.batches.data();
+        auto flush = [&](EditBatch& bt) {
+            for (int l = bt.n; l < lanes; ++l) {  // padding lanes: empty sequences
+                bt.b[l] = idx;
+                bt.lb[l] = 0;
+            }
+            int64_t d[8];
+            edit_batch(lanes, la, peq, bt.b, bt.lb, d);
+            for (int l = 0; l < bt.n; ++l) push(bt.col[l], d[l], bt.lb[l]);
+            bt.n = 0;
         };
         for (const Cand& c : sc.cands) {
             if (c.bound < sink.floor()) continue;
             const int32_t* b = idx + indptr[c.col];
             const int64_t lb = indptr[c.col + 1] - indptr[c.col];
             if (bitparallel && la > 0) {
-                batch_b[nb] = b;
-                batch_lb[nb] = lb;
-                batch_col[nb] = c.col;
-                if (++nb == 4) {
-                    levenshtein_myers64_x4(la, peq, batch_b, batch_lb, batch_d);
-                    for (int l = 0; l < 4; ++l) push(batch_col[l], batch_d[l], batch_lb[l]);
-                    nb = 0;
-                }
+                EditBatch& bt = batches[std::min<int64_t>(lb / EditBatch::kWidth, EditBatch::kClasses - 1)];
+                bt.b[bt.n] = b;
+                bt.lb[bt.n] = lb;
+                bt.col[bt.n] = c.col;
+                if (++bt.n == lanes) flush(bt);
                 continue;
             }
             int64_t d;
@@ -522,7 +590,9 @@ struct EditScorer {
             }
             push(c.col, d, lb);
         }
-        for (int l = 0; l < nb; ++l) push(batch_col[l], levenshtein_myers64(la, batch_b[l], batch_lb[l], lookup), batch_lb[l]);
+        for (int cls = 0; cls < EditBatch::kClasses; ++cls) {
+            if (batches[cls].n) flush(batches[cls]);
+        }
         if (bitparallel) {
             for (int64_t p = 0; p < la; ++p) sc.peq[a[p]] = 0;
         }

@@ -62,6 +62,28 @@ def test_wide_tile_many_rows(backend):
             np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.parametrize("lanes", [4, 8])
+def test_levenshtein_alignment_lanes(lanes):
+    """The C++ core aligns four (AVX2) or eight (AVX-512) candidates at once: both equal the reference."""
+    from simmine.backends import cpp
+
+    if not cpp.available():
+        pytest.skip("C++ core not built")
+    rng = np.random.default_rng(11)
+    hists = [rng.integers(0, 12, size=int(rng.integers(1, 65))).tolist() for _ in range(120)]
+    tile = prepare_features(_seqs(hists), resolve_metric("levenshtein")).tile(np.arange(120))
+    rows = np.arange(120, dtype=np.int64)
+    k_row = rng.integers(1, 30, size=120).astype(np.int64)
+    used = cpp._core.set_edit_lanes(lanes)
+    try:
+        if used != lanes:
+            pytest.skip(f"this CPU aligns {used} at once")
+        for w, g in zip(reference.select(tile, rows, k_row, 0.0), cpp.select(tile, rows, k_row, 0.0)):
+            np.testing.assert_array_equal(g, w)
+    finally:
+        cpp._core.set_edit_lanes(0)
+
+
 def test_available_backends_and_auto(monkeypatch):
     names = simmine.available_backends()
     assert "python" in names and names[-1] == "python"
