@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -497,7 +498,7 @@ PYBIND11_MODULE(_core, m) {
         return out;
     }, "N_i: how many rows hold each code at least once", py::arg("indptr"), py::arg("codes"), py::arg("vocab"));
     m.def("item_topk", [](py::array item_ptr, py::array item_users, py::array user_ptr, py::array user_items,
-                          int64_t k, bool cosine) {
+                          int64_t k, bool cosine, py::object user_weight_in) {
         const int64_t n = item_ptr.size() - 1, users = user_ptr.size() - 1;
         const int64_t* iptr = ptr_of<int64_t>(item_ptr, "item_ptr");
         const int64_t* uptr = ptr_of<int64_t>(user_ptr, "user_ptr");
@@ -508,6 +509,16 @@ PYBIND11_MODULE(_core, m) {
         }
         for (int64_t p = 0; p < user_items.size(); ++p) {
             if (ui[p] < 0 || ui[p] >= n) throw py::index_error("user_items: out of range");
+        }
+        const double* user_weight = nullptr;
+        if (!user_weight_in.is_none()) {
+            if (!cosine) throw py::value_error("user_weight: cosine only");
+            user_weight = ptr_of<double>(user_weight_in.cast<py::array>(), "user_weight", users);
+            for (int64_t u = 0; u < users; ++u) {
+                if (!(user_weight[u] > 0.0) || !std::isfinite(user_weight[u])) {
+                    throw py::value_error("user_weight: weights must be positive and finite");
+                }
+            }
         }
         k = std::max<int64_t>(0, std::min<int64_t>(k, std::max<int64_t>(n - 1, 0)));
         std::vector<int64_t> offsets(static_cast<std::size_t>(n) + 1, 0);
@@ -533,9 +544,9 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release release;
             if (n <= 65536) {
                 std::vector<uint16_t> narrow(ui, ui + uptr[users]);
-                run(ItemCoCounts<uint16_t>{iptr, iu, uptr, narrow.data(), n, cosine});
+                run(ItemCoCounts<uint16_t>{iptr, iu, uptr, narrow.data(), n, cosine, user_weight});
             } else {
-                run(ItemCoCounts<int32_t>{iptr, iu, uptr, ui, n, cosine});
+                run(ItemCoCounts<int32_t>{iptr, iu, uptr, ui, n, cosine, user_weight});
             }
         }
         py::array_t<int64_t> o(n + 1);
@@ -547,7 +558,7 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(o, c, sc);
     }, "Each item's best k other items by Jaccard or cosine (ItemCF) of user sets: (offsets, cols, scores)",
           py::arg("item_ptr"), py::arg("item_users"), py::arg("user_ptr"), py::arg("user_items"), py::arg("k"),
-          py::arg("cosine"));
+          py::arg("cosine"), py::arg("user_weight") = py::none());
     m.def("dense_topk", [](py::array scores, int64_t k) {
         // Per row of a C-contiguous float32 [R, n] block: the columns of its k largest finite scores, best
         // first (score descending, column ascending) -> int64 [R, min(k, n)].

@@ -58,7 +58,8 @@ inline UserItemSets user_item_sets(const int64_t* indptr, const int32_t* codes, 
 // their user sets, scored from exact counts by metrics.hpp's formulas; ties by lower item code. Every
 // (item, user, item) triple is one increment: Σ_u |S_u|² in all, no bound needed to be exact. Code is the
 // type of the users' item lists: uint16_t when every item code fits (the increments read half the bytes
-// and run about 1.6x faster), else int32_t.
+// and run about 1.6x faster), else int32_t. With user_weight (cosine only, weights > 0: ItemCF-IUF) the
+// co-count is Σ w_u over the shared users, summed in double in ascending user order, over √N_i · √N_j.
 template <class Code>
 struct ItemCoCounts {
     const int64_t* item_ptr;    // users of item i: [item_ptr[i], item_ptr[i+1]) into item_users
@@ -67,9 +68,19 @@ struct ItemCoCounts {
     const Code* user_items;
     int64_t n;                  // items
     bool cosine;
+    const double* user_weight = nullptr;  // per user, or nullptr: every shared user counts 1
 
     // Rows lo..hi-1 into out_col/out_score at row offset (i − lo) · k; count[i − lo] = entries written.
     void select(int64_t lo, int64_t hi, int64_t k, int32_t* out_col, float* out_score, int64_t* count) const {
+        if (user_weight) {
+            select_as<double>(lo, hi, k, out_col, out_score, count);
+        } else {
+            select_as<int32_t>(lo, hi, k, out_col, out_score, count);
+        }
+    }
+
+    template <class Acc>
+    void select_as(int64_t lo, int64_t hi, int64_t k, int32_t* out_col, float* out_score, int64_t* count) const {
         std::vector<double> norms(static_cast<std::size_t>(n));
         std::vector<float> inv_norms(static_cast<std::size_t>(n)), sizes(static_cast<std::size_t>(n));
         for (int64_t j = 0; j < n; ++j) {
@@ -79,7 +90,8 @@ struct ItemCoCounts {
         }
 #pragma omp parallel
         {
-            std::vector<int32_t> acc(static_cast<std::size_t>(n), 0), touched;
+            std::vector<Acc> acc(static_cast<std::size_t>(n), 0);
+            std::vector<int32_t> touched;
             std::vector<float> estimate(static_cast<std::size_t>(n));
             BestK best;
 #pragma omp for schedule(dynamic, 8)
@@ -93,21 +105,23 @@ struct ItemCoCounts {
                     const int32_t u = item_users[p];
                     const Code* first = user_items + user_ptr[u];
                     const Code* last = user_items + user_ptr[u + 1];
+                    const Acc add = user_weight ? static_cast<Acc>(user_weight[u]) : Acc(1);
                     if (scan) {
-                        for (const Code* q = first; q < last; ++q) ++acc[*q];
+                        for (const Code* q = first; q < last; ++q) acc[*q] += add;
                     } else {
                         for (const Code* q = first; q < last; ++q) {
-                            if (acc[*q]++ == 0) touched.push_back(*q);
+                            if (acc[*q] == 0) touched.push_back(*q);
+                            acc[*q] += add;
                         }
                     }
                 }
                 acc[i] = 0;  // never its own neighbour
                 best.reset(k, 0.0f);
                 const int64_t ni = item_ptr[i + 1] - item_ptr[i];
-                auto exact = [&](int64_t j, int32_t c) {
+                auto exact = [&](int64_t j, Acc c) {
                     const int64_t nj = item_ptr[j + 1] - item_ptr[j];
                     return cosine ? cosine_from_dot(static_cast<double>(c), norms[i], norms[j])
-                                  : jaccard_from_counts(c, ni, nj);
+                                  : jaccard_from_counts(static_cast<int64_t>(c), ni, nj);
                 };
                 if (scan) {  // a branch-free pass of float estimates, then exact scores where one can enter
                     if (cosine) {  // c / ‖j‖, to compare with floor · ‖i‖
@@ -128,7 +142,7 @@ struct ItemCoCounts {
                     std::fill(acc.begin(), acc.end(), 0);
                 } else {
                     for (int32_t j : touched) {
-                        const int32_t c = acc[j];
+                        const Acc c = acc[j];
                         acc[j] = 0;
                         if (c == 0) continue;
                         const float s = exact(j, c);

@@ -157,9 +157,7 @@ def user_set_neighbours(seqs: TrainingSequences, config: ItemsConfig, backend) -
 
     n = len(seqs.item_values)
     if hasattr(backend, "item_topk"):  # integer co-counts through the users' item lists (csrc/items.hpp)
-        offsets, cols, scores = backend.item_topk(seqs.indptr, seqs.codes, n, config.k, config.metric == "cosine")
-        src = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
-        return Edges(src, cols.astype(np.int64), scores.astype(np.float64), ranked=True)
+        return kernel_neighbours(seqs, config.k, config.metric == "cosine", backend)
     u_ptr, items, _ = _unique_per_row(seqs.indptr, seqs.codes)  # every user's unique items
     user = np.repeat(np.arange(len(u_ptr) - 1, dtype=np.int32), np.diff(u_ptr))
     order = np.argsort(items, kind="stable")  # item by item, users ascending
@@ -173,6 +171,24 @@ def user_set_neighbours(seqs: TrainingSequences, config: ItemsConfig, backend) -
     w = mine_weak(features, plan, Selection("k", k=config.k), backend)
     src = np.repeat(np.arange(n, dtype=np.int64), np.diff(w.offsets))
     return Edges(src, w.neighbors.astype(np.int64), w.scores.astype(np.float64))
+
+
+def kernel_neighbours(seqs: TrainingSequences, k: int, cosine: bool, backend, user_weight=None) -> Edges:
+    """Each item's top k by Jaccard or cosine (ItemCF; ItemCF-IUF with per-user weights) of its user set, from
+    the backend's co-count kernel."""
+    n = len(seqs.item_values)
+    offsets, cols, scores = backend.item_topk(seqs.indptr, seqs.codes, n, k, cosine, user_weight)
+    src = np.repeat(np.arange(n, dtype=np.int64), np.diff(offsets))
+    return Edges(src, cols.astype(np.int64), scores.astype(np.float64), ranked=True)
+
+
+def is_itemcf(config: ItemsConfig) -> bool:
+    """Whether a co-occurrence graph's top k is ItemCF (or ItemCF-IUF) over user sets, which the co-count
+    kernel gives bit for bit without holding every pair: whole sequences, set counting, count or IUF weights
+    (the same per-user weights, summed in the same ascending user order), both ways, cosine (which drops
+    self-loops), a top k."""
+    return (config.window == 0 and config.count == "set" and config.weight in ("count", "iuf")
+            and not config.directed and config.normalize == "cosine" and config.k is not None)
 
 
 def load_item_embeddings(path: str, n: int) -> np.ndarray:
@@ -325,7 +341,10 @@ def run_items(config: ItemsConfig) -> str:
     run.resolved.update(resolved_input(config, loaded.log.fmt, loaded.log.time_col))
     seqs = run.stage("sequences", training_sequences, loaded.log, config.split)
     n = len(seqs.item_values)
-    if config.relation == "cooccurrence":
+    if config.relation == "cooccurrence" and is_itemcf(config) and hasattr(backend, "item_topk"):
+        weight = iuf_weights(seqs) if config.weight == "iuf" else None
+        edges = run.stage("edges", kernel_neighbours, seqs, config.k, True, backend, weight)  # no pairs held
+    elif config.relation == "cooccurrence":
         raw = run.stage("edges", cooccurrence, seqs, config)
         edges = run.stage("normalize", normalized, raw, seqs, config)
     elif config.relation == "users":

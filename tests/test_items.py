@@ -105,13 +105,37 @@ def test_coserec_itemcf_top1(tmp_path, iuf):
         assert int(got[0]) == min(j for j, v in mine if np.float32(v) == np.float32(best))  # ties: lowest code
 
 
-def test_itemcf_by_kernels_equals_graph(tmp_path):
-    """--metric cosine (build's kernels over user sets) and the co-occurrence route agree exactly."""
-    rows = random_log(np.random.default_rng(3), users=60)
-    graph = built(tmp_path, rows, "g", window=0, count="set", normalize="cosine", k=5)
-    kernel = built(tmp_path, rows, "k", metric="cosine", k=5)
+@pytest.mark.parametrize("seed, k", [(3, 5), (7, 1), (8, 40)])
+def test_itemcf_iuf_by_the_kernel_equals_the_assembled_graph(tmp_path, seed, k):
+    """ItemCF-IUF through the co-count kernel (cpp) and through every pair assembled (python): the same
+    bytes, weights summed in the same order."""
+    from simmine.backends import available_backends
+
+    if "cpp" not in available_backends():
+        pytest.skip("C++ core not built")
+    rows = random_log(np.random.default_rng(seed), users=60)
+    flags = dict(window=0, count="set", weight="iuf", normalize="cosine", k=k)
+    graph = built(tmp_path, rows, "g", backend="python", **flags)
+    kernel = built(tmp_path, rows, "k", backend="cpp", **flags)
     for a, b in zip(graph.csr(), kernel.csr()):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed, k", [(3, 5), (7, 1), (8, 40)])
+def test_itemcf_by_kernels_equals_graph(tmp_path, seed, k):
+    """--metric cosine (over user sets) and the co-occurrence graph with --window 0 --count set --normalize
+    cosine agree bit for bit. With a co-count kernel (cpp) the graph's top k takes it too; the python
+    backend assembles every pair, normalises and ranks them, so it is the oracle here."""
+    rows = random_log(np.random.default_rng(seed), users=60)
+    graph = built(tmp_path, rows, "g", window=0, count="set", normalize="cosine", k=k, backend="python")
+    from simmine.backends import available_backends
+
+    for backend in [b for b in ("python", "cpp") if b in available_backends()]:
+        kernel = built(tmp_path, rows, f"k{backend}", metric="cosine", k=k, backend=backend)
+        graph_here = built(tmp_path, rows, f"g{backend}", window=0, count="set", normalize="cosine", k=k,
+                           backend=backend, self_loops=True)
+        for a, b, c in zip(graph.csr(), kernel.csr(), graph_here.csr()):
+            assert np.array_equal(a, b) and np.array_equal(a, c)
 
 
 @pytest.mark.parametrize("backend", ["python", "numba", "cpp"])

@@ -101,10 +101,12 @@ def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.nda
                                  np.ascontiguousarray(max_candidates, dtype=np.int64), lo, hi)
 
 
-def item_topk(user_indptr: np.ndarray, codes: np.ndarray, n_items: int, k: int, cosine: bool):
-    """Each item's best k other items by Jaccard or cosine of its user set, counted through the users' item
-    lists (csrc/items.hpp): (offsets, cols, scores) as select returns them for items as anchors."""
+def item_topk(user_indptr: np.ndarray, codes: np.ndarray, n_items: int, k: int, cosine: bool, user_weight=None):
+    """Each item's best k other items by Jaccard or cosine of its user set (cosine: shared users weighted by
+    ``user_weight`` when given), counted through the users' item lists (csrc/items.hpp): (offsets, cols,
+    scores) as select returns them for items as anchors."""
     sets = _core.user_item_sets(np.ascontiguousarray(user_indptr, dtype=np.int64),
                                 np.ascontiguousarray(codes, dtype=np.int32), int(n_items))
     user_ptr, user_items, item_ptr, item_users = sets
-    return _core.item_topk(item_ptr, item_users, user_ptr, user_items, int(k), bool(cosine))
+    weight = None if user_weight is None else np.ascontiguousarray(user_weight, dtype=np.float64)
+    return _core.item_topk(item_ptr, item_users, user_ptr, user_items, int(k), bool(cosine), weight)
