@@ -279,8 +279,15 @@ def test_weak_pair_inside_the_boundary_gets_no_gradient():
     assert not torch.allclose(far, grad_h0(lambda x: 2 * info_nce(x @ ks.T / 0.5, ms)[0] / b))
 
 
-@pytest.mark.parametrize("metric", ["jaccard", "tfidf", "ngram", "levenshtein"])
-def test_batch_similarity_matches_definitions(metric):
+@pytest.mark.parametrize("metric, multi_hot", [("jaccard", True), ("jaccard", False), ("tfidf", True),
+                                               ("ngram", True), ("ngram", False), ("levenshtein", True)])
+def test_batch_similarity_matches_definitions(metric, multi_hot, monkeypatch):
+    """Every metric against its definition; the set metrics both by the 0/1 matrix product and, past its
+    size limit, by the sorted lookup."""
+    import simmine.torch.similarity as similarity_module
+
+    if not multi_hot:
+        monkeypatch.setattr(similarity_module, "MULTI_HOT_MAX", 0)
     rng = np.random.default_rng(1)
     hists = [rng.integers(1, 8, size=int(rng.integers(1, 9))).tolist() for _ in range(12)]
     padded = torch.zeros(12, 10, dtype=torch.long)

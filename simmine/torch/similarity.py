@@ -62,6 +62,29 @@ def _levenshtein(a, la, b, lb) -> torch.Tensor:
     return dist
 
 
+MULTI_HOT_MAX = 1 << 26  # entries of the two batches' 0/1 matrices over their items: up to 256 MB in float32
+
+
+def _set_counts(a, va, b, vb):
+    """|A_u ∩ B_c| [Ba, Bb], |A_u| [Ba] and |B_c| [Bb] as float64, items valid where va / vb. The batches'
+    items are numbered 0..U-1 and the intersections are one product of 0/1 matrices (exact: counts are
+    small integers); past MULTI_HOT_MAX entries, a sorted lookup per pair instead."""
+    items, inverse = torch.unique(torch.cat((a[va], b[vb])), return_inverse=True)
+    u = len(items)
+    if (a.shape[0] + b.shape[0]) * u > MULTI_HOT_MAX:
+        a_items, a_counts = _unique_counts(a, va)
+        b_items, b_counts = _unique_counts(b, vb)
+        inter = (_lookup_counts(a_items, a_counts, b_items) > 0).sum(dim=2).to(torch.float64)
+        return inter, (a_items >= 0).sum(dim=1).to(torch.float64), (b_items >= 0).sum(dim=1).to(torch.float64)
+    n_a = int(va.sum())
+    hot_a = torch.zeros(a.shape[0], u, dtype=torch.float32, device=a.device)
+    hot_b = torch.zeros(b.shape[0], u, dtype=torch.float32, device=a.device)
+    hot_a[torch.nonzero(va)[:, 0], inverse[:n_a]] = 1.0  # repeats land on the same entry: sets
+    hot_b[torch.nonzero(vb)[:, 0], inverse[n_a:]] = 1.0
+    inter = (hot_a @ hot_b.T).to(torch.float64)
+    return inter, hot_a.sum(dim=1).to(torch.float64), hot_b.sum(dim=1).to(torch.float64)
+
+
 def _unique_counts(x: torch.Tensor, valid: torch.Tensor):
     """Per row: ascending unique items (invalid slots = -1, first) and their counts, [B, L] each."""
     v = torch.where(valid, x, torch.full_like(x, -1))
@@ -134,15 +157,13 @@ def batch_similarity(a: torch.Tensor, b: torch.Tensor, metric: str = "jaccard", 
             return _ngram_by_equality(a, la, b, lb, ngram_n, chunk)
         a, va = _gram_ids(a, la, ngram_n, base)
         b, vb = _gram_ids(b, lb, ngram_n, base)
+    if name in ("jaccard", "ngram"):
+        inter, size_a, size_b = _set_counts(a, va, b, vb)
+        union = size_a[:, None] + size_b[None, :] - inter
+        return torch.where(inter > 0, inter / union.clamp_min(1), torch.zeros_like(inter)).to(torch.float32)
     a_items, a_counts = _unique_counts(a, va)
     b_items, b_counts = _unique_counts(b, vb)
     in_a = _lookup_counts(a_items, a_counts, b_items)       # tf_u(v) for each unique v of b_c
-    if name in ("jaccard", "ngram"):
-        inter = (in_a > 0).sum(dim=2).to(torch.float64)
-        size_a = (a_items >= 0).sum(dim=1).to(torch.float64)
-        size_b = (b_items >= 0).sum(dim=1).to(torch.float64)
-        union = size_a[:, None] + size_b[None, :] - inter
-        return torch.where(inter > 0, inter / union.clamp_min(1), torch.zeros_like(inter)).to(torch.float32)
     w = idf.to(a.device, torch.float64)
     w2_b = torch.where(b_items >= 0, w[b_items.clamp_min(0)] ** 2, torch.zeros((), dtype=torch.float64,
                                                                                 device=a.device))
