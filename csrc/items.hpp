@@ -1,5 +1,5 @@
-// Item–item similarity over user sets (simmine items --metric): each item's best k other items by
-// c_ij = |U_i ∩ U_j|, counted through the users' item lists in integer accumulators.
+// Item–item similarity over user sets (simmine items --metric, and the ItemCF graphs): each item's best k
+// other items by c_ij = |U_i ∩ U_j| (or Σ w_u over U_i ∩ U_j), counted through the users' item lists.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -12,8 +12,7 @@
 
 namespace simmine {
 
-// Unique items per user and users per item of a log's sequences (codes in [0, vocab), repeats allowed):
-// two counting passes, no sort; both lists come out ascending.
+// Unique items per user and users per item, both ascending.
 struct UserItemSets {
     std::vector<int64_t> user_ptr, item_ptr;
     std::vector<int32_t> user_items, item_users;
@@ -30,6 +29,7 @@ inline void users_per_item(const int64_t* indptr, const int32_t* codes, int64_t 
     }
 }
 
+// The UserItemSets of a log's sequences (codes in [0, vocab), repeats allowed): counting passes, no sort.
 inline UserItemSets user_item_sets(const int64_t* indptr, const int32_t* codes, int64_t users, int64_t vocab) {
     UserItemSets s;
     s.item_ptr.assign(static_cast<std::size_t>(vocab) + 1, 0);
