@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +21,9 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import timed_cli, write_report  # noqa: E402
+
 BEAUTY = os.path.join(HERE, "..", "..", "shared", "data", "beauty.txt")
 GRAPHS = {
     "MVCrec": ["--window", "3", "--weight", "binary", "--self-loops", "--normalize", "sym"],
@@ -35,17 +36,9 @@ GRAPHS = {
 
 
 def cli_items(out: str, *flags) -> dict:
-    t = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "simmine.cli", "items", "--out", out, "--quiet",
-                        *flags], capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
-    rss = next(int(x.split(":")[1]) for x in r.stderr.splitlines() if "Maximum resident set size" in x)
-    with open(os.path.join(out, "manifest.json")) as f:
-        m = json.load(f)
-    return {"wall_s": round(wall, 3), "peak_rss_gb": round(rss / 1e6, 3), "edges": m["edges"],
-            "stages_s": m["elapsed_s"]}
+    r = timed_cli("items", out, *flags)
+    m = r.pop("manifest")
+    return {**r, "edges": m["edges"], "stages_s": m["elapsed_s"]}
 
 
 def beauty(path: str, work: str) -> dict:
@@ -160,12 +153,7 @@ def main(argv=None) -> int:
                "embeddings": embeddings(work)}
     for key in ("ids", "scores", "items"):
         res["itemcf"].pop(key, None)
-    text = report(res)
-    print("\n".join(text))
-    with open(os.path.join(args.out, "items.json"), "w") as f:
-        json.dump(res, f, indent=1, default=str)
-    with open(os.path.join(args.out, "items.md"), "w") as f:
-        f.write("```\n" + "\n".join(text) + "\n```\n")
+    write_report(args.out, "items", res, report(res))
     return 0
 
 

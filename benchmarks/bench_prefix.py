@@ -20,9 +20,7 @@ say so.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,25 +29,18 @@ import tracemalloc
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import timed_cli, write_report  # noqa: E402
+
 BEAUTY = os.path.join(HERE, "..", "..", "shared", "data", "beauty.txt")
 TARGETS = {"beauty_jaccard_s": 2.0, "beauty_tfidf_s": 4.0, "ml1m_exact_s": 600.0, "ml1m_rss_gb": 8.0,
            "ml1m_strong_mb": 50.0}
 
 
 def cli_build(out: str, *flags) -> dict:
-    """`simmine build` in a fresh process under /usr/bin/time -v: wall seconds, the child's peak RSS (GB) and
-    its manifest."""
-    t = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "simmine.cli", "build", "--out", out, "--quiet",
-                        *flags], capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
-    rss_kb = next(int(line.split(":")[1]) for line in r.stderr.splitlines() if "Maximum resident set size" in line)
-    with open(os.path.join(out, "manifest.json")) as f:
-        manifest = json.load(f)
-    return {"wall_s": round(wall, 3), "peak_rss_gb": round(rss_kb / 1e6, 3), "stages_s": manifest["elapsed_s"],
-            "n_anchors": manifest["n_anchors"], "manifest": manifest}
+    """`simmine build` in a fresh process (harness.timed_cli), with its stages and anchor count."""
+    r = timed_cli("build", out, *flags)
+    return {**r, "stages_s": r["manifest"]["elapsed_s"], "n_anchors": r["manifest"]["n_anchors"]}
 
 
 def median_build(out: str, runs: int, *flags) -> dict:
@@ -275,12 +266,7 @@ def main(argv=None) -> int:
         res["beauty"] = beauty(args.beauty, work, args.runs)
         if args.ml1m:
             res["ml1m"] = ml1m(args.ml1m, work, args.minhash_users)
-    text = report(res)
-    print("\n".join(text))
-    with open(os.path.join(args.out, "prefix.json"), "w") as f:
-        json.dump(res, f, indent=1, default=str)
-    with open(os.path.join(args.out, "prefix.md"), "w") as f:
-        f.write("```\n" + "\n".join(text) + "\n```\n")
+    write_report(args.out, "prefix", res, report(res))
     return 0
 
 

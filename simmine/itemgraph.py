@@ -328,7 +328,7 @@ def edges_table(offsets, neighbors, weights) -> pa.Table:
 def run_items(config: ItemsConfig) -> str:
     """``simmine items``: load → training sequences → graph or neighbours → items.arrow, edges.arrow, manifest."""
     from .backends import get_backend, set_num_threads
-    from .pipeline import Run, check_out, input_info, load_log, resolved_input
+    from .pipeline import Run, check_out, load_log, resolved_input
     from .progress import make_progress
 
     backend = get_backend(config.backend)
