@@ -401,10 +401,7 @@ PYBIND11_MODULE(_core, m) {
         int64_t* out = order.mutable_data();
         {
             py::gil_scoped_release release;
-            std::vector<int64_t> next(static_cast<std::size_t>(vocab) + 1, 0);
-            for (int64_t p = 0; p < n; ++p) ++next[codes[p] + 1];
-            for (int64_t v = 0; v < vocab; ++v) next[v + 1] += next[v];
-            for (int64_t p = 0; p < n; ++p) out[next[codes[p]]++] = p;
+            counting_order(codes, n, vocab, out);
         }
         return order;
     }, "Stable counting-sort order of int32 codes in [0, vocab)", py::arg("codes"), py::arg("vocab"));

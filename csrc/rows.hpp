@@ -16,15 +16,23 @@ bool in_user_time_order(const int64_t* users, const Time* times, int64_t n) {
     return true;
 }
 
+// The stable counting-sort order of n codes in [0, vocab) into order (a CSR's transpose: positions
+// ascending within each code); returns where each code's run starts, vocab + 1 offsets.
+template <class Code>
+std::vector<int64_t> counting_order(const Code* codes, int64_t n, int64_t vocab, int64_t* order) {
+    std::vector<int64_t> start(static_cast<std::size_t>(vocab) + 1, 0);
+    for (int64_t p = 0; p < n; ++p) ++start[codes[p] + 1];
+    for (int64_t v = 0; v < vocab; ++v) start[v + 1] += start[v];
+    std::vector<int64_t> next(start.begin(), start.end() - 1);
+    for (int64_t p = 0; p < n; ++p) order[next[codes[p]]++] = p;
+    return start;
+}
+
 // The stable order by (user, time) = NumPy's lexsort((times, users)): a counting sort by user code in
 // [0, n_users), then a stable sort by time of each user's run that is not already ascending.
 template <class Time>
 void user_time_order(const int64_t* users, const Time* times, int64_t n, int64_t n_users, int64_t* order) {
-    std::vector<int64_t> start(static_cast<std::size_t>(n_users) + 1, 0);
-    for (int64_t p = 0; p < n; ++p) ++start[users[p] + 1];
-    for (int64_t u = 0; u < n_users; ++u) start[u + 1] += start[u];
-    std::vector<int64_t> next(start.begin(), start.end() - 1);
-    for (int64_t p = 0; p < n; ++p) order[next[users[p]]++] = p;
+    const std::vector<int64_t> start = counting_order(users, n, n_users, order);
     if (!times) return;
     for (int64_t u = 0; u < n_users; ++u) {
         int64_t* first = order + start[u];
