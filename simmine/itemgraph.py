@@ -104,13 +104,9 @@ def aggregate(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int) -> Edges:
 
 def users_with(seqs: TrainingSequences) -> np.ndarray:
     """N_i: how many users' training sequences hold item i (per code)."""
-    from .backends import cpp
-    from .metrics import _unique_per_row
+    from .metrics import document_frequency
 
-    if cpp.available():  # one pass, no sort
-        return cpp._core.users_per_item(seqs.indptr, seqs.codes, len(seqs.item_values)).astype(np.float64)
-    _, codes, _ = _unique_per_row(seqs.indptr, seqs.codes)
-    return np.bincount(codes, minlength=len(seqs.item_values)).astype(np.float64)
+    return document_frequency(seqs.indptr, seqs.codes, len(seqs.item_values)).astype(np.float64)
 
 
 def normalized(edges: Edges, seqs: TrainingSequences, config: ItemsConfig) -> Edges:
