@@ -33,23 +33,23 @@ def _module(name: str) -> ModuleType:
     return mod
 
 
+def _usable(name: str) -> bool:
+    try:
+        return bool(_module(name).available())
+    except Exception:
+        return False
+
+
 def available_backends() -> list:
     """Names of the backends that can run on this machine, fastest first."""
-    out = []
-    for name in BACKENDS:
-        try:
-            if _module(name).available():
-                out.append(name)
-        except Exception:
-            continue
-    return out
+    return [name for name in BACKENDS if _usable(name)]
 
 
 def get_backend(name: str | None = None) -> ModuleType:
     """The backend module for ``name`` (default: $SIMMINE_BACKEND, else ``auto``)."""
     name = (name or os.environ.get("SIMMINE_BACKEND") or "auto").strip().lower()
-    if name == "auto":
-        return _module(available_backends()[0])
+    if name == "auto":  # the first that runs: slower ones are not even imported (Numba takes a quarter second)
+        return _module(next(name for name in BACKENDS if _usable(name)))
     mod = _module(name)
     if not mod.available():
         raise BackendUnavailable(f"backend '{name}' is not available here "
