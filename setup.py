@@ -61,7 +61,7 @@ def _extensions():
             ["csrc/bindings.cpp"],
             include_dirs=["csrc"],
             depends=["csrc/metrics.hpp", "csrc/topk.hpp", "csrc/tiles.hpp", "csrc/sweep.hpp", "csrc/text.hpp",
-                     "csrc/items.hpp", "csrc/rows.hpp"],
+                     "csrc/items.hpp", "csrc/rows.hpp", "csrc/embed.hpp"],
             cxx_std=17,
             extra_compile_args=compile_args,
             extra_link_args=link_args,

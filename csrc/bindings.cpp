@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "embed.hpp"
 #include "items.hpp"
 #include "rows.hpp"
 #include "sweep.hpp"
@@ -588,38 +589,64 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
     }, "Per row of a float32 block, the columns of its k best scores (-1 past the finite ones)");
-    m.def("row_dots", [](py::array vectors, py::array rows, py::array cols) {
-        // dots[x, c] = Σ_t vectors[rows[x], t] · vectors[cols[x, c], t] in float64, t ascending: the exact
-        // re-scoring of GEMM candidates without gathering their rows.
-        if (vectors.ndim() != 2 || cols.ndim() != 2) throw py::value_error("row_dots: expected 2-D vectors and cols");
-        const int64_t n = vectors.shape(0), d = vectors.shape(1), r = cols.shape(0), c = cols.shape(1);
-        const double* v = ptr_of<double>(vectors, "vectors", n * d);
-        const int64_t* rw = ptr_of<int64_t>(rows, "rows", r);
-        const int64_t* cl = ptr_of<int64_t>(cols, "cols", r * c);
-        for (int64_t x = 0; x < r * c; ++x) {
-            if (cl[x] < 0 || cl[x] >= n) throw py::value_error("row_dots: column out of range");
+    m.def("pair_dots", [](py::array vectors, py::array rows, py::array cols) {
+        // dots[x] = Σ_t vectors[rows[x], t] · vectors[cols[x], t] in float64 (float32 or float64 vectors), in
+        // one fixed order (embed.hpp's ordered_dots4): the exact re-scoring of screened candidates, without
+        // gathering their rows.
+        if (vectors.ndim() != 2 || rows.ndim() != 1 || cols.ndim() != 1 || rows.size() != cols.size()) {
+            throw py::value_error("pair_dots: expected 2-D vectors and equally long 1-D rows and cols");
         }
-        for (int64_t x = 0; x < r; ++x) {
-            if (rw[x] < 0 || rw[x] >= n) throw py::value_error("row_dots: row out of range");
+        const int64_t n = vectors.shape(0), d = vectors.shape(1), m = rows.size();
+        const int64_t* rw = ptr_of<int64_t>(rows, "rows", m);
+        const int64_t* cl = ptr_of<int64_t>(cols, "cols", m);
+        for (int64_t x = 0; x < m; ++x) {
+            if (rw[x] < 0 || rw[x] >= n || cl[x] < 0 || cl[x] >= n) throw py::value_error("pair_dots: index out of range");
         }
-        py::array_t<double> out({r, c});
+        py::array_t<double> out(m);
         double* o = out.mutable_data();
-        {
+        auto run = [&](auto* v) {
             py::gil_scoped_release release;
-#pragma omp parallel for schedule(static)
-            for (int64_t x = 0; x < r; ++x) {
-                const double* a = v + rw[x] * d;
-                for (int64_t y = 0; y < c; ++y) {
-                    const double* b = v + cl[x * c + y] * d;
-                    double dot = 0.0;
-                    for (int64_t t = 0; t < d; ++t) dot += a[t] * b[t];
-                    o[x * c + y] = dot;
-                }
-            }
+            pair_dots(v, d, rw, cl, m, o);
+        };
+        if (py::isinstance<py::array_t<float>>(vectors)) {
+            run(ptr_of<float>(vectors, "vectors", n * d));
+        } else {
+            run(ptr_of<double>(vectors, "vectors", n * d));
         }
         return out;
-    }, "Float64 dots of each row with its listed columns, summed in index order", py::arg("vectors"),
-       py::arg("rows"), py::arg("cols"));
+    }, "Float64 dots of pairs of rows in one fixed summation order", py::arg("vectors"), py::arg("rows"),
+       py::arg("cols"));
+    m.def("embed_candidates", [](py::array x, py::array window, int64_t k, int64_t most) {
+        // AMX-BF16 screen of float32 [n, d] rows (see embed.hpp) -> (ptr int64 [n + 1], cols int64,
+        // overflow bool [n]: rows to rescore against every column).
+        if (x.ndim() != 2) throw py::value_error("embed_candidates: expected a 2-D float32 array");
+        const int64_t n = x.shape(0), d = x.shape(1);
+        const float* xs = ptr_of<float>(x, "x", n * d);
+        const double* w = ptr_of<double>(window, "window", n);
+        if (!embed_amx()) throw py::value_error("embed_candidates: this CPU has no AMX-BF16 tiles");
+        if (k < 1) throw py::value_error("embed_candidates: k must be >= 1");
+        std::vector<int64_t> ptr;
+        std::vector<int32_t> cols;
+        std::vector<uint8_t> overflow;
+        {
+            py::gil_scoped_release release;
+            embed_candidates(xs, n, d, w, k, most, ptr, cols, overflow);
+        }
+        py::array_t<int64_t> p(static_cast<int64_t>(ptr.size()));
+        std::copy(ptr.begin(), ptr.end(), p.mutable_data());
+        py::array_t<int64_t> c(static_cast<int64_t>(cols.size()));
+        std::copy(cols.begin(), cols.end(), c.mutable_data());
+        py::array_t<bool> o(n);
+        std::copy(overflow.begin(), overflow.end(), o.mutable_data());
+        return py::make_tuple(p, c, o);
+    }, "Each row's columns whose bfloat16 score is within window[r] of its k-th (CSR)", py::arg("x"),
+       py::arg("window"), py::arg("k"), py::arg("most") = 8192);
+    m.def("embed_amx", []() { return embed_amx(); }, "Whether embed_candidates runs here (AMX-BF16 tiles)");
+    m.def("set_embed_amx", [](bool on) {
+        embed_amx_enabled() = on;
+        return embed_amx();
+    }, "Turn the AMX embedding screen off (false) or back to the CPU's answer (true); returns whether it runs",
+          py::arg("on"));
     m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
         if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
         if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);

@@ -29,6 +29,7 @@ ITEMS_FORMAT_VERSION = 1
 BYTES_PER_PAIR = 40          # a co-occurrence while the graph is assembled (positions, codes, keys, weight)
 EMBED_BLOCK_VALUES = 1 << 24  # scores of one block of embedding rows (float32): 64 MB
 EMBED_EXTRA = 16              # candidates beyond k per row from the float32 GEMM, rescored exactly
+EMBED_MOST = 8192             # a row with more bfloat16 candidates than this takes the float32 GEMM route
 
 
 @dataclass
@@ -196,60 +197,98 @@ def load_item_embeddings(path: str, n: int) -> np.ndarray:
         raise InputError(f"{path}: {v.shape[0]} rows, but the log has {n} items (one row per item in sorted order "
                          f"of the item ids, or {n + 1} with a padding row first)")
     padding = v.shape[0] - n
-    return finite_vectors(path, v[padding:], first_row=padding)
+    return finite_vectors(path, v[padding:], first_row=padding, keep_float32=True)
 
 
 def embedding_neighbours(vectors: np.ndarray, k: int, similarity: str) -> Edges:
     """Each item's exact top k by cosine (or dot) of its vector, itself excluded, score desc then code asc.
 
     A score is the float64 dot product (divided by both norms for cosine; a zero vector scores 0), rounded
-    to float32 once. Candidates come from a float32 GEMM, k + EMBED_EXTRA per row, and are rescored exactly;
-    a row is kept only if no other item can reach its k-th score (the float32 GEMM's error bound), and is
-    rescored against every item otherwise."""
-    n, d = vectors.shape
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
-    safe = np.where(norms > 0, norms, 1.0)
-    fast = np.ascontiguousarray(vectors / safe[:, None] if similarity == "cosine" else vectors, dtype=np.float32)
-    size = np.sqrt(np.einsum("ij,ij->i", fast.astype(np.float64), fast.astype(np.float64)))
-    eps = 2.0 * (d + 2) * 2.0 ** -24  # |float32 GEMM entry − exact| <= eps·|a|·|b| (inputs rounded, d products)
-    width = min(n - 1, k + EMBED_EXTRA)
-
+    to float32 once. An approximate pass proposes candidates and only they are rescored exactly: where the
+    CPU has AMX tiles, a bfloat16 pass that keeps every item within twice its error bound of a row's k-th
+    approximate score (so no item of the exact top k can be missed); elsewhere a float32 GEMM's best
+    k + EMBED_EXTRA per row, a row being kept only if no other item can reach its k-th score (the GEMM's
+    error bound), and rescored against every item otherwise."""
     from .backends import cpp
 
-    exact_vectors = np.ascontiguousarray(vectors, dtype=np.float64)
+    n, d = vectors.shape
+    if vectors.dtype == np.float64:
+        as_float32 = vectors.astype(np.float32)
+        if np.array_equal(as_float32, vectors):  # the same products from half the bytes
+            vectors = as_float32
+    exact_vectors = np.ascontiguousarray(vectors)
+    if cpp.available():  # the same float64 sums as the rescoring's, for float32 and float64 rows alike
+        every = np.arange(n, dtype=np.int64)
+        norms = np.sqrt(cpp._core.pair_dots(exact_vectors, every, every))
+    else:
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+    safe = np.where(norms > 0, norms, 1.0)
+    if similarity == "cosine":  # unit rows in float32, in blocks: no full-size float64 temporary
+        fast, inverse = np.empty((n, d), dtype=np.float32), 1.0 / safe
+        for lo in range(0, n, 1024):
+            np.multiply(vectors[lo:lo + 1024], inverse[lo:lo + 1024, None], out=fast[lo:lo + 1024],
+                        casting="same_kind")
+    else:
+        fast = np.ascontiguousarray(vectors, dtype=np.float32)
+    size = np.sqrt(np.einsum("ij,ij->i", fast, fast, dtype=np.float64))
 
-    def exact(rows, cols):  # [len(rows), cols.shape[1]] float32 scores, float64 arithmetic
+    def exact(rows, cols):  # float32 scores of the pairs (rows[x], cols[x]), float64 arithmetic
         if cpp.available():  # no gathered copy of the candidates' rows
-            dot = cpp._core.row_dots(exact_vectors, np.ascontiguousarray(rows, dtype=np.int64),
-                                     np.ascontiguousarray(cols, dtype=np.int64))
+            dot = cpp._core.pair_dots(exact_vectors, np.ascontiguousarray(rows, dtype=np.int64),
+                                      np.ascontiguousarray(cols, dtype=np.int64))
         else:
-            dot = np.einsum("rd,rcd->rc", vectors[rows], vectors[cols])
+            dot = np.einsum("xd,xd->x", vectors[rows], vectors[cols])
         if similarity == "cosine":
-            dot = dot / safe[rows][:, None] / safe[cols]
-            dot[(norms[rows] == 0)[:, None] | (norms[cols] == 0)] = 0.0
+            dot = dot / safe[rows] / safe[cols]
+            dot[(norms[rows] == 0) | (norms[cols] == 0)] = 0.0
         return dot.astype(np.float32)
 
     src, dst, out = [], [], []
+    rest = np.arange(n)  # rows for the float32 GEMM route
+    if n > 1 and k >= 1 and size.max() < 1e18 and cpp.available() and cpp._core.embed_amx():
+        # |bf16 score − exact| <= eps·|a|·|b| + tiny: inputs rounded to 8 significant bits (2^-8 each), float32
+        # sums of d products, a float32 rounding of the final score; tiles flush subnormal inputs and sums
+        eps = 2 * 2.0 ** -8 + 2.0 ** -16 + 2 * (d + 2) * 2.0 ** -24 + 2.0 ** -22
+        tiny = 2.0 ** -126 * (2 * np.sqrt(d) * size.max() + d) + 1e-30
+        window = np.ascontiguousarray(2 * (eps * size * size.max() + tiny) * (1 + 1e-6), dtype=np.float64)
+        ptr, cols, overflow = cpp._core.embed_candidates(fast, window, int(k), EMBED_MOST)
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(ptr))
+        scores = exact(rows, cols)
+        order = _rank_order(rows, cols, scores)  # rows ascending, each by score desc then code asc
+        rows, cols, scores = rows[order], cols[order], scores[order]
+        keep = np.arange(len(rows)) - ptr[rows] < k
+        src.append(rows[keep])
+        dst.append(cols[keep])
+        out.append(scores[keep])
+        rest = np.flatnonzero(overflow)  # rows with thousands of near-ties in their window
+
+    width = min(n - 1, k + EMBED_EXTRA)
+    eps = 2.0 * (d + 2) * 2.0 ** -24  # |float32 GEMM entry − exact| <= eps·|a|·|b| (inputs rounded, d products)
     step = max(1, EMBED_BLOCK_VALUES // max(n, 1))
-    for lo in range(0, n, step):
-        rows = np.arange(lo, min(lo + step, n))
+    for lo in range(0, len(rest), step):
+        rows = rest[lo:lo + step]
         approx = fast[rows] @ fast.T
         approx[np.arange(len(rows)), rows] = -np.inf
         cand = _dense_topk(approx, width)
         bound = np.take_along_axis(approx, cand, axis=1).min(axis=1).astype(np.float64) + \
             2 * eps * size[rows] * size.max()  # no item outside the candidates scores above this
-        cols, scores = _best(cand, exact(rows, cand), k)
+        scores = exact(np.repeat(rows, cand.shape[1]), cand.reshape(-1)).reshape(cand.shape)
+        cols, scores = _best(cand, scores, k)
         sure = (scores.shape[1] == k) & (scores[:, -1].astype(np.float64) > bound * (1 + 1e-6) + 1e-30) \
             if width < n - 1 else np.ones(len(rows), dtype=bool)
         for r in np.flatnonzero(~sure).tolist():  # rescored against every item
-            others = np.delete(np.arange(n), rows[r])[None, :]
-            c, s = _best(others, exact(rows[r:r + 1], others), k)
+            others = np.delete(np.arange(n), rows[r])
+            c, s = _best(others[None, :], exact(np.full(n - 1, rows[r]), others)[None, :], k)
             cols[r], scores[r] = c[0], s[0]
         src.append(np.repeat(rows, cols.shape[1]))
         dst.append(cols.reshape(-1))
         out.append(scores.reshape(-1))
     cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
-    return Edges(cat(src, np.int64), cat(dst, np.int64), cat(out, np.float64))
+    src, dst, out = cat(src, np.int64), cat(dst, np.int64), cat(out, np.float64)
+    if len(src) > 1 and np.any(src[1:] < src[:-1]):  # the GEMM route's rows after the others
+        order = np.argsort(src, kind="stable")
+        src, dst, out = src[order], dst[order], out[order]
+    return Edges(src, dst, out, ranked=True)
 
 
 def _dense_topk(scores: np.ndarray, width: int) -> np.ndarray:
@@ -551,6 +590,7 @@ def verify_items(out: str, sample: int = 20, seed: int = 0) -> list:
 
 def _brute_force_neighbours(vectors: np.ndarray, k: int, similarity: str, rows: np.ndarray) -> Edges:
     """Exact top k of some items by scoring every item in float64, one item at a time."""
+    vectors = np.asarray(vectors, dtype=np.float64)
     norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
     src, dst, out = [], [], []
     for i in np.sort(rows).tolist():

@@ -170,18 +170,39 @@ def test_item_neighbours_of_user_sets(tmp_path, backend, metric, shape):
         assert got_score.tolist() == [-s for s, _ in scored]
 
 
-@pytest.mark.parametrize("similarity", ["cosine", "dot"])
-def test_sra_cl_embedding_neighbours(tmp_path, similarity, monkeypatch):
-    """SRA-CL: each item's top 10 by cosine of given vectors, itself excluded; exact, ties by code."""
-    import simmine.itemgraph as items_mod
+EMBED_ROUTES = ["float32 GEMM", "AMX bfloat16", "AMX bfloat16, rows overflowing"]
 
+
+@pytest.fixture(params=EMBED_ROUTES)
+def embed_route(request, monkeypatch):
+    """Each route of embedding_neighbours: the float32 GEMM (with few candidates, so its certificate and its
+    whole-row fallback both run), the AMX bfloat16 screen where the CPU has it, and that screen with a tiny
+    candidate limit, so rows leave it for the GEMM route."""
+    import simmine.itemgraph as items_mod
+    from simmine.backends import cpp
+
+    amx = request.param != "float32 GEMM"
+    if amx and not (cpp.available() and cpp._core.set_embed_amx(True)):
+        pytest.skip("no AMX-BF16 tiles on this CPU")
+    if cpp.available():
+        cpp._core.set_embed_amx(amx)
+    monkeypatch.setattr(items_mod, "EMBED_EXTRA", 2)
+    if request.param.endswith("overflowing"):
+        monkeypatch.setattr(items_mod, "EMBED_MOST", 8)
+    yield request.param
+    if cpp.available():
+        cpp._core.set_embed_amx(True)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_sra_cl_embedding_neighbours(tmp_path, similarity, embed_route):
+    """SRA-CL: each item's top 10 by cosine of given vectors, itself excluded; exact, ties by code."""
     rows = random_log(np.random.default_rng(5), items=60)
     n = len({i for _, i, _ in rows})
     v = np.random.default_rng(6).integers(-2, 3, size=(n, 5)).astype(np.float64)  # integer vectors: many ties
     v[3] = 0.0
     emb = tmp_path / "e.npy"
     np.save(emb, np.vstack([np.zeros((1, 5)), v]))  # with a padding row first
-    monkeypatch.setattr(items_mod, "EMBED_EXTRA", 2)  # few candidates: the certificate and the fallback both run
     g = built(tmp_path, rows, embeddings=str(emb), k=10, similarity=similarity)
     norms = np.linalg.norm(v, axis=1)
     for i in range(n):
@@ -399,16 +420,52 @@ def test_rank_order_equals_lexsort():
         assert np.array_equal(_rank_order(src, dst, w), want), trial
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_continuous_embedding_neighbours_equal_float64_scoring(dtype, embed_route):
+    """Clustered real-valued vectors (many near-ties within bfloat16's error) in float32 and float64: each
+    item's top 5 equals scoring every other item in float64, for every route."""
+    from simmine.itemgraph import embedding_neighbours
+
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((6, 48))
+    v = (centres[rng.integers(0, 6, 400)] + 0.01 * rng.standard_normal((400, 48))).astype(dtype)
+    v[7] = v[8]  # an exact duplicate
+    if embed_route.endswith("overflowing"):  # some rows leave the screen, not all
+        from simmine.backends import cpp
+
+        probe = np.vstack([rng.standard_normal((200, 48)), v[:200]])  # scattered rows, then clustered ones
+        unit = (probe / np.linalg.norm(probe, axis=1, keepdims=True)).astype(np.float32)
+        overflow = cpp._core.embed_candidates(unit, np.full(400, 1e-3), 5, 8)[2]
+        assert overflow[200:].all() and not overflow[:200].all()
+    for similarity in ("cosine", "dot"):
+        edges = embedding_neighbours(v, 5, similarity)
+        x = v.astype(np.float64)
+        norms = np.sqrt((x * x).sum(axis=1))
+        for i in range(0, 400, 7):
+            s = x @ x[i] / (norms * norms[i] if similarity == "cosine" else 1.0)
+            s = s.astype(np.float32)
+            s[i] = -np.inf
+            want = np.lexsort((np.arange(400), -s.astype(np.float64)))[:5]
+            got = edges.dst[edges.src == i]
+            assert got.tolist() == want.tolist(), (similarity, i)
+            assert np.allclose(edges.weight[edges.src == i], s[want], rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.skipif(not simmine.backends.cpp.available(), reason="the C++ core is not built")
-def test_row_dots_equal_float64_dots():
+def test_pair_dots_equal_float64_dots():
     from simmine.backends import cpp
 
     rng = np.random.default_rng(1)
-    v = rng.integers(-3, 4, size=(40, 9)).astype(np.float64)  # integer vectors: every summation order is exact
-    rows, cols = rng.integers(0, 40, size=7), rng.integers(0, 40, size=(7, 5))
-    assert np.array_equal(cpp._core.row_dots(v, rows, cols), np.einsum("rd,rcd->rc", v[rows], v[cols]))
+    v = rng.integers(-3, 4, size=(40, 19)).astype(np.float64)  # integer vectors: every summation order is exact
+    rows, cols = rng.integers(0, 40, size=37), rng.integers(0, 40, size=37)
+    want = np.einsum("xd,xd->x", v[rows], v[cols])
+    assert np.array_equal(cpp._core.pair_dots(v, rows, cols), want)
+    assert np.array_equal(cpp._core.pair_dots(v.astype(np.float32), rows, cols), want)
+    w = rng.standard_normal((40, 19))  # float32 rows give the bits of the same rows as float64
+    assert np.array_equal(cpp._core.pair_dots(w.astype(np.float32), rows, cols),
+                          cpp._core.pair_dots(w.astype(np.float32).astype(np.float64), rows, cols))
     with pytest.raises(ValueError, match="out of range"):
-        cpp._core.row_dots(v, rows, cols + 40)
+        cpp._core.pair_dots(v, rows, cols + 40)
 
 
 def test_co_count_kernel_with_wide_item_codes():
