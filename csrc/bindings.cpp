@@ -641,6 +641,18 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(p, c, o);
     }, "Each row's columns whose bfloat16 score is within window[r] of its k-th (CSR)", py::arg("x"),
        py::arg("window"), py::arg("k"), py::arg("most") = 8192);
+    m.def("bf16_norms", [](py::array x) {
+        // Per row of float32 [n, d]: (‖bf16(x)‖, ‖x − bf16(x)‖) in float64, for the screen's error bound.
+        if (x.ndim() != 2) throw py::value_error("bf16_norms: expected a 2-D float32 array");
+        const int64_t n = x.shape(0), d = x.shape(1);
+        const float* xs = ptr_of<float>(x, "x", n * d);
+        py::array_t<double> rounded(n), residual(n);
+        {
+            py::gil_scoped_release release;
+            bf16_norms(xs, n, d, rounded.mutable_data(), residual.mutable_data());
+        }
+        return py::make_tuple(rounded, residual);
+    }, "Norms of each row's bfloat16 rounding and of its residual", py::arg("x"));
     m.def("embed_amx", []() { return embed_amx(); }, "Whether embed_candidates runs here (AMX-BF16 tiles)");
     m.def("set_embed_amx", [](bool on) {
         embed_amx_enabled() = on;

@@ -114,6 +114,25 @@ inline uint16_t to_bf16(float x) {
     return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
+// Per row of x (float32 [n, d]): the norm of its bfloat16 rounding t and of the residual x − t (exact in
+// float32), summed in float64.
+inline void bf16_norms(const float* x, int64_t n, int64_t d, double* rounded, double* residual) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+        double st = 0.0, sr = 0.0;
+        for (int64_t i = 0; i < d; ++i) {
+            const uint32_t bits = static_cast<uint32_t>(to_bf16(x[r * d + i])) << 16;
+            float t;
+            std::memcpy(&t, &bits, 4);
+            const double rest = static_cast<double>(x[r * d + i]) - static_cast<double>(t);
+            st += static_cast<double>(t) * static_cast<double>(t);
+            sr += rest * rest;
+        }
+        rounded[r] = std::sqrt(st);
+        residual[r] = std::sqrt(sr);
+    }
+}
+
 // One row's screen: every column seen at or above the row's floor, the k-th largest score seen so far minus the row's window. The floor only rises, so the columns within the window of the final
 // k-th are all listed; a last trim removes the others. Scores and columns are kept apart, with 32 free slots
 // past `size`, so a block's hits are stored unbranched.

@@ -246,11 +246,17 @@ def embedding_neighbours(vectors: np.ndarray, k: int, similarity: str) -> Edges:
     src, dst, out = [], [], []
     rest = np.arange(n)  # rows for the float32 GEMM route
     if n > 1 and k >= 1 and size.max() < 1e18 and cpp.available() and cpp._core.embed_amx():
-        # |bf16 score − exact| <= eps·|a|·|b| + tiny: inputs rounded to 8 significant bits (2^-8 each), float32
-        # sums of d products, a float32 rounding of the final score; tiles flush subnormal inputs and sums
-        eps = 2 * 2.0 ** -8 + 2.0 ** -16 + 2 * (d + 2) * 2.0 ** -24 + 2.0 ** -22
+        # Row r against any column c: with t = bf16(x) and x = t + ρ, x_r·x_c − t_r·t_c = ρ_r·t_c + t_r·ρ_c +
+        # ρ_r·ρ_c, bounded by the norms (Cauchy–Schwarz); the tiles add float32 sums of d exact products
+        # (γ·|t_r|·|t_c|) and flush subnormals (tiny); the exact score differs from x_r·x_c by float32
+        # roundings of x and of the score (2^-21 of the norms). Every column's error is below err[r], so
+        # no item of the exact top k scores below the k-th approximate score minus 2·err[r].
+        rounded, residual = cpp._core.bf16_norms(fast)
+        gamma = 1.01 * (d + 2) * 2.0 ** -24
         tiny = 2.0 ** -126 * (2 * np.sqrt(d) * size.max() + d) + 1e-30
-        window = np.ascontiguousarray(2 * (eps * size * size.max() + tiny) * (1 + 1e-6), dtype=np.float64)
+        err = (residual * rounded.max() + rounded * residual.max() + residual * residual.max()
+               + gamma * rounded * rounded.max() + 2.0 ** -21 * size * size.max() + tiny)
+        window = np.ascontiguousarray(2 * err * (1 + 1e-6), dtype=np.float64)
         ptr, cols, overflow = cpp._core.embed_candidates(fast, window, int(k), EMBED_MOST)
         rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(ptr))
         scores = exact(rows, cols)

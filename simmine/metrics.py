@@ -413,10 +413,10 @@ def read_vectors(path: str, rows: str) -> np.ndarray:
 
 
 def finite_vectors(path: str, v: np.ndarray, first_row: int = 0, keep_float32: bool = False) -> np.ndarray:
-    """``v`` as float64 (float32 kept as it is with ``keep_float32``: every float32 is a float64, so exact
-    float64 arithmetic on it is unchanged), or the one-line error naming the file's first row (``first_row`` +
+    """``v`` as float64 (float32 kept as it is, memory-mapped, with ``keep_float32``: every float32 is a
+    float64, so exact float64 arithmetic on it is unchanged), or the one-line error naming the file's first row (``first_row`` +
     index) holding a NaN or an infinity."""
-    v = np.array(v, dtype=np.float32 if keep_float32 and v.dtype == np.float32 else np.float64)
+    v = np.asarray(v) if keep_float32 and v.dtype == np.float32 else np.array(v, dtype=np.float64)
     bad = ~np.isfinite(v).all(axis=1)
     if bad.any():
         raise InputError(f"{path}: row {int(np.argmax(bad)) + first_row} has a NaN or infinite value")
