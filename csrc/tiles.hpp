@@ -485,7 +485,7 @@ struct EditScorer {
     Excluded excluded;
 
     struct Cand {
-        float bound;  // 1 − (max(|A|,|B|) − overlap) / max(|A|,|B|) >= s
+        int32_t overlap;  // multiset |A∩B|: s <= overlap / max(|A|,|B|), since d >= max(|A|,|B|) − overlap
         int32_t col;
     };
     struct Scratch {
@@ -497,6 +497,20 @@ struct EditScorer {
         explicit Scratch(const EditScorer& s) : peq(s.vocab, 0), acc(s.n, 0), batches(EditBatch::kClasses) {}
     };
 
+    // Edit distance when |A| > 64 (sc.peq unused by A): the distance is symmetric, so a B of at most 64
+    // items is the bit-parallel pattern over A; two long sequences take the dynamic programme.
+    int64_t long_distance(const int32_t* a, int64_t la, const int32_t* b, int64_t lb, Scratch& sc) const {
+        if (lb <= 64) {
+            for (int64_t p = 0; p < lb; ++p) sc.peq[b[p]] |= uint64_t(1) << p;
+            const uint64_t* peq = sc.peq.data();
+            const int64_t d = levenshtein_myers64(lb, a, la, [peq](int32_t c) { return peq[c]; });
+            for (int64_t p = 0; p < lb; ++p) sc.peq[b[p]] = 0;
+            return d;
+        }
+        if (static_cast<int64_t>(sc.row.size()) < lb + 1) sc.row.resize(lb + 1);
+        return levenshtein_dp(a, la, b, lb, sc.row.data());
+    }
+
     void listed_begin(int64_t i, Scratch& sc) const {
         if (indptr[i + 1] - indptr[i] <= 64) {
             for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.peq[idx[p]] |= uint64_t(1) << (p - indptr[i]);
@@ -507,13 +521,12 @@ struct EditScorer {
         const int64_t la = indptr[i + 1] - indptr[i];
         const int32_t* b = idx + indptr[j];
         const int64_t lb = indptr[j + 1] - indptr[j];
+        const uint64_t* peq = sc.peq.data();
         int64_t d;
         if (la <= 64) {
-            const uint64_t* peq = sc.peq.data();
             d = levenshtein_myers64(la, b, lb, [peq](int32_t c) { return peq[c]; });
         } else {
-            if (static_cast<int64_t>(sc.row.size()) < lb + 1) sc.row.resize(lb + 1);
-            d = levenshtein_dp(a, la, b, lb, sc.row.data());
+            d = long_distance(a, la, b, lb, sc);
         }
         return levenshtein_from_distance(d, la, lb);
     }
@@ -548,7 +561,7 @@ struct EditScorer {
             sc.acc[j] = 0;
             if (excluded(i, j)) continue;
             const int64_t lb = indptr[j + 1] - indptr[j];
-            sc.cands.push_back(Cand{levenshtein_from_distance(std::max(la, lb) - overlap, la, lb), j});
+            sc.cands.push_back(Cand{overlap, j});
         }
         sc.touched.clear();
         auto push = [&](int32_t j, int64_t d, int64_t lb) {
@@ -570,9 +583,11 @@ struct EditScorer {
             bt.n = 0;
         };
         for (const Cand& c : sc.cands) {
-            if (c.bound < sink.floor()) continue;
             const int32_t* b = idx + indptr[c.col];
             const int64_t lb = indptr[c.col + 1] - indptr[c.col];
+            // the bound overlap / max below the floor, with a slack below one overlap count (no division)
+            const int64_t m = std::max(la, lb);
+            if (m == 0 || static_cast<double>(c.overlap) < static_cast<double>(sink.floor()) * m - 1e-3) continue;
             if (bitparallel && la > 0) {
                 EditBatch& bt = batches[std::min<int64_t>(lb / EditBatch::kWidth, EditBatch::kClasses - 1)];
                 bt.b[bt.n] = b;
@@ -581,13 +596,7 @@ struct EditScorer {
                 if (++bt.n == lanes) flush(bt);
                 continue;
             }
-            int64_t d;
-            if (bitparallel) {
-                d = levenshtein_myers64(la, b, lb, lookup);
-            } else {
-                if (static_cast<int64_t>(sc.row.size()) < lb + 1) sc.row.resize(lb + 1);
-                d = levenshtein_dp(a, la, b, lb, sc.row.data());
-            }
+            const int64_t d = bitparallel ? levenshtein_myers64(la, b, lb, lookup) : long_distance(a, la, b, lb, sc);
             push(c.col, d, lb);
         }
         for (int cls = 0; cls < EditBatch::kClasses; ++cls) {

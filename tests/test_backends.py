@@ -84,6 +84,26 @@ def test_levenshtein_alignment_lanes(lanes):
         cpp._core.set_edit_lanes(0)
 
 
+@pytest.mark.parametrize("backend", NATIVE)
+def test_levenshtein_sequences_longer_than_a_word(backend):
+    """Sequences over 64 items on either side (the bit-parallel pattern is the shorter one; two long ones take
+    the dynamic programme): select, pairs and listed pairs equal the reference."""
+    rng = np.random.default_rng(12)
+    hists = [rng.integers(0, 15, size=int(rng.integers(1, 65) if rng.random() < 0.5 else rng.integers(65, 160))
+                          ).tolist() for _ in range(90)]
+    be = get_backend(backend)
+    tile = prepare_features(_seqs(hists), resolve_metric("levenshtein")).tile(np.arange(90))
+    rows = np.arange(90, dtype=np.int64)
+    k_row = rng.integers(1, 20, size=90).astype(np.int64)
+    for w, g in zip(reference.select(tile, rows, k_row, 0.0), be.select(tile, rows, k_row, 0.0)):
+        np.testing.assert_array_equal(g, w)
+    want = sorted(zip(*[a.tolist() for a in reference.pairs(tile, rows, 0.3)]))
+    assert sorted(zip(*[a.tolist() for a in be.pairs(tile, rows, 0.3)])) == want
+    ptr = np.arange(0, 91 * 7, 7, dtype=np.int64)[:91]
+    cols = rng.integers(0, 90, size=90 * 7).astype(np.int64)
+    np.testing.assert_array_equal(be.score_pairs(tile, rows, ptr, cols), reference.score_pairs(tile, rows, ptr, cols))
+
+
 def test_available_backends_and_auto(monkeypatch):
     names = simmine.available_backends()
     assert "python" in names and names[-1] == "python"
