@@ -580,8 +580,38 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + offsets
 
 
+def first_appearance_codes(users) -> tuple:
+    """(codes int64, dictionary) with codes in order of first appearance, as Arrow's dictionary_encode gives.
+    Integer ids whose rows come user after user (most logs) take one pass over the runs instead of a hash
+    table: a run per user, checked by the runs' values being distinct."""
+    flat = users.combine_chunks() if isinstance(users, pa.ChunkedArray) else users
+    if pa.types.is_integer(flat.type) and flat.null_count == 0 and len(flat) > 1:
+        u = flat.to_numpy(zero_copy_only=False)
+        change = np.empty(len(u), dtype=bool)
+        change[0] = True
+        np.not_equal(u[1:], u[:-1], out=change[1:])
+        starts = np.flatnonzero(change)
+        runs = u[starts]
+        if len(np.unique(runs)) == len(runs):
+            codes = np.cumsum(change, dtype=np.int64) - 1
+            return codes, pa.array(runs, type=flat.type)
+    enc = pc.dictionary_encode(flat)
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+
+
 def encode_sorted(values) -> tuple:
-    """(codes int32, dictionary) with codes in the sorted order of the values."""
+    """(codes int32, dictionary) with codes in the sorted order of the values. Integer values over a span
+    of at most a few per row take a presence table instead of a hash table."""
+    flat = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_integer(flat.type) and flat.null_count == 0 and len(flat):
+        v = flat.to_numpy(zero_copy_only=False)
+        lo, hi = int(v.min()), int(v.max())
+        if hi - lo < 4 * len(v) + 1024 and hi - lo < 2 ** 31 and -2 ** 62 < lo and hi < 2 ** 62:
+            offset = (v.astype(np.int64) - lo) if lo else v  # int64: no wrap in a narrow type
+            present = np.zeros(hi - lo + 1, dtype=bool)
+            present[offset] = True
+            table = np.cumsum(present, dtype=np.int32) - 1
+            return table[offset], pa.array(np.flatnonzero(present) + lo, type=flat.type)
     uniq = pc.unique(values)
     uniq = uniq.take(pc.sort_indices(uniq))
     codes = pc.index_in(values, value_set=uniq)
@@ -623,9 +653,8 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
     if max_len < 1:
         raise InputError(f"--max-len must be at least 1, got {max_len}")
     users = _check_id_type(log, log.user_col)
-    enc = pc.dictionary_encode(users.combine_chunks())  # dictionary in order of first appearance
-    user_codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    n_users = len(enc.dictionary)
+    user_codes, user_dict = first_appearance_codes(users)
+    n_users = len(user_dict)
     order = _user_time_order(user_codes, _time_values(log) if log.time_col is not None else None, n_users)
     lengths = np.bincount(user_codes, minlength=n_users).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
@@ -643,7 +672,7 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
         first = starts[users_kept]
     else:
         first = np.minimum.reduceat(order, starts)[users_kept] if len(order) else np.zeros(0, np.int64)
-    rows = AnchorRows(user_codes, enc.dictionary, _take(order, _ranges(c_begin, c_len)), c_len, _take(order, target_pos),
+    rows = AnchorRows(user_codes, user_dict, _take(order, _ranges(c_begin, c_len)), c_len, _take(order, target_pos),
                       first[owner], users_kept[owner], t.astype(np.int64), int(n_users), len(users_kept))
     if anchors == "prefix":  # nested windows over each user's T (the prefix sweep's stream)
         rows.stream_rows = _take(order, _ranges(s, tl))
@@ -720,11 +749,10 @@ class TrainingSequences:
 def training_sequences(log: Log, split: str = "loo") -> TrainingSequences:
     """The users' training sequences of a log (docs/input.md), for graphs over items."""
     users = _check_id_type(log, log.user_col)
-    enc = pc.dictionary_encode(users.combine_chunks())
-    user_codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    user_codes, user_dict = first_appearance_codes(users)
     order = _user_time_order(user_codes, _time_values(log) if log.time_col is not None else None,
-                             len(enc.dictionary))
-    lengths = np.bincount(user_codes, minlength=len(enc.dictionary)).astype(np.int64)
+                             len(user_dict))
+    lengths = np.bincount(user_codes, minlength=len(user_dict)).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     t_len = np.maximum(lengths - 2, 0) if split == "loo" else lengths
     kept = np.flatnonzero(t_len >= 1)
@@ -734,7 +762,7 @@ def training_sequences(log: Log, split: str = "loo") -> TrainingSequences:
     else:
         codes = item_codes[_take(order, _ranges(starts[kept], t_len[kept]))]
     return TrainingSequences(np.concatenate(([0], np.cumsum(t_len[kept]))).astype(np.int64), codes,
-                             item_values, enc.dictionary.take(pa.array(kept)))
+                             item_values, user_dict.take(pa.array(kept)))
 
 
 def owner_codes(user_of_anchor) -> np.ndarray:

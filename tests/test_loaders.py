@@ -241,3 +241,44 @@ def test_encode_with_equals_arrow_index_in(ids):
     dictionary = dictionary.take(pc.sort_indices(dictionary))
     want = pc.index_in(values, value_set=dictionary).to_numpy()
     assert np.array_equal(encode_with(values, dictionary), want)
+
+
+@pytest.mark.parametrize("ids", ["dense", "negative", "int8", "sparse", "text", "one"])
+def test_encode_sorted_equals_arrow_unique_and_index_in(ids):
+    """Sorted codes through the presence table (integers over a short span) or the hash path equal Arrow's
+    sorted unique values and index_in."""
+    import pyarrow.compute as pc
+
+    from simmine.sequences import encode_sorted
+
+    rng = np.random.default_rng(4)
+    values = {"dense": rng.integers(5, 900, size=5000), "negative": rng.integers(-300, 40, size=3000),
+              "int8": rng.integers(-100, 101, size=700).astype(np.int8),
+              "sparse": rng.integers(0, 10**12, size=50) * 7, "one": np.array([11]),
+              "text": np.array([f"i{v}" for v in rng.integers(0, 300, size=2000)])}[ids]
+    values = pa.chunked_array([pa.array(values[:len(values) // 2]), pa.array(values[len(values) // 2:])])
+    dictionary = pc.unique(values.combine_chunks())
+    dictionary = dictionary.take(pc.sort_indices(dictionary))
+    codes, got = encode_sorted(values)
+    assert got.equals(dictionary) and codes.dtype == np.int32
+    assert np.array_equal(codes, pc.index_in(values, value_set=dictionary).to_numpy())
+
+
+@pytest.mark.parametrize("layout", ["user after user", "interleaved", "text"])
+def test_first_appearance_codes_equal_arrow_dictionary_encode(layout):
+    """User codes through the runs (integer ids, one run per user) or the hash path equal Arrow's
+    dictionary_encode: codes and dictionary in order of first appearance."""
+    import pyarrow.compute as pc
+
+    from simmine.sequences import first_appearance_codes
+
+    rng = np.random.default_rng(5)
+    users = np.repeat(rng.permutation(400) * 3, rng.integers(1, 6, size=400))
+    if layout == "interleaved":
+        users = rng.permutation(users)
+    values = pa.array(users) if layout != "text" else pa.array([f"u{u}" for u in users])
+    values = pa.chunked_array([values[:100], values[100:]])
+    enc = pc.dictionary_encode(values.combine_chunks())
+    codes, dictionary = first_appearance_codes(values)
+    assert dictionary.equals(enc.dictionary)
+    assert np.array_equal(codes, enc.indices.to_numpy().astype(np.int64))
