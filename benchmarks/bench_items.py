@@ -120,7 +120,8 @@ def embeddings(work: str, n: int = 20_000, d: int = 1024, k: int = 10) -> dict:
     t = time.perf_counter()
     embedding_neighbours(v, k, "cosine")
     compute = time.perf_counter() - t
-    route = "AMX bfloat16 screen" if cpp.available() and cpp._core.embed_amx() else "float32 GEMM"
+    screen = cpp._core.embed_screen() if cpp.available() else ""
+    route = {"amx": "AMX bfloat16 screen", "avx512-bf16": "AVX-512 BF16 screen"}.get(screen, "float32 GEMM")
     log = os.path.join(work, "emb-log.txt")
     with open(log, "w") as f:  # every item in one line each, so the log has n items in sorted order
         for u in range(0, n, 5):

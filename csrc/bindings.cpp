@@ -1,6 +1,7 @@
 // The only pybind11 file: checks dtypes and shapes, releases the GIL, calls the kernels in tiles.hpp.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstdint>
@@ -617,13 +618,13 @@ PYBIND11_MODULE(_core, m) {
     }, "Float64 dots of pairs of rows in one fixed summation order", py::arg("vectors"), py::arg("rows"),
        py::arg("cols"));
     m.def("embed_candidates", [](py::array x, py::array window, int64_t k, int64_t most) {
-        // AMX-BF16 screen of float32 [n, d] rows (see embed.hpp) -> (ptr int64 [n + 1], cols int64,
-        // overflow bool [n]: rows to rescore against every column).
+        // bfloat16 screen of float32 [n, d] rows (embed.hpp, the route embed_screen() names) -> (ptr int64
+        // [n + 1], cols int64, overflow bool [n]: rows to rescore against every column).
         if (x.ndim() != 2) throw py::value_error("embed_candidates: expected a 2-D float32 array");
         const int64_t n = x.shape(0), d = x.shape(1);
         const float* xs = ptr_of<float>(x, "x", n * d);
         const double* w = ptr_of<double>(window, "window", n);
-        if (!embed_amx()) throw py::value_error("embed_candidates: this CPU has no AMX-BF16 tiles");
+        if (embed_screen().empty()) throw py::value_error("embed_candidates: no bfloat16 screen runs here");
         if (k < 1) throw py::value_error("embed_candidates: k must be >= 1");
         std::vector<int64_t> ptr;
         std::vector<int32_t> cols;
@@ -653,12 +654,13 @@ PYBIND11_MODULE(_core, m) {
         }
         return py::make_tuple(rounded, residual);
     }, "Norms of each row's bfloat16 rounding and of its residual", py::arg("x"));
-    m.def("embed_amx", []() { return embed_amx(); }, "Whether embed_candidates runs here (AMX-BF16 tiles)");
-    m.def("set_embed_amx", [](bool on) {
-        embed_amx_enabled() = on;
-        return embed_amx();
-    }, "Turn the AMX embedding screen off (false) or back to the CPU's answer (true); returns whether it runs",
-          py::arg("on"));
+    m.def("embed_screens", []() { return embed_screens(); }, "The bfloat16 screens this CPU runs, fastest first");
+    m.def("embed_screen", []() { return embed_screen(); }, "The screen embed_candidates takes now ('' when none)");
+    m.def("set_embed_screen", [](const std::string& name) {
+        if (!set_embed_screen(name)) throw py::value_error("set_embed_screen: this CPU does not run '" + name + "'");
+        return embed_screen();
+    }, "'auto' (the fastest here), '' (none) or a name from embed_screens(); returns the screen taken",
+          py::arg("name"));
     m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
         if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
         if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);

@@ -1,5 +1,6 @@
-// Item-embedding candidates from bfloat16 AMX tiles: for each row, every column whose approximate score
-// could still be among its k best once rescored exactly.
+// Item-embedding candidates from a bfloat16 screen (AMX tiles, or AVX-512 BF16 dot products where the CPU has
+// no tiles): for each row, every column whose approximate score could still be among its k best once
+// rescored exactly.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -7,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -15,23 +17,16 @@
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#define SIMMINE_AMX 1
+#define SIMMINE_X86 1
 #endif
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "tiles.hpp"  // max_threads, OpenMP
 
 namespace simmine {
 
-// Whether this CPU and kernel run AMX-BF16 tiles (asks Linux for the tile state once). set_embed_amx(false)
-// turns the route off (tests run both routes), set_embed_amx(true) returns to the CPU's answer.
-inline bool& embed_amx_enabled() {
-    static bool on = true;
-    return on;
-}
+// Whether this CPU and kernel run AMX-BF16 tiles (asks Linux for the tile state once).
 inline bool amx_cpu() {
-#ifdef SIMMINE_AMX
+#ifdef SIMMINE_X86
     static const bool ok = [] {
         unsigned a = 0, b = 0, c = 0, d = 0;
         if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
@@ -44,7 +39,43 @@ inline bool amx_cpu() {
     return false;
 #endif
 }
-inline bool embed_amx() { return embed_amx_enabled() && amx_cpu(); }
+// Whether this CPU runs AVX-512 BF16 dot products (vdpbf16ps) on zmm registers the OS saves.
+inline bool avx512_bf16_cpu() {
+#ifdef SIMMINE_X86
+    static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    return ok;
+#else
+    return false;
+#endif
+}
+
+// The bfloat16 screens this CPU runs, fastest first.
+inline std::vector<std::string> embed_screens() {
+    std::vector<std::string> out;
+    if (amx_cpu()) out.push_back("amx");
+    if (avx512_bf16_cpu()) out.push_back("avx512-bf16");
+    return out;
+}
+// "auto" (the fastest screen here), "" (none: the caller's float32 GEMM route) or one screen by name; tests
+// set each in turn.
+inline std::string& embed_screen_setting() {
+    static std::string setting = "auto";
+    return setting;
+}
+// The screen embed_candidates takes now, "" when none.
+inline std::string embed_screen() {
+    const std::string& s = embed_screen_setting();
+    if (s != "auto") return s;
+    const std::vector<std::string> all = embed_screens();
+    return all.empty() ? std::string() : all.front();
+}
+// Sets the screen; a name this CPU does not run is an error (never a silent fallback).
+inline bool set_embed_screen(const std::string& name) {
+    const std::vector<std::string> all = embed_screens();
+    if (name != "auto" && !name.empty() && std::find(all.begin(), all.end(), name) == all.end()) return false;
+    embed_screen_setting() = name;
+    return true;
+}
 
 // out[p] = Σ_t a_p[t]·b_p[t] in float64 for four pairs of rows: per pair eight running sums over t mod 8 (an
 // order that vectorises without reassociation, so every CPU gets the same bits), added pairwise at the end.
@@ -77,7 +108,7 @@ inline void pair_dots_block(const T* v, int64_t d, const int64_t* rows, const in
     ordered_dots4(a, b, d, out);
     for (int p = 0; p < 4 && x + p < m; ++p) dots[x + p] = out[p];
 }
-#ifdef SIMMINE_AMX
+#ifdef SIMMINE_X86
 template <class T>
 __attribute__((target("avx512f"))) inline void pair_dots_block_avx512(const T* v, int64_t d, const int64_t* rows,
                                                                       const int64_t* cols, int64_t x, int64_t m,
@@ -90,14 +121,14 @@ __attribute__((target("avx512f"))) inline void pair_dots_block_avx512(const T* v
 // or without AVX-512.
 template <class T>
 inline void pair_dots(const T* v, int64_t d, const int64_t* rows, const int64_t* cols, int64_t m, double* dots) {
-#ifdef SIMMINE_AMX
+#ifdef SIMMINE_X86
     static const bool wide = __builtin_cpu_supports("avx512f");
 #else
     const bool wide = false;
 #endif
 #pragma omp parallel for schedule(static)
     for (int64_t x = 0; x < m; x += 4) {
-#ifdef SIMMINE_AMX
+#ifdef SIMMINE_X86
         if (wide) {
             pair_dots_block_avx512(v, d, rows, cols, x, m, dots);
             continue;
@@ -192,7 +223,7 @@ struct ScreenRow {
     }
 };
 
-#ifdef SIMMINE_AMX
+#ifdef SIMMINE_X86
 struct alignas(64) TileConfig {
     uint8_t palette = 1;
     uint8_t start_row = 0;
@@ -318,28 +349,178 @@ inline void embed_screen_amx(const float* x, int64_t n, int64_t d, const double*
         _tile_release();
     }
 }
-#endif
 
-// The CSR of every row's screened columns, ascending (see embed_screen_amx); ptr has n + 1 entries. A row
-// with more than about `most` columns within its window lists none and is flagged in `overflow`.
-inline void embed_candidates(const float* x, int64_t n, int64_t d, const double* window, int64_t k, int64_t most,
-                             std::vector<int64_t>& ptr, std::vector<int32_t>& cols, std::vector<uint8_t>& overflow) {
-    std::vector<ScreenRow> screen(static_cast<size_t>(n));
-#ifdef SIMMINE_AMX
-    embed_screen_amx(x, n, d, window, k, most, screen);
-#endif
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n; ++r) screen[r].trim();
-    ptr.assign(static_cast<size_t>(n + 1), 0);
-    for (int64_t r = 0; r < n; ++r) ptr[r + 1] = ptr[r] + screen[r].size;
-    cols.resize(static_cast<size_t>(ptr[n]));
-    overflow.resize(static_cast<size_t>(n));
-    for (int64_t r = 0; r < n; ++r) overflow[r] = screen[r].overflow;
+// 32 rows of `a` (per 8 rows, [pairs][8] bfloat16 dim pairs) against the 32 columns of panels b0, b1 (16
+// columns each, [pairs][16] dim pairs): tile[i][j] = float32 sum of the exact bfloat16 products, two dims per
+// vdpbf16ps in ascending order, eight rows at a time in sixteen accumulators.
+__attribute__((target("avx512f,avx512bf16")))
+inline void bf16_tile(const uint32_t* a, int64_t pairs, const uint32_t* b0, const uint32_t* b1, float (*tile)[32]) {
+    for (int64_t i0 = 0; i0 < 32; i0 += 8) {
+        __m512 acc[8][2];
+        for (int i = 0; i < 8; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        const uint32_t* rows = a + i0 * pairs;
+        for (int64_t p = 0; p < pairs; ++p) {
+            const __m512bh lo = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b0 + p * 16));
+            const __m512bh hi = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b1 + p * 16));
+            for (int i = 0; i < 8; ++i) {
+                const __m512bh x = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(rows[p * 8 + i])));
+                acc[i][0] = _mm512_dpbf16_ps(acc[i][0], x, lo);
+                acc[i][1] = _mm512_dpbf16_ps(acc[i][1], x, hi);
+            }
+        }
+        for (int i = 0; i < 8; ++i) {
+            _mm512_store_ps(tile[i0 + i], acc[i][0]);
+            _mm512_store_ps(tile[i0 + i] + 16, acc[i][1]);
+        }
+    }
+}
+
+// The columns' side of a finished block (rows r0.., columns cb.., cb > r0, so no column is its own row):
+// each column's rows at or above the column's floor. Row masks against the 32 columns' floors at once; only
+// the few columns with a hit are visited.
+__attribute__((target("avx512f")))
+inline void scan_block_columns(const float (*tile)[32], int64_t r0, int64_t cb, int64_t n, int64_t k, int64_t most,
+                               const double* window, std::vector<ScreenRow>& screen) {
+    alignas(64) float floors[32];
+    for (int64_t j = 0; j < 32; ++j) floors[j] = cb + j < n ? screen[cb + j].floor : std::numeric_limits<float>::infinity();
+    const __m512 lim_lo = _mm512_load_ps(floors), lim_hi = _mm512_load_ps(floors + 16);
+    alignas(64) uint32_t hits[32];
+    uint32_t any = 0;
+    for (int64_t i = 0; i < 32; ++i) {
+        hits[i] = r0 + i < n ? (_mm512_cmp_ps_mask(_mm512_load_ps(tile[i]), lim_lo, _CMP_GE_OQ) |
+                                (uint32_t(_mm512_cmp_ps_mask(_mm512_load_ps(tile[i] + 16), lim_hi, _CMP_GE_OQ)) << 16))
+                             : 0u;
+        any |= hits[i];
+    }
+    if (!any) return;
+    const __m512i hits_lo = _mm512_load_si512(hits), hits_hi = _mm512_load_si512(hits + 16);
+    while (any) {
+        const int j = __builtin_ctz(any);
+        any &= any - 1;
+        const __m512i bit = _mm512_set1_epi32(static_cast<int>(1u << j));  // column j's rows, as one mask
+        uint32_t rows = _mm512_test_epi32_mask(hits_lo, bit) | (uint32_t(_mm512_test_epi32_mask(hits_hi, bit)) << 16);
+        ScreenRow& row = screen[cb + j];
+        const int64_t from = row.size;
+        while (rows) {
+            const int i = __builtin_ctz(rows);
+            rows &= rows - 1;
+            row.score[row.size] = tile[i][j];
+            row.col[row.size++] = static_cast<int32_t>(r0 + i);
+        }
+        row.settle(from, k, window[cb + j], most);
+    }
+}
+
+// screens[t][r], per thread t, for rows [0, n) of x (float32 [n, d]): together, each column c != r with bf16
+// score s(r, c) >= the k-th largest s(r, ·) over c != r minus window[r] (see merge_screens).
+// Each 32 × 32 block above the diagonal is computed once and scanned for its rows and for its columns; a
+// thread takes groups of four row blocks (256 KB of rows in L2) through every column block right of them,
+// largest groups first.
+__attribute__((target("avx512f,avx512bf16")))
+inline void embed_screen_avx512(const float* x, int64_t n, int64_t d, const double* window, int64_t k, int64_t most,
+                                std::vector<std::vector<ScreenRow>>& screens) {
+    const int64_t pairs = (d + 1) / 2, np = (n + 31) / 32 * 32, blocks = np / 32, group = 4;
+    std::vector<uint32_t> a(static_cast<size_t>(np * pairs), 0);  // per 8 rows: [pairs][8] dim pairs
+    std::vector<uint32_t> b(static_cast<size_t>(np * pairs), 0);  // per 16 columns: [pairs][16] dim pairs
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n; ++r) {
-        std::copy(screen[r].col.begin(), screen[r].col.begin() + screen[r].size, cols.begin() + ptr[r]);
+        for (int64_t p = 0; p < pairs; ++p) {  // the low half holds the even dim
+            const uint32_t pair = to_bf16(x[r * d + 2 * p]) | (2 * p + 1 < d ? uint32_t(to_bf16(x[r * d + 2 * p + 1])) << 16 : 0u);
+            a[(r / 8) * pairs * 8 + p * 8 + r % 8] = pair;
+            b[(r / 16) * pairs * 16 + p * 16 + r % 16] = pair;
+        }
+    }
+    screens.assign(static_cast<size_t>(max_threads()), {});
+#pragma omp parallel
+    {
+        int me = 0;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+#endif
+        std::vector<ScreenRow>& screen = screens[me];
+        screen.resize(static_cast<size_t>(n));
+        alignas(64) float tile[32][32];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t g = 0; g < (blocks + group - 1) / group; ++g) {
+            const int64_t rb0 = g * group, rb1 = std::min(blocks, rb0 + group);
+            for (int64_t cb = rb0; cb < blocks; ++cb) {
+                const uint32_t* b0 = b.data() + 2 * cb * pairs * 16;
+                for (int64_t rb = rb0; rb < std::min(rb1, cb + 1); ++rb) {
+                    bf16_tile(a.data() + rb * 32 * pairs, pairs, b0, b0 + pairs * 16, tile);
+                    scan_block(tile, rb * 32, cb * 32, n, k, most, window, screen);
+                    if (cb != rb) scan_block_columns(tile, rb * 32, cb * 32, n, k, most, window, screen);
+                }
+            }
+        }
+    }
+}
+#endif
+
+// The CSR of every row's screened columns, ascending, from one screen per thread: a row keeps the columns at or
+// above the k-th largest of all its screens' scores minus window[r] (each screen's floor is at or below that,
+// so none is missing). A row with more than about `most` columns within its window lists none and is flagged
+// in `overflow`.
+inline void merge_screens(std::vector<std::vector<ScreenRow>>& screens, int64_t n, int64_t k, const double* window,
+                          int64_t most, std::vector<int64_t>& ptr, std::vector<int32_t>& cols,
+                          std::vector<uint8_t>& overflow) {
+    overflow.assign(static_cast<size_t>(n), 0);
+    std::vector<float> floor(static_cast<size_t>(n), -std::numeric_limits<float>::infinity());
+    ptr.assign(static_cast<size_t>(n + 1), 0);
+#pragma omp parallel
+    {
+        std::vector<float> best;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < n; ++r) {
+            best.clear();
+            for (auto& screen : screens) {
+                overflow[r] |= screen[r].overflow;
+                best.insert(best.end(), screen[r].best.begin(), screen[r].best.end());
+            }
+            if (static_cast<int64_t>(best.size()) >= k) {  // rounded down, as ScreenRow::settle rounds
+                std::nth_element(best.begin(), best.begin() + (k - 1), best.end(), std::greater<float>());
+                floor[r] = std::nextafter(static_cast<float>(static_cast<double>(best[k - 1]) - window[r]),
+                                          -std::numeric_limits<float>::infinity());
+            }
+            int64_t count = 0;
+            for (auto& screen : screens) {
+                const ScreenRow& row = screen[r];
+                for (int64_t t = 0; t < row.size; ++t) count += row.score[t] >= floor[r];
+            }
+            if (count > most) overflow[r] = 1;
+            ptr[r + 1] = overflow[r] ? 0 : count;
+        }
+    }
+    for (int64_t r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
+    cols.resize(static_cast<size_t>(ptr[n]));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+        if (overflow[r]) continue;
+        int64_t at = ptr[r];
+        for (auto& screen : screens) {
+            const ScreenRow& row = screen[r];
+            for (int64_t t = 0; t < row.size; ++t) {
+                if (row.score[t] >= floor[r]) cols[at++] = row.col[t];
+            }
+        }
         std::sort(cols.begin() + ptr[r], cols.begin() + ptr[r + 1]);
     }
+}
+
+// The CSR of every row's screened columns by the screen embed_screen() names (see merge_screens).
+inline void embed_candidates(const float* x, int64_t n, int64_t d, const double* window, int64_t k, int64_t most,
+                             std::vector<int64_t>& ptr, std::vector<int32_t>& cols, std::vector<uint8_t>& overflow) {
+    std::vector<std::vector<ScreenRow>> screens;
+    const std::string route = embed_screen();
+#ifdef SIMMINE_X86
+    if (route == "amx") {
+        screens.resize(1, std::vector<ScreenRow>(static_cast<size_t>(n)));
+        embed_screen_amx(x, n, d, window, k, most, screens[0]);
+    } else if (route == "avx512-bf16") {
+        embed_screen_avx512(x, n, d, window, k, most, screens);
+    }
+#endif
+    if (screens.empty()) screens.resize(1, std::vector<ScreenRow>(static_cast<size_t>(n)));
+    merge_screens(screens, n, k, window, most, ptr, cols, overflow);
 }
 
 }  // namespace simmine

@@ -560,7 +560,6 @@ struct EditScorer {
             const int32_t overlap = sc.acc[j];
             sc.acc[j] = 0;
             if (excluded(i, j)) continue;
-            const int64_t lb = indptr[j + 1] - indptr[j];
             sc.cands.push_back(Cand{overlap, j});
         }
         sc.touched.clear();

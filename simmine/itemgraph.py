@@ -205,8 +205,8 @@ def embedding_neighbours(vectors: np.ndarray, k: int, similarity: str) -> Edges:
 
     A score is the float64 dot product (divided by both norms for cosine; a zero vector scores 0), rounded
     to float32 once. An approximate pass proposes candidates and only they are rescored exactly: where the
-    CPU has AMX tiles, a bfloat16 pass that keeps every item within twice its error bound of a row's k-th
-    approximate score (so no item of the exact top k can be missed); elsewhere a float32 GEMM's best
+    CPU has AMX tiles or AVX-512 BF16, a bfloat16 pass that keeps every item within twice its error bound of a
+    row's k-th approximate score (so no item of the exact top k can be missed); elsewhere a float32 GEMM's best
     k + EMBED_EXTRA per row, a row being kept only if no other item can reach its k-th score (the GEMM's
     error bound), and rescored against every item otherwise."""
     from .backends import cpp
@@ -245,10 +245,10 @@ def embedding_neighbours(vectors: np.ndarray, k: int, similarity: str) -> Edges:
 
     src, dst, out = [], [], []
     rest = np.arange(n)  # rows for the float32 GEMM route
-    if n > 1 and k >= 1 and size.max() < 1e18 and cpp.available() and cpp._core.embed_amx():
+    if n > 1 and k >= 1 and size.max() < 1e18 and cpp.available() and cpp._core.embed_screen():
         # Row r against any column c: with t = bf16(x) and x = t + ρ, x_r·x_c − t_r·t_c = ρ_r·t_c + t_r·ρ_c +
-        # ρ_r·ρ_c, bounded by the norms (Cauchy–Schwarz); the tiles add float32 sums of d exact products
-        # (γ·|t_r|·|t_c|) and flush subnormals (tiny); the exact score differs from x_r·x_c by float32
+        # ρ_r·ρ_c, bounded by the norms (Cauchy–Schwarz); AMX tiles and vdpbf16ps add float32 sums of d exact
+        # products (γ·|t_r|·|t_c|) and flush subnormals (tiny); the exact score differs from x_r·x_c by float32
         # roundings of x and of the score (2^-21 of the norms). Every column's error is below err[r], so
         # no item of the exact top k scores below the k-th approximate score minus 2·err[r].
         rounded, residual = cpp._core.bf16_norms(fast)

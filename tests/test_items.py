@@ -170,28 +170,29 @@ def test_item_neighbours_of_user_sets(tmp_path, backend, metric, shape):
         assert got_score.tolist() == [-s for s, _ in scored]
 
 
-EMBED_ROUTES = ["float32 GEMM", "AMX bfloat16", "AMX bfloat16, rows overflowing"]
+EMBED_SCREENS = {"AMX bfloat16": "amx", "AVX-512 BF16": "avx512-bf16"}
+EMBED_ROUTES = ["float32 GEMM"] + [f"{name}{tail}" for name in EMBED_SCREENS for tail in ("", ", rows overflowing")]
 
 
 @pytest.fixture(params=EMBED_ROUTES)
 def embed_route(request, monkeypatch):
     """Each route of embedding_neighbours: the float32 GEMM (with few candidates, so its certificate and its
-    whole-row fallback both run), the AMX bfloat16 screen where the CPU has it, and that screen with a tiny
+    whole-row fallback both run), each bfloat16 screen where the CPU has it, and each screen with a tiny
     candidate limit, so rows leave it for the GEMM route."""
     import simmine.itemgraph as items_mod
     from simmine.backends import cpp
 
-    amx = request.param != "float32 GEMM"
-    if amx and not (cpp.available() and cpp._core.set_embed_amx(True)):
-        pytest.skip("no AMX-BF16 tiles on this CPU")
+    screen = EMBED_SCREENS.get(request.param.split(",")[0], "")
+    if screen and not (cpp.available() and screen in cpp._core.embed_screens()):
+        pytest.skip(f"this CPU does not run the {screen} screen")
     if cpp.available():
-        cpp._core.set_embed_amx(amx)
+        cpp._core.set_embed_screen(screen)
     monkeypatch.setattr(items_mod, "EMBED_EXTRA", 2)
     if request.param.endswith("overflowing"):
         monkeypatch.setattr(items_mod, "EMBED_MOST", 8)
     yield request.param
     if cpp.available():
-        cpp._core.set_embed_amx(True)
+        cpp._core.set_embed_screen("auto")
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
@@ -450,6 +451,46 @@ def test_continuous_embedding_neighbours_equal_float64_scoring(dtype, embed_rout
             assert got.tolist() == want.tolist(), (similarity, i)
             assert np.allclose(edges.weight[edges.src == i], s[want], rtol=1e-6, atol=1e-7)
 
+
+
+def _bf16(x: np.ndarray) -> np.ndarray:
+    """float32 → bfloat16 (round to nearest even) → float64, the screens' rounding of their inputs."""
+    bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("screen", ["amx", "avx512-bf16"])
+def test_embed_screen_lists_the_window_of_each_rows_kth(screen):
+    """Each screen's candidates against bfloat16 scores summed in float64: every column within the window of
+    the row's k-th score is listed and none far below it (odd dims, rows not filling a block, duplicates and a
+    zero row, a thread's screens merged with the other's)."""
+    from simmine.backends import cpp
+
+    if not (cpp.available() and screen in cpp._core.embed_screens()):
+        pytest.skip(f"this CPU does not run the {screen} screen")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((333, 37)).astype(np.float32)
+    x[10] = x[11]
+    x[20] = 0.0
+    window = rng.uniform(0.0, 2.0, size=333)
+    try:
+        cpp._core.set_embed_screen(screen)
+        ptr, cols, overflow = cpp._core.embed_candidates(x, window, 5, 10_000)
+    finally:
+        cpp._core.set_embed_screen("auto")
+    assert not overflow.any()
+    t = _bf16(x)
+    scores = t @ t.T
+    slack = 1e-4 * np.abs(t).sum(axis=1).max() ** 2 / 37  # float32 sums of 37 products, well inside
+    for r in range(333):
+        s = np.delete(scores[r], r)
+        others = np.delete(np.arange(333), r)
+        kth = np.sort(s)[-5]
+        got = set(cols[ptr[r]:ptr[r + 1]].tolist())
+        assert r not in got
+        assert set(others[s >= kth - window[r] + slack].tolist()) <= got, r
+        assert got <= set(others[s >= kth - window[r] - slack].tolist()), r
 
 @pytest.mark.skipif(not simmine.backends.cpp.available(), reason="the C++ core is not built")
 def test_pair_dots_equal_float64_dots():
