@@ -332,15 +332,24 @@ struct CosineScorer {
         else accumulate(i, j_min, sc, sink);
     }
 
-    // acc[j] += wi · w_j(v) for the rows j >= j_min holding code v.
+    // acc[j] += wi · w_j(v) for the rows j >= j_min holding code v. touched has room for every row (reserved),
+    // so the loop keeps its pointers in registers and stores new rows unchecked.
     void add_postings(int32_t v, double wi, int64_t j_min, Scratch& sc) const {
         const auto [first, last] = postings_from(pptr, prow, v, j_min);
         const double* weight = pw + (first - prow);
+        double* acc = sc.acc.data();
+        uint8_t* mark = sc.mark.data();
+        const std::size_t before = sc.touched.size();
+        sc.touched.resize(before + static_cast<std::size_t>(last - first));
+        int32_t* out = sc.touched.data() + before;
         for (const int32_t* q = first; q < last; ++q, ++weight) {
             const int32_t j = *q;
-            if (!sc.mark[j]) { sc.mark[j] = 1; sc.touched.push_back(j); }
-            sc.acc[j] += wi * *weight;
+            *out = j;
+            out += mark[j] ^ 1;
+            mark[j] = 1;
+            acc[j] += wi * *weight;
         }
+        sc.touched.resize(static_cast<std::size_t>(out - sc.touched.data()));
     }
 
     template <class Sink>
@@ -400,41 +409,36 @@ struct CosineScorer {
         const bool low_floor = want > 0 && want <= kLowFloorK;
         // Light codes alone give a lower bound of each cosine (heavy weights add >= 0): the k-th largest of
         // them bounds the k-th best score from below, so a pair whose upper bound is under it is never
-        // pushed. push_floor rises as those lower bounds arrive; one pass keeps the pairs whose Cauchy–Schwarz
-        // bound reaches it (with their light cosine), a second keeps those whose exact heavy part does.
+        // pushed. A first pass finds that push_floor; a second keeps the pairs whose Cauchy–Schwarz bound
+        // reaches it (with their light cosine) and, of those, the ones whose exact heavy part does.
         double push_floor = kBelow * sink.floor();
         const double inv_i = inv_norms[i];
         sc.lows.clear();
         sc.cands.clear();
-        for (int32_t j : sc.touched) {
-            const double low = sc.acc[j] * inv_i * inv_norms[j];
-            sc.acc[j] = 0.0;
-            if (excluded(i, j) || inv_norms[j] <= 0.0) continue;  // a zero row scores 0
-            if (low_floor) {
+        if (low_floor) {
+            for (int32_t j : sc.touched) {
+                if (excluded(i, j) || inv_norms[j] <= 0.0) continue;  // a zero row scores 0
+                const double low = sc.acc[j] * inv_i * inv_norms[j];
                 if (static_cast<int64_t>(sc.lows.size()) < want) {
                     sc.lows.push_back(low);
                     std::push_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
-                    if (static_cast<int64_t>(sc.lows.size()) == want) {
-                        push_floor = std::max(push_floor, kBelow * sc.lows.front());
-                    }
                 } else if (low > sc.lows.front()) {
                     std::pop_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
                     sc.lows.back() = low;
                     std::push_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
-                    push_floor = std::max(push_floor, kBelow * sc.lows.front());
                 }
             }
-            if (low * (1.0 + 1e-9) + hi * heavy_norm[j] >= push_floor) sc.cands.push_back(Cand{low, j});
+            if (static_cast<int64_t>(sc.lows.size()) == want) push_floor = std::max(push_floor, kBelow * sc.lows.front());
         }
-        std::size_t kept = 0;
-        for (const Cand& c : sc.cands) {
-            const int32_t j = c.col;
-            const double light = c.ub * (1.0 + 1e-9);
+        for (int32_t j : sc.touched) {
+            const double low = sc.acc[j] * inv_i * inv_norms[j];
+            sc.acc[j] = 0.0;
+            if (excluded(i, j) || inv_norms[j] <= 0.0) continue;
+            const double light = low * (1.0 + 1e-9);
             if (light + hi * heavy_norm[j] < push_floor) continue;
             const double ub = light + heavy_dot(sc, j) * inv_i * inv_norms[j] * (1.0 + 1e-9);
-            if (ub >= push_floor) sc.cands[kept++] = Cand{ub, j};
+            if (ub >= push_floor) sc.cands.push_back(Cand{ub, j});
         }
-        sc.cands.resize(kept);
         // a pair below push_floor never enters: the lowest score that still can
         auto floor = [&]() { return std::max(push_floor, kBelow * sink.floor()); };
         if (low_floor) {  // a few candidates: best bound first, stop where the bound falls under the floor
