@@ -53,6 +53,14 @@ std::tuple<const int64_t*, const int32_t*, int64_t> checked_csr(const py::array&
     return {indptr, codes, rows};
 }
 
+// A NumPy copy of a std::vector.
+template <class T>
+py::array_t<T> as_array(const std::vector<T>& v) {
+    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+}
+
 // (counts, cols, scores) of a block's per-row results, rows in order.
 py::tuple block_result(const BlockOutput& out, int64_t nrows) {
     int64_t total = 0;
@@ -477,15 +485,20 @@ PYBIND11_MODULE(_core, m) {
             py::gil_scoped_release release;
             s = user_item_sets(indptr, codes, users, vocab);
         }
-        auto as_array = [](const auto& v) {
-            py::array_t<typename std::decay_t<decltype(v)>::value_type> a(static_cast<py::ssize_t>(v.size()));
-            std::copy(v.begin(), v.end(), a.mutable_data());
-            return a;
-        };
         return py::make_tuple(as_array(s.user_ptr), as_array(s.user_items), as_array(s.item_ptr),
                               as_array(s.item_users));
     }, "Unique items per user and users per item, both ascending: (user_ptr, user_items, item_ptr, item_users)",
           py::arg("indptr"), py::arg("codes"), py::arg("vocab"));
+    m.def("unique_per_row", [](py::array indptr_in, py::array codes_in, int64_t vocab) {
+        const auto [indptr, codes, rows] = checked_csr(indptr_in, codes_in, vocab);
+        RowSets s;
+        {
+            py::gil_scoped_release release;
+            s = unique_per_row(indptr, codes, rows, vocab);
+        }
+        return py::make_tuple(as_array(s.ptr), as_array(s.codes), as_array(s.counts));
+    }, "Each row's codes ascending without repeats and their counts: (indptr, codes, counts)", py::arg("indptr"),
+          py::arg("codes"), py::arg("vocab"));
     m.def("users_per_item", [](py::array indptr_in, py::array codes_in, int64_t vocab) {
         const auto [indptr, codes, users] = checked_csr(indptr_in, codes_in, vocab);
         py::array_t<int64_t> out(vocab);

@@ -318,9 +318,18 @@ struct CosineScorer {
     struct Scratch {
         std::vector<double> acc, table, lows;
         std::vector<uint8_t> mark;
-        std::vector<int32_t> touched;
+        std::vector<int32_t> touched_rows;  // [0, touched) hold the rows met, one slot to spare
+        int64_t touched = 0;
         std::vector<Cand> cands;
-        explicit Scratch(const CosineScorer& s) : acc(s.n, 0.0), table(s.vocab, 0.0), mark(s.n, 0) {}
+        explicit Scratch(const CosineScorer& s)
+            : acc(s.n, 0.0), table(s.vocab, 0.0), mark(s.n, 0), touched_rows(static_cast<size_t>(s.n + 1)) {}
+        struct Range {
+            const int32_t* first;
+            const int32_t* last;
+            const int32_t* begin() const { return first; }
+            const int32_t* end() const { return last; }
+        };
+        Range rows_met() const { return {touched_rows.data(), touched_rows.data() + touched}; }
     };
     // Top-k requests up to this k take their first floor from the light-code cosines (see bounded).
     static constexpr int64_t kLowFloorK = 64;
@@ -332,16 +341,14 @@ struct CosineScorer {
         else accumulate(i, j_min, sc, sink);
     }
 
-    // acc[j] += wi · w_j(v) for the rows j >= j_min holding code v. touched has room for every row (reserved),
-    // so the loop keeps its pointers in registers and stores new rows unchecked.
+    // acc[j] += wi · w_j(v) for the rows j >= j_min holding code v; a row met for the first time is listed in
+    // sc's touched rows (room for all n and one more, so each row is stored unchecked and kept if new).
     void add_postings(int32_t v, double wi, int64_t j_min, Scratch& sc) const {
         const auto [first, last] = postings_from(pptr, prow, v, j_min);
         const double* weight = pw + (first - prow);
         double* acc = sc.acc.data();
         uint8_t* mark = sc.mark.data();
-        const std::size_t before = sc.touched.size();
-        sc.touched.resize(before + static_cast<std::size_t>(last - first));
-        int32_t* out = sc.touched.data() + before;
+        int32_t* out = sc.touched_rows.data() + sc.touched;
         for (const int32_t* q = first; q < last; ++q, ++weight) {
             const int32_t j = *q;
             *out = j;
@@ -349,7 +356,7 @@ struct CosineScorer {
             mark[j] = 1;
             acc[j] += wi * *weight;
         }
-        sc.touched.resize(static_cast<std::size_t>(out - sc.touched.data()));
+        sc.touched = out - sc.touched_rows.data();
     }
 
     template <class Sink>
@@ -357,7 +364,7 @@ struct CosineScorer {
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) {
             add_postings(idx[p], w[p], j_min, sc);
         }
-        for (int32_t j : sc.touched) {
+        for (int32_t j : sc.rows_met()) {
             const double dot = sc.acc[j];
             sc.acc[j] = 0.0;
             sc.mark[j] = 0;
@@ -365,7 +372,7 @@ struct CosineScorer {
             const float s = cosine_from_dot(dot, norms[i], norms[j]);
             if (s > 0.0f) sink.push(j, s);
         }
-        sc.touched.clear();
+        sc.touched = 0;
     }
 
     void listed_begin(int64_t i, Scratch& sc) const {
@@ -416,7 +423,7 @@ struct CosineScorer {
         sc.lows.clear();
         sc.cands.clear();
         if (low_floor) {
-            for (int32_t j : sc.touched) {
+            for (int32_t j : sc.rows_met()) {
                 if (excluded(i, j) || inv_norms[j] <= 0.0) continue;  // a zero row scores 0
                 const double low = sc.acc[j] * inv_i * inv_norms[j];
                 if (static_cast<int64_t>(sc.lows.size()) < want) {
@@ -430,7 +437,7 @@ struct CosineScorer {
             }
             if (static_cast<int64_t>(sc.lows.size()) == want) push_floor = std::max(push_floor, kBelow * sc.lows.front());
         }
-        for (int32_t j : sc.touched) {
+        for (int32_t j : sc.rows_met()) {
             const double low = sc.acc[j] * inv_i * inv_norms[j];
             sc.acc[j] = 0.0;
             if (excluded(i, j) || inv_norms[j] <= 0.0) continue;
@@ -466,8 +473,8 @@ struct CosineScorer {
                 if (s > 0.0f) sink.push(j, s);
             }
         }
-        for (int32_t j : sc.touched) sc.mark[j] = 0;
-        sc.touched.clear();
+        for (int32_t j : sc.rows_met()) sc.mark[j] = 0;
+        sc.touched = 0;
         for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.table[idx[p]] = 0.0;
     }
 };

@@ -311,11 +311,17 @@ class Tile:
 
 
 def _unique_per_row(indptr: np.ndarray, codes: np.ndarray):
-    """Per row, the ascending unique codes and their counts: (indptr, codes, counts)."""
+    """Per row, the ascending unique codes and their counts: (indptr, codes, counts). Counting passes in the
+    C++ core where it is built (codes in [0, 2³¹)), one sort of row·span + code otherwise."""
+    from .backends import cpp
+
     n = len(indptr) - 1
     if len(codes) == 0:
         return np.zeros(n + 1, dtype=np.int64), codes.astype(np.int32), np.zeros(0, dtype=np.int64)
     span = int(codes.max()) + 1
+    if cpp.available() and int(codes.min()) >= 0 and span < 2 ** 31:
+        return cpp._core.unique_per_row(np.ascontiguousarray(indptr, dtype=np.int64),
+                                        np.ascontiguousarray(codes, dtype=np.int32), span)
     key = np.repeat(np.arange(n, dtype=np.int64) * span, np.diff(indptr)) + codes  # row-major, then code
     key.sort()  # one int64 sort: 3-4x faster than lexsort on two keys
     first = np.ones(len(key), dtype=bool)
