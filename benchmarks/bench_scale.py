@@ -13,12 +13,14 @@ measurement.
 
     python benchmarks/bench_scale.py --out bench-out [--users 1000000] [--cities 5] [--days 20]
 
-With --memory-gb the build streams its log through spill files (simmine build --memory-gb), which is how a
-20M-sequence log fits this machine; --engines ray then skips the in-memory local run, which would not fit,
-and the identity of streamed and in-memory output is left to the tests. The 20M run of the README:
+The first engine of --engines is the build measured; a second one (local, in memory) checks that its output
+is identical. With --memory-gb the measured build streams its log through spill files (simmine build
+--memory-gb), which is how a 20M-sequence log fits this machine; --engines ray or --engines local then skips
+the in-memory local run, which would not fit, and the identity of streamed and in-memory output is left to
+the tests. The 20M run of the README, streamed on the local engine:
 
     simmine synth synth-20M.parquet --users 20000000 --items 1000000 --cities 5 --days 400
-    python benchmarks/bench_scale.py --out bench-out --log synth-20M.parquet --memory-gb 4 --engines ray \
+    python benchmarks/bench_scale.py --out bench-out --log synth-20M.parquet --memory-gb 4 --engines local \
         --max-output-gb 20 --name scale-20M
 """
 from __future__ import annotations
@@ -132,7 +134,9 @@ def main():
     ap.add_argument("--node-hour-usd", type=float, default=0.80, help="assumed price of one node-hour")
     ap.add_argument("--log", default=None, help="reuse this synthetic log instead of writing one")
     ap.add_argument("--memory-gb", type=float, default=None, help="stream the build within this budget")
-    ap.add_argument("--engines", default="ray,local", help="ray,local (default) or ray alone")
+    ap.add_argument("--engines", default="ray,local",
+                    help="the measured engine, then optionally local for the identity check: ray,local (default), "
+                         "ray or local")
     ap.add_argument("--max-output-gb", type=float, default=8.0)
     ap.add_argument("--work", default=None, help="directory for the outputs (default: a temporary one)")
     ap.add_argument("--name", default="scale", help="result files NAME.json and NAME.md")
@@ -143,34 +147,40 @@ def main():
         if not args.log:
             synth(path, users=args.users, items=args.items, mean_len=40, zipf=1.0, cities=args.cities,
                   days=args.days, seed=3)
-        t_ray, rss_ray, disk_ray, m_ray = timed_build(path, os.path.join(tmp, "ray"), "ray", args.memory_gb,
-                                                      args.max_output_gb)
+        engines = args.engines.split(",")
+        engine = engines[0]
+        t_main, rss_main, disk_main, m = timed_build(path, os.path.join(tmp, "main"), engine, args.memory_gb,
+                                                     args.max_output_gb)
         same = None
-        if "local" in args.engines.split(","):
+        if len(engines) > 1:
             t_loc, rss_loc, _, m_loc = timed_build(path, os.path.join(tmp, "local"), "local", None, args.max_output_gb)
-            same = all(m_ray["files"][f]["sha256"] == m_loc["files"][f]["sha256"] for f in m_loc["files"])
-        seqs = simmine.open(os.path.join(tmp, "ray")).sequences()
+            same = all(m["files"][f]["sha256"] == m_loc["files"][f]["sha256"] for f in m_loc["files"])
+        seqs = simmine.open(os.path.join(tmp, "main")).sequences()
         sizes = pc.value_counts(seqs.column("bucket")).field("counts").to_numpy()
-        n = m_ray["n_anchors"]
+        n = m["n_anchors"]
         entries = sum(len(b.column("history").values) for b in seqs.to_batches())  # >= the codes put
         del seqs
         store_in = entries * 4 + (n + 1) * 8 + 2 * 8 * n  # features CSR (int32 codes, int64 ptr) + plan
-        store_out = m_ray["pairs"]["weak_kept"] * 8 + (n + m_ray["ray"]["tasks"]) * 8
-        out_bytes = sum(f["bytes"] for f in m_ray["files"].values())
+        store_out = m["pairs"]["weak_kept"] * 8 + (n + (m.get("ray") or {}).get("tasks", 0)) * 8
+        out_bytes = sum(f["bytes"] for f in m["files"].values())
     cores = os.cpu_count() or 1
-    score_s = m_ray["elapsed_s"]["score"]
+    stages = m["elapsed_s"]
+    score_s = stages["mine"]
     per_core = n / (score_s * cores)  # anchors per core-second, buckets of this size
-    fixed = t_ray - score_s           # load, prepare, strong, write (per node, proportional to its share)
+    fixed = t_main - score_s          # load, prepare, strong, write (per node, proportional to its share)
+    measured = {"engine": engine, "seconds": round(t_main, 2), "peak_rss_gib": round(rss_main / 2**30, 2),
+                "peak_work_dir_gib": round(disk_main / 2**30, 2), "memory": m["_memory"], "stages": stages,
+                "load_and_anchors_share": round((stages.get("load", 0) + stages.get("anchors", 0)) / t_main, 4)}
+    if engine == "ray":
+        measured.update({"tasks": m["ray"]["tasks"], "tasks_per_s": round(m["ray"]["tasks"] / score_s, 3),
+                         "object_store_bytes_in_upper_bound": int(store_in), "object_store_bytes_out": int(store_out)})
     row = {
         "N": n, "buckets": int(len(sizes)),
         "bucket_size": {"mean": float(sizes.mean()), "median": float(np.median(sizes)), "max": int(sizes.max())},
-        "compared_pairs": m_ray["pairs"]["compared"],
-        "memory_gb": args.memory_gb, "streamed": m_ray.get("streamed"),
+        "compared_pairs": m["pairs"]["compared"],
+        "memory_gb": args.memory_gb, "streamed": m.get("streamed"),
         "output_gb": round(out_bytes / 2**30, 2),
-        "ray": {"seconds": round(t_ray, 2), "peak_rss_gib": round(rss_ray / 2**30, 2), "tasks": m_ray["ray"]["tasks"],
-                "peak_work_dir_gib": round(disk_ray / 2**30, 2), "memory": m_ray["_memory"],
-                "tasks_per_s": round(m_ray["ray"]["tasks"] / score_s, 3), "stages": m_ray["elapsed_s"],
-                "object_store_bytes_in_upper_bound": int(store_in), "object_store_bytes_out": int(store_out)},
+        "build": measured,
         "local": {"seconds": round(t_loc, 2), "peak_rss_gib": round(rss_loc / 2**30, 2)} if same is not None else None,
         "identical_output": same,
         "anchors_per_core_second": round(per_core, 1),
@@ -188,17 +198,19 @@ def main():
         json.dump(row, f, indent=2)
     lines = [f"N = {n:,} sequences in {len(sizes)} city×day buckets (mean {sizes.mean():,.0f}, max {sizes.max():,}), "
              f"{row['compared_pairs']:,} compared pairs, jaccard top-10, {cores} cores",
-             f"ray:   {t_ray:.1f} s, peak RSS {rss_ray / 2**30:.2f} GiB (process tree; private "
-             f"{m_ray['_memory']['peak_private_gib']:.2f} GiB), {m_ray['ray']['tasks']} tasks, "
-             f"{row['ray']['tasks_per_s']} tasks/s, object store ≤ {store_in / 1e6:.0f} MB in (features, once) + "
-             f"{store_out / 1e6:.0f} MB out (lists)"]
+             f"{engine}: {t_main:.1f} s, peak RSS {rss_main / 2**30:.2f} GiB (process tree; private "
+             f"{m['_memory']['peak_private_gib']:.2f} GiB); load + anchors {measured['load_and_anchors_share']:.1%}"
+             " of the build"]
+    if engine == "ray":
+        lines.append(f"ray: {m['ray']['tasks']} tasks, {measured['tasks_per_s']} tasks/s, object store ≤ "
+                     f"{store_in / 1e6:.0f} MB in (features, once) + {store_out / 1e6:.0f} MB out (lists)")
     if args.memory_gb:
-        lines.append(f"streamed with --memory-gb {args.memory_gb}: {m_ray['streamed']['partitions']} user partitions, "
-                     f"{m_ray['streamed']['groups']} bucket groups, work directory peak {disk_ray / 2**30:.1f} GiB, "
+        lines.append(f"streamed with --memory-gb {args.memory_gb}: {m['streamed']['partitions']} user partitions, "
+                     f"{m['streamed']['groups']} bucket groups, work directory peak {disk_main / 2**30:.1f} GiB, "
                      f"output {out_bytes / 2**30:.1f} GiB; stages (s): "
-                     + ", ".join(f"{k} {v:.0f}" for k, v in m_ray["elapsed_s"].items()))
+                     + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
         lines.append("peak memory per stage, GiB (RSS / private): " + ", ".join(
-            f"{k} {v['rss_gib']:.1f} / {v['private_gib']:.1f}" for k, v in m_ray["_memory"]["stages"].items()))
+            f"{k} {v['rss_gib']:.1f} / {v['private_gib']:.1f}" for k, v in m["_memory"]["stages"].items()))
     if same is not None:
         lines.append(f"local: {t_loc:.1f} s, peak RSS {rss_loc / 2**30:.2f} GiB; identical output: {same}")
     lines += [f"{per_core:,.0f} anchors per core-second; {args.target:,} sequences on N nodes of "
