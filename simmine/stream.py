@@ -140,6 +140,8 @@ class _Appender:
 
     def write_split(self, table: pa.Table, keys: np.ndarray, n_keys: int) -> None:
         """Appends each row of ``table`` to the file of its key (0..n_keys-1), rows keeping their order."""
+        if n_keys <= 1 << 16:  # NumPy's stable sort of 16-bit keys is a radix sort: ~10x faster than of int64
+            keys = keys.astype(np.uint16)
         order = np.argsort(keys, kind="stable")
         cuts = np.searchsorted(keys[order], np.arange(n_keys + 1))
         moved = table.take(pa.array(order))
