@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402
+from harness import machine  # noqa: E402
 
 import simmine  # noqa: E402
 from simmine.sequences import load_sequences  # noqa: E402
@@ -237,8 +237,7 @@ def main():
     tasks.append(task_rows("levenshtein top-10", logs[5_000], 5_000, "rapidfuzz cdist (2 workers)",
                            peer_levenshtein(10), dict(metric="levenshtein", k=10)))
     sizes = [5_000, 10_000, 20_000] if quick else [25_000, 50_000, 100_000, 200_000]
-    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                           "python": platform.python_version(), "simmine": simmine.__version__},
+    results = {"machine": {**machine(), "simmine": simmine.__version__},
                "tasks": tasks, "growth": growth(args.data, sizes)}
     n_mem = 20_000 if quick else 100_000
     results["peak_memory_n"] = n_mem

@@ -40,6 +40,9 @@ import pyarrow.compute as pc
 import simmine
 from simmine.synth import synth
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import machine  # noqa: E402
+
 
 class PeakRSS:
     """Memory of this process and all its descendants (Ray's raylet, store and workers), sampled every
@@ -185,6 +188,7 @@ def main():
         "identical_output": same,
         "anchors_per_core_second": round(per_core, 1),
         "machine_cores": cores,
+        "machine": machine(),
     }
     plan = []
     for nodes in (1, 4, 16, 64):
@@ -197,7 +201,7 @@ def main():
     with open(os.path.join(args.out, f"{args.name}.json"), "w") as f:
         json.dump(row, f, indent=2)
     lines = [f"N = {n:,} sequences in {len(sizes)} city×day buckets (mean {sizes.mean():,.0f}, max {sizes.max():,}), "
-             f"{row['compared_pairs']:,} compared pairs, jaccard top-10, {cores} cores",
+             f"{row['compared_pairs']:,} compared pairs, jaccard top-10, {cores} cores ({row['machine']['cpu']})",
              f"{engine}: {t_main:.1f} s, peak RSS {rss_main / 2**30:.2f} GiB (process tree; private "
              f"{m['_memory']['peak_private_gib']:.2f} GiB); load + anchors {measured['load_and_anchors_share']:.1%}"
              " of the build"]

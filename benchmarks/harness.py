@@ -24,8 +24,25 @@ def timed_cli(command: str, out: str, *flags) -> dict:
     return {"wall_s": round(wall, 3), "peak_rss_gb": round(rss_kb / 1e6, 3), "manifest": manifest}
 
 
+def machine() -> dict:
+    """The machine a run measured: cores, CPU model and platform (results from different CPUs are not
+    compared)."""
+    import platform
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "python": platform.python_version()}
+
+
 def write_report(out_dir: str, name: str, results: dict, lines: list) -> None:
-    """Prints the report and writes NAME.json (raw figures) and NAME.md (the report) under out_dir."""
+    """Prints the report and writes NAME.json (raw figures, with the machine) and NAME.md (the report) under
+    out_dir."""
+    results = {**results, "machine": results.get("machine", machine())}
+    lines = [f"machine: {results['machine']['cpu']}, {results['machine']['cpus']} cores"] + lines
     print("\n".join(lines))
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)
