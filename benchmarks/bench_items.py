@@ -4,8 +4,8 @@
    co-occurrence count) end to end: `simmine items ...` in a fresh process, log file in, Arrow out.
 2. ItemCF cosine top-50 over a MovieLens-20M-sized synthetic log (27k items, 138k users, 20M interactions,
    `simmine synth --users 138000 --items 27000 --mean-len 145 --seed 1`): simmine end to end against implicit's
-   `CosineRecommender(K=51).fit` + `similar_items` on a prebuilt user×item CSR (compute only, 2 threads), the
-   neighbours compared.
+   `CosineRecommender(K=51).fit` + `similar_items` on a prebuilt user×item CSR (compute only, 2 threads) and
+   end to end (from the Parquet file), the better of two runs each, the neighbours compared.
 3. Item embedding top-10, 20k items × 1024 dims (SRA-CL's size): compute only and end to end.
 
     python benchmarks/bench_items.py --out bench-out            # peers: pip install implicit scipy
@@ -22,7 +22,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import timed_cli, write_report  # noqa: E402
+from harness import timed_cli, warm, write_report  # noqa: E402
 
 BEAUTY = os.path.join(HERE, "..", "..", "shared", "data", "beauty.txt")
 GRAPHS = {
@@ -94,20 +94,27 @@ def itemcf_large(work: str, log: str, k: int) -> dict:
         from simmine.synth import synth
 
         synth(log, users=138_000, items=27_000, mean_len=145, seed=1)
-    ours = cli_items(os.path.join(work, "ml20"), "--input", log, "--metric", "cosine", "--k", str(k), "--split",
-                     "none")
-    res = {"simmine_end_to_end": ours}
+    warm(log)
+    # the better of two runs each: on a shared machine the first process after a large one pays for the
+    # kernel's page reclaim (1-2 s of load and grouping here), whichever tool it is
+    runs = [cli_items(os.path.join(work, f"ml20-{r}"), "--input", log, "--metric", "cosine", "--k", str(k),
+                      "--split", "none") for r in range(2)]
+    ours = min(runs, key=lambda r: r["wall_s"])
+    res = {"simmine_end_to_end": ours, "simmine_runs_s": [r["wall_s"] for r in runs]}
     try:
-        peer = implicit_itemcf(log, k)
+        peers = [implicit_itemcf(log, k) for _ in range(2)]
     except ImportError:
         res["implicit"] = "not installed (pip install implicit scipy)"
         return res
+    peer = {"seconds": min(p["seconds"] for p in peers), "end_to_end_s": min(p["end_to_end_s"] for p in peers),
+            **{key: peers[0][key] for key in ("ids", "scores", "items")}}
+    res["implicit_runs_s"] = [[p["seconds"], p["end_to_end_s"]] for p in peers]
     res["implicit_compute_only_s"] = peer["seconds"]
     res["implicit_end_to_end_s"] = peer["end_to_end_s"]
     res["ratio_end_to_end"] = round(peer["seconds"] / ours["wall_s"], 2)
     res["ratio_both_end_to_end"] = round(peer["end_to_end_s"] / ours["wall_s"], 2)
     res["ratio_kernel_only"] = round(peer["seconds"] / ours["stages_s"]["edges"], 2)
-    res["check"] = same_neighbours(simmine.open_items(os.path.join(work, "ml20")), peer, k)
+    res["check"] = same_neighbours(simmine.open_items(os.path.join(work, "ml20-0")), peer, k)
     return res
 
 

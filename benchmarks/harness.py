@@ -24,6 +24,13 @@ def timed_cli(command: str, out: str, *flags) -> dict:
     return {"wall_s": round(wall, 3), "peak_rss_gb": round(rss_kb / 1e6, 3), "manifest": manifest}
 
 
+def warm(path: str) -> None:
+    """Reads a file once, so that neither simmine nor a peer is timed on a cold page cache."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
 def machine() -> dict:
     """The machine a run measured: cores, CPU model and platform (results from different CPUs are not
     compared)."""
