@@ -164,9 +164,10 @@ inline void bf16_norms(const float* x, int64_t n, int64_t d, double* rounded, do
     }
 }
 
-// One row's screen: every column seen at or above the row's floor, the k-th largest score seen so far minus the row's window. The floor only rises, so the columns within the window of the final
-// k-th are all listed; a last trim removes the others. Scores and columns are kept apart, with 32 free slots
-// past `size`, so a block's hits are stored unbranched.
+// One row's screen: every column seen at or above the row's floor, the k-th largest score seen so far minus
+// the row's window. The floor only rises, so the columns within the window of the final k-th are all listed;
+// a last trim removes the others. Scores and columns are kept apart, with 32 free slots past `size`, so a
+// block's hits are stored unbranched.
 struct ScreenRow {
     // 64 listed + 32 free to start (160 measured no faster on 20k rows; the AVX-512 screen holds one per item
     // and thread, so this is most of its memory)
@@ -384,7 +385,9 @@ __attribute__((target("avx512f")))
 inline void scan_block_columns(const float (*tile)[32], int64_t r0, int64_t cb, int64_t n, int64_t k, int64_t most,
                                const double* window, std::vector<ScreenRow>& screen) {
     alignas(64) float floors[32];
-    for (int64_t j = 0; j < 32; ++j) floors[j] = cb + j < n ? screen[cb + j].floor : std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < 32; ++j) {
+        floors[j] = cb + j < n ? screen[cb + j].floor : std::numeric_limits<float>::infinity();
+    }
     const __m512 lim_lo = _mm512_load_ps(floors), lim_hi = _mm512_load_ps(floors + 16);
     alignas(64) uint32_t hits[32];
     uint32_t any = 0;
@@ -427,7 +430,8 @@ inline void embed_screen_avx512(const float* x, int64_t n, int64_t d, const doub
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n; ++r) {
         for (int64_t p = 0; p < pairs; ++p) {  // the low half holds the even dim
-            const uint32_t pair = to_bf16(x[r * d + 2 * p]) | (2 * p + 1 < d ? uint32_t(to_bf16(x[r * d + 2 * p + 1])) << 16 : 0u);
+            const uint32_t odd = 2 * p + 1 < d ? uint32_t(to_bf16(x[r * d + 2 * p + 1])) : 0u;
+            const uint32_t pair = to_bf16(x[r * d + 2 * p]) | (odd << 16);
             a[(r / 8) * pairs * 8 + p * 8 + r % 8] = pair;
             b[(r / 16) * pairs * 16 + p * 16 + r % 16] = pair;
         }

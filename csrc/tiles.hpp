@@ -435,7 +435,9 @@ struct CosineScorer {
                     std::push_heap(sc.lows.begin(), sc.lows.end(), std::greater<double>());
                 }
             }
-            if (static_cast<int64_t>(sc.lows.size()) == want) push_floor = std::max(push_floor, kBelow * sc.lows.front());
+            if (static_cast<int64_t>(sc.lows.size()) == want) {
+                push_floor = std::max(push_floor, kBelow * sc.lows.front());
+            }
         }
         for (int32_t j : sc.rows_met()) {
             const double low = sc.acc[j] * inv_i * inv_norms[j];
