@@ -491,12 +491,12 @@ PYBIND11_MODULE(_core, m) {
           py::arg("indptr"), py::arg("codes"), py::arg("vocab"));
     m.def("unique_per_row", [](py::array indptr_in, py::array codes_in, int64_t vocab) {
         const auto [indptr, codes, rows] = checked_csr(indptr_in, codes_in, vocab);
-        RowSets s;
+        UserItemSets s;
         {
             py::gil_scoped_release release;
-            s = unique_per_row(indptr, codes, rows, vocab);
+            s = user_item_sets(indptr, codes, rows, vocab, true);
         }
-        return py::make_tuple(as_array(s.ptr), as_array(s.codes), as_array(s.counts));
+        return py::make_tuple(as_array(s.user_ptr), as_array(s.user_items), as_array(s.counts));
     }, "Each row's codes ascending without repeats and their counts: (indptr, codes, counts)", py::arg("indptr"),
           py::arg("codes"), py::arg("vocab"));
     m.def("users_per_item", [](py::array indptr_in, py::array codes_in, int64_t vocab) {

@@ -12,9 +12,10 @@
 
 namespace simmine {
 
-// Unique items per user and users per item, both ascending.
+// Unique items per user and users per item, both ascending; with counts, how often each user's item appears
+// in its sequence. Any CSR of codes fits: rows as users, codes as items (metrics' per-row unique codes too).
 struct UserItemSets {
-    std::vector<int64_t> user_ptr, item_ptr;
+    std::vector<int64_t> user_ptr, item_ptr, counts;
     std::vector<int32_t> user_items, item_users;
 };
 
@@ -30,26 +31,35 @@ inline void users_per_item(const int64_t* indptr, const int32_t* codes, int64_t 
 }
 
 // The UserItemSets of a log's sequences (codes in [0, vocab), repeats allowed): counting passes, no sort.
-inline UserItemSets user_item_sets(const int64_t* indptr, const int32_t* codes, int64_t users, int64_t vocab) {
+inline UserItemSets user_item_sets(const int64_t* indptr, const int32_t* codes, int64_t users, int64_t vocab,
+                                   bool with_counts = false) {
     UserItemSets s;
     s.item_ptr.assign(static_cast<std::size_t>(vocab) + 1, 0);
     users_per_item(indptr, codes, users, vocab, s.item_ptr.data() + 1);
     std::vector<int32_t> last(static_cast<std::size_t>(vocab), -1);
     for (int64_t v = 0; v < vocab; ++v) s.item_ptr[v + 1] += s.item_ptr[v];
     s.item_users.resize(static_cast<std::size_t>(s.item_ptr[vocab]));
+    std::vector<int64_t> item_counts(with_counts ? s.item_users.size() : 0, 0);  // per item_users entry
     std::vector<int64_t> next(s.item_ptr.begin(), s.item_ptr.end() - 1);
     for (int64_t u = 0; u < users; ++u) {  // users ascending, so each item's users are ascending
         for (int64_t p = indptr[u]; p < indptr[u + 1]; ++p) {
-            if (last[codes[p]] != u) { last[codes[p]] = static_cast<int32_t>(u); s.item_users[next[codes[p]]++] = u; }
+            const int32_t v = codes[p];
+            if (last[v] != u) { last[v] = static_cast<int32_t>(u); s.item_users[next[v]++] = u; }
+            if (with_counts) ++item_counts[next[v] - 1];
         }
     }
     s.user_ptr.assign(static_cast<std::size_t>(users) + 1, 0);  // the transpose back: items ascending per user
     for (int32_t u : s.item_users) ++s.user_ptr[u + 1];
     for (int64_t u = 0; u < users; ++u) s.user_ptr[u + 1] += s.user_ptr[u];
     s.user_items.resize(s.item_users.size());
+    s.counts.resize(item_counts.size());
     std::vector<int64_t> unext(s.user_ptr.begin(), s.user_ptr.end() - 1);
     for (int64_t v = 0; v < vocab; ++v) {
-        for (int64_t p = s.item_ptr[v]; p < s.item_ptr[v + 1]; ++p) s.user_items[unext[s.item_users[p]]++] = v;
+        for (int64_t p = s.item_ptr[v]; p < s.item_ptr[v + 1]; ++p) {
+            const int64_t to = unext[s.item_users[p]]++;
+            s.user_items[to] = static_cast<int32_t>(v);
+            if (with_counts) s.counts[to] = item_counts[p];
+        }
     }
     return s;
 }

@@ -43,48 +43,4 @@ void user_time_order(const int64_t* users, const Time* times, int64_t n, int64_t
     }
 }
 
-// Each row's codes ascending without repeats, and how often each appears in the row (codes in [0, vocab)):
-// two counting passes through the codes' transpose, nothing sorted.
-struct RowSets {
-    std::vector<int64_t> ptr, counts;
-    std::vector<int32_t> codes;
-};
-inline RowSets unique_per_row(const int64_t* indptr, const int32_t* codes, int64_t rows, int64_t vocab) {
-    // rows by code: (row, count) runs, rows ascending within each code
-    std::vector<int64_t> code_ptr(static_cast<std::size_t>(vocab) + 1, 0);
-    std::vector<int64_t> last(static_cast<std::size_t>(vocab), -1);  // the last row that held each code
-    for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t p = indptr[r]; p < indptr[r + 1]; ++p) {
-            if (last[codes[p]] != r) { last[codes[p]] = r; ++code_ptr[codes[p] + 1]; }
-        }
-    }
-    for (int64_t v = 0; v < vocab; ++v) code_ptr[v + 1] += code_ptr[v];
-    const int64_t total = code_ptr[vocab];
-    std::vector<int64_t> row_of(static_cast<std::size_t>(total)), count_of(static_cast<std::size_t>(total), 0);
-    std::vector<int64_t> next(code_ptr.begin(), code_ptr.end() - 1);
-    std::fill(last.begin(), last.end(), -1);
-    for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t p = indptr[r]; p < indptr[r + 1]; ++p) {
-            const int32_t v = codes[p];
-            if (last[v] != r) { last[v] = r; row_of[next[v]++] = r; }
-            ++count_of[next[v] - 1];
-        }
-    }
-    RowSets s;  // the transpose back: codes ascending within each row
-    s.ptr.assign(static_cast<std::size_t>(rows) + 1, 0);
-    for (int64_t q = 0; q < total; ++q) ++s.ptr[row_of[q] + 1];
-    for (int64_t r = 0; r < rows; ++r) s.ptr[r + 1] += s.ptr[r];
-    s.codes.resize(static_cast<std::size_t>(total));
-    s.counts.resize(static_cast<std::size_t>(total));
-    std::vector<int64_t> at(s.ptr.begin(), s.ptr.end() - 1);
-    for (int64_t v = 0; v < vocab; ++v) {
-        for (int64_t q = code_ptr[v]; q < code_ptr[v + 1]; ++q) {
-            const int64_t to = at[row_of[q]]++;
-            s.codes[to] = static_cast<int32_t>(v);
-            s.counts[to] = count_of[q];
-        }
-    }
-    return s;
-}
-
 }  // namespace simmine
