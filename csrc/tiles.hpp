@@ -534,9 +534,9 @@ struct EditScorer {
         const int64_t la = indptr[i + 1] - indptr[i];
         const int32_t* b = idx + indptr[j];
         const int64_t lb = indptr[j + 1] - indptr[j];
-        const uint64_t* peq = sc.peq.data();
         int64_t d;
         if (la <= 64) {
+            const uint64_t* peq = sc.peq.data();
             d = levenshtein_myers64(la, b, lb, [peq](int32_t c) { return peq[c]; });
         } else {
             d = long_distance(a, la, b, lb, sc);
@@ -597,9 +597,9 @@ struct EditScorer {
         for (const Cand& c : sc.cands) {
             const int32_t* b = idx + indptr[c.col];
             const int64_t lb = indptr[c.col + 1] - indptr[c.col];
-            // the bound overlap / max below the floor, with a slack below one overlap count (no division)
+            // overlap / max below the floor, tested without a division; the margin keeps borderline pairs
             const int64_t m = std::max(la, lb);
-            if (m == 0 || static_cast<double>(c.overlap) < static_cast<double>(sink.floor()) * m - 1e-3) continue;
+            if (m == 0 || static_cast<double>(c.overlap) < kBelow * sink.floor() * static_cast<double>(m)) continue;
             if (bitparallel && la > 0) {
                 EditBatch& bt = batches[std::min<int64_t>(lb / EditBatch::kWidth, EditBatch::kClasses - 1)];
                 bt.b[bt.n] = b;
