@@ -525,7 +525,6 @@ inline void embed_candidates(const float* x, int64_t n, int64_t d, const double*
         embed_screen_avx512(x, n, d, window, k, most, screens);
     }
 #endif
-    if (screens.empty()) screens.resize(1, std::vector<ScreenRow>(static_cast<size_t>(n)));
     merge_screens(screens, n, k, window, most, ptr, cols, overflow);
 }
 
