@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 import simmine
-from simmine.sequences import load_sequences
+from simmine.anchors import load_sequences
 from simmine.synth import synth
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -218,7 +218,8 @@ def main():
     lines = ["| log | N | method | route | seconds | recall@10 | manifest estimate |",
              "|---|---:|---|---|---:|---:|---:|"]
     lines += [f"| {r['log']} | {r['N']:,} | {r['method']} | {r['route']} | {r['seconds']:.2f} | "
-              f"{r['recall@10']:.4f} | {'' if r['estimated_recall'] is None else format(r['estimated_recall'], '.4f')} |"
+              f"{r['recall@10']:.4f} | "
+              f"{'' if r['estimated_recall'] is None else format(r['estimated_recall'], '.4f')} |"
               for r in rows]
     with open(os.path.join(args.out, "approx.md"), "w") as f:
         f.write("\n".join(lines + [""] + summary) + "\n")

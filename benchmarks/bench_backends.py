@@ -20,7 +20,7 @@ from simmine.backends import get_backend
 from simmine.engines.local import make_plan, mine_weak
 from simmine.metrics import prepare_features, resolve_metric
 from simmine.select import make_selection
-from simmine.sequences import load_sequences
+from simmine.anchors import load_sequences
 from simmine.synth import synth
 
 TASKS = [  # (label, metric, selection, which log)

@@ -29,7 +29,7 @@ import peers  # noqa: E402
 from harness import machine  # noqa: E402
 
 import simmine  # noqa: E402
-from simmine.sequences import load_sequences  # noqa: E402
+from simmine.anchors import load_sequences  # noqa: E402
 from simmine.synth import synth  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -124,15 +124,16 @@ def itemcf_large(work: str, log: str, k: int) -> dict:
 
 
 def embeddings(work: str, n: int = 20_000, d: int = 1024, k: int = 10) -> dict:
-    from simmine.itemgraph import embedding_neighbours
+    from simmine.graphs.embedding import embedding_neighbours
 
+    from simmine import _native as native
     from simmine.backends import cpp
 
     v = np.random.default_rng(0).standard_normal((n, d)).astype(np.float32)  # as a float32 file is read
     t = time.perf_counter()
     embedding_neighbours(v, k, "cosine")
     compute = time.perf_counter() - t
-    screen = cpp._core.embed_screen() if cpp.available() else ""
+    screen = native.core.embed_screen() if cpp.available() else ""
     route = {"amx": "AMX bfloat16 screen", "avx512-bf16": "AVX-512 BF16 screen"}.get(screen, "float32 GEMM")
     log = os.path.join(work, "emb-log.txt")
     with open(log, "w") as f:  # every item in one line each, so the log has n items in sorted order
@@ -153,12 +154,15 @@ def report(res: dict) -> list:
     lines.append(f"  simmine end to end {c['simmine_end_to_end']['wall_s']:.2f} s (kernel "
                  f"{c['simmine_end_to_end']['stages_s']['edges']:.2f} s)")
     if "implicit_compute_only_s" in c:
-        lines.append(f"  implicit CosineRecommender fit + similar_items (compute only) {c['implicit_compute_only_s']:.2f} s:"
+        lines.append("  implicit CosineRecommender fit + similar_items (compute only) "
+                     f"{c['implicit_compute_only_s']:.2f} s:"
                      f" {c['ratio_end_to_end']}x end to end, {c['ratio_kernel_only']}x kernel only; {c['check']}")
-        lines.append(f"  implicit end to end (Parquet read, codes, CSR, fit, similar_items) {c['implicit_end_to_end_s']:.2f} s:"
+        lines.append("  implicit end to end (Parquet read, codes, CSR, fit, similar_items) "
+                     f"{c['implicit_end_to_end_s']:.2f} s:"
                      f" {c['ratio_both_end_to_end']}x with both end to end")
     e = res["embeddings"]
-    lines.append(f"Embedding top-{e['k']}, {e['items']:,} x {e['dims']} ({e['route']}): compute {e['compute_only_s']:.2f} s, "
+    lines.append(f"Embedding top-{e['k']}, {e['items']:,} x {e['dims']} ({e['route']}): "
+                 f"compute {e['compute_only_s']:.2f} s, "
                  f"end to end {e['end_to_end']['wall_s']:.2f} s (target < 2 s)")
     return lines
 

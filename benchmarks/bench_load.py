@@ -1,7 +1,7 @@
 """The one-user-per-line reader (docs/input.md): tokens per second and peak memory on a large text log.
 
 Writes a synthetic log as text, one user per line (``user item item ...``, the format SASRec and ICLRec
-ship), then reads it with ``simmine.sequences.read_log`` in a fresh process, twice (cold, then warm page
+ship), then reads it with ``simmine.readers.read_log`` in a fresh process, twice (cold, then warm page
 cache), and prints tokens/s and the process's peak RSS.
 
     python benchmarks/bench_load.py --out bench-out [--users 1800000]     # about 253 MB, 72.8M tokens
@@ -22,7 +22,7 @@ from harness import write_report  # noqa: E402
 
 READ = """
 import sys, time, resource
-from simmine.sequences import read_log
+from simmine.readers import read_log
 times = []
 for _ in range(2):
     t = time.perf_counter()

@@ -59,7 +59,7 @@ def sweep_vs_index(path: str, k: int) -> dict:
     """Compute only: the C++ core's select over the whole Beauty prefix tile, the sweep and the inverted index."""
     from simmine.backends import cpp
     from simmine.metrics import prepare_features, resolve_metric
-    from simmine.sequences import load_sequences
+    from simmine.anchors import load_sequences
 
     seqs = load_sequences(path, anchors="prefix")
     features = prepare_features(seqs, resolve_metric("jaccard"))
@@ -246,7 +246,8 @@ def report(res: dict) -> list:
                   f"target < {TARGETS['ml1m_strong_mb']} MB",
                   f"  files, MB: {e['files_mb']}"]
         h = m["minhash_on_subset"]
-        lines.append(f"  MinHash on the first {h['users']} users ({h['n_anchors']:,} anchors): {h['minhash_s']:.1f} s at "
+        lines.append(f"  MinHash on the first {h['users']} users ({h['n_anchors']:,} anchors): "
+                     f"{h['minhash_s']:.1f} s at "
                      f"recall@10 {h['minhash_recall_at_10']}, exact {h['exact_s']:.1f} s: exact is "
                      f"{h['exact_over_minhash_speed']}x faster ({h['minhash_candidate_pairs']:,} candidate pairs)")
     return lines

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 import simmine
+import simmine.anchors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data")
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="substring: run only the matching cases")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as work:
-        n = len(simmine.sequences.load_sequences(args.beauty).target_codes)
+        n = len(simmine.anchors.load_sequences(args.beauty).target_codes)
         embeddings = os.path.join(work, "beauty-emb.npy")
         np.save(embeddings, np.random.default_rng(0).standard_normal((n, 32)).astype(np.float32))
         result = {}

@@ -1,4 +1,5 @@
-// The only pybind11 file: checks dtypes and shapes, releases the GIL, calls the kernels in tiles.hpp.
+// The only pybind11 file: checks dtypes and shapes, releases the GIL, calls the kernels of the headers. The
+// module is bound by area: scoring tiles, approximate candidates, the log's rows, items, threads.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -11,6 +12,7 @@
 
 #include "embed.hpp"
 #include "items.hpp"
+#include "minhash.hpp"
 #include "rows.hpp"
 #include "sweep.hpp"
 #include "text.hpp"
@@ -149,8 +151,7 @@ py::array_t<float> run_listed(const Scorer& scorer, const py::array& row_ids, co
     return out;
 }
 
-// Scored unordered pairs → per-anchor lists both ways: s > 0 and s >= min_score, best k_per_anchor[a] first
-// (score descending, seq_id ascending). Counting sort by anchor, then a bounded sort inside each anchor.
+// Scored unordered pairs → per-anchor lists both ways (topk.hpp: assemble_lists).
 py::tuple assemble_pairs(int64_t n, const py::array& pi, const py::array& pj, const py::array& ps,
                          const py::array& k_per_anchor, double min_score) {
     const int64_t m = pi.size();
@@ -161,36 +162,13 @@ py::tuple assemble_pairs(int64_t n, const py::array& pi, const py::array& pj, co
     for (int64_t t = 0; t < m; ++t) {
         if (a[t] < 0 || a[t] >= n || b[t] < 0 || b[t] >= n) throw py::index_error("pair index out of range");
     }
-    const float floor = static_cast<float>(min_score);
-    std::vector<int64_t> start(n + 1, 0);
+    std::vector<int64_t> start;
+    std::vector<Cand> cand;
     py::array_t<int64_t> offsets(n + 1);
     int64_t* off = offsets.mutable_data();
-    std::vector<Cand> cand;
     {
         py::gil_scoped_release release;
-        for (int64_t t = 0; t < m; ++t) {
-            if (s[t] > 0.0f && s[t] >= floor) { ++start[a[t] + 1]; ++start[b[t] + 1]; }
-        }
-        for (int64_t x = 0; x < n; ++x) start[x + 1] += start[x];
-        cand.resize(start[n]);
-        std::vector<int64_t> fill(start.begin(), start.end() - 1);
-        for (int64_t t = 0; t < m; ++t) {
-            if (s[t] > 0.0f && s[t] >= floor) {
-                cand[fill[a[t]]++] = Cand{s[t], static_cast<int32_t>(b[t])};
-                cand[fill[b[t]]++] = Cand{s[t], static_cast<int32_t>(a[t])};
-            }
-        }
-        off[0] = 0;
-#pragma omp parallel for schedule(dynamic, 256)
-        for (int64_t x = 0; x < n; ++x) {
-            auto first = cand.begin() + start[x], last = cand.begin() + start[x + 1];
-            const int64_t keep = std::min<int64_t>(std::max<int64_t>(k[x], 0), last - first);
-            if (keep < last - first) std::nth_element(first, first + keep, last, better);
-            std::sort(first, first + keep, better);
-        }
-        for (int64_t x = 0; x < n; ++x) {
-            off[x + 1] = off[x] + std::min<int64_t>(std::max<int64_t>(k[x], 0), start[x + 1] - start[x]);
-        }
+        assemble_lists(n, m, a, b, s, k, static_cast<float>(min_score), start, cand, off);
     }
     py::array_t<uint32_t> nbr(off[n]);
     py::array_t<float> score(off[n]);
@@ -205,13 +183,14 @@ py::tuple assemble_pairs(int64_t n, const py::array& pi, const py::array& pj, co
     return py::make_tuple(offsets, nbr, score);
 }
 
-// Scorers from a tile's arrays, passed as a dict (field name → array) by simmine/backends/cpp.py.
-int64_t rows_of(const py::dict& t) { return py::cast<py::array>(t["indptr"]).size() - 1; }
-py::array arr(const py::dict& t, const char* key) { return py::cast<py::array>(t[key]); }
+// Scorers from a typed tile (simmine/tiles.py: one class per kind, whose fields are the arrays read here).
+int64_t rows_of(const py::object& t) { return py::cast<py::array>(t.attr("indptr")).size() - 1; }
+py::array arr(const py::object& t, const char* key) { return py::cast<py::array>(t.attr(key)); }
+int64_t vocab_of(const py::object& t) { return std::max<int64_t>(py::cast<int64_t>(t.attr("vocab")), 1); }
 
 // Same-user exclusion runs (ex_lo, ex_hi per row), or none: each row excludes only itself.
-Excluded excluded_of(const py::dict& t) {
-    if (!t.contains("ex_lo") || t["ex_lo"].is_none()) return Excluded{};
+Excluded excluded_of(const py::object& t) {
+    if (t.attr("ex_lo").is_none()) return Excluded{};
     const int64_t n = rows_of(t);
     const int32_t* lo = ptr_of<int32_t>(arr(t, "ex_lo"), "ex_lo", n);
     const int32_t* hi = ptr_of<int32_t>(arr(t, "ex_hi"), "ex_hi", n);
@@ -221,27 +200,27 @@ Excluded excluded_of(const py::dict& t) {
     return Excluded{lo, hi};
 }
 
-SetScorer make_sets(const py::dict& t) {
+SetScorer make_sets(const py::object& t) {
     const int64_t n = rows_of(t);
-    const int64_t words = py::cast<int64_t>(t["dense_words"]);
+    const int64_t words = py::cast<int64_t>(t.attr("dense_words"));
     return SetScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(arr(t, "indices"), "indices"),
                      ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"), ptr_of<int32_t>(arr(t, "post_rows"), "post_rows"),
                      n, words, ptr_of<uint64_t>(arr(t, "dense_bits"), "dense_bits", words * n),
                      ptr_of<uint8_t>(arr(t, "dense_code"), "dense_code"),
-                     std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1), excluded_of(t)};
+                     vocab_of(t), excluded_of(t)};
 }
 
-PrefixSetScorer make_prefix(const py::dict& t) {
+PrefixSetScorer make_prefix(const py::object& t) {
     const int64_t n = rows_of(t);
     return PrefixSetScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(arr(t, "indices"), "indices"),
                            ptr_of<int64_t>(arr(t, "prefix_ptr"), "prefix_ptr", n + 1),
                            ptr_of<int32_t>(arr(t, "prefix_ranks"), "prefix_ranks"),
                            ptr_of<int64_t>(arr(t, "prefix_post_ptr"), "prefix_post_ptr"),
                            ptr_of<int32_t>(arr(t, "prefix_post_rows"), "prefix_post_rows"), n,
-                           std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1), excluded_of(t)};
+                           vocab_of(t), excluded_of(t)};
 }
 
-CosineScorer make_cosine(const py::dict& t) {
+CosineScorer make_cosine(const py::object& t) {
     const int64_t n = rows_of(t);
     const py::array idx = arr(t, "indices"), prow = arr(t, "post_rows");
     return CosineScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(idx, "indices"),
@@ -249,18 +228,18 @@ CosineScorer make_cosine(const py::dict& t) {
                         ptr_of<double>(arr(t, "norms"), "norms", n), ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"),
                         ptr_of<int32_t>(prow, "post_rows"),
                         ptr_of<double>(arr(t, "post_weights"), "post_weights", prow.size()), n,
-                        std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1),
-                        t["heavy"].is_none() ? nullptr : ptr_of<uint8_t>(arr(t, "heavy"), "heavy"),
-                        t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_norm"), "heavy_norm", n),
-                        t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "inv_norms"), "inv_norms", n),
-                        t["heavy"].is_none() ? nullptr : ptr_of<int32_t>(arr(t, "by_heavy"), "by_heavy", n),
-                        t["heavy"].is_none() ? nullptr : ptr_of<int64_t>(arr(t, "heavy_ptr"), "heavy_ptr", n + 1),
-                        t["heavy"].is_none() ? nullptr : ptr_of<int32_t>(arr(t, "heavy_idx"), "heavy_idx"),
-                        t["heavy"].is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_w"), "heavy_w"),
+                        vocab_of(t),
+                        t.attr("heavy").is_none() ? nullptr : ptr_of<uint8_t>(arr(t, "heavy"), "heavy"),
+                        t.attr("heavy").is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_norm"), "heavy_norm", n),
+                        t.attr("heavy").is_none() ? nullptr : ptr_of<double>(arr(t, "inv_norms"), "inv_norms", n),
+                        t.attr("heavy").is_none() ? nullptr : ptr_of<int32_t>(arr(t, "by_heavy"), "by_heavy", n),
+                        t.attr("heavy").is_none() ? nullptr : ptr_of<int64_t>(arr(t, "heavy_ptr"), "heavy_ptr", n + 1),
+                        t.attr("heavy").is_none() ? nullptr : ptr_of<int32_t>(arr(t, "heavy_idx"), "heavy_idx"),
+                        t.attr("heavy").is_none() ? nullptr : ptr_of<double>(arr(t, "heavy_w"), "heavy_w"),
                         excluded_of(t)};
 }
 
-EditScorer make_edit(const py::dict& t) {
+EditScorer make_edit(const py::object& t) {
     const int64_t n = rows_of(t);
     const py::array prow = arr(t, "post_rows"), mcode = arr(t, "ms_codes");
     return EditScorer{ptr_of<int64_t>(arr(t, "indptr"), "indptr"), ptr_of<int32_t>(arr(t, "indices"), "indices"),
@@ -268,13 +247,13 @@ EditScorer make_edit(const py::dict& t) {
                       ptr_of<int32_t>(arr(t, "ms_counts"), "ms_counts", mcode.size()),
                       ptr_of<int64_t>(arr(t, "post_ptr"), "post_ptr"), ptr_of<int32_t>(prow, "post_rows"),
                       ptr_of<int32_t>(arr(t, "post_counts"), "post_counts", prow.size()), n,
-                      std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1), excluded_of(t)};
+                      vocab_of(t), excluded_of(t)};
 }
 
-// The prefix sweep of a set tile with nested windows (simmine/metrics.py: Tile.sweep).
-PrefixSweep make_sweep(const py::dict& t, const py::dict& w) {
+// The prefix sweep of a set tile with nested windows (simmine/tiles.py: Sweep), with each row's set size.
+PrefixSweep make_sweep(const py::object& t, const py::object& w, const py::array& sizes, int64_t pool_target) {
     const int64_t n = rows_of(t);
-    const int64_t vocab = std::max<int64_t>(py::cast<int64_t>(t["vocab"]), 1);
+    const int64_t vocab = vocab_of(t);
     const py::array lo = arr(w, "range_lo"), stream = arr(w, "stream");
     const int64_t* ptr = ptr_of<int64_t>(arr(w, "code_ptr"), "code_ptr", vocab + 1);
     const int32_t* rlo = ptr_of<int32_t>(lo, "range_lo", ptr[vocab]);
@@ -282,7 +261,7 @@ PrefixSweep make_sweep(const py::dict& t, const py::dict& w) {
     const int64_t* ws = ptr_of<int64_t>(arr(w, "ws"), "ws", n);
     const int64_t* we = ptr_of<int64_t>(arr(w, "we"), "we", n);
     const int32_t* st = ptr_of<int32_t>(stream, "stream");
-    const uint16_t* size = ptr_of<uint16_t>(arr(w, "size"), "size", n);
+    const uint16_t* size = ptr_of<uint16_t>(sizes, "size", n);
     int32_t max_size = 0;
     for (int64_t i = 0; i < n; ++i) {
         if (ws[i] < 0 || we[i] < ws[i] || we[i] > stream.size()) throw py::value_error("sweep: bad window");
@@ -302,22 +281,22 @@ PrefixSweep make_sweep(const py::dict& t, const py::dict& w) {
     }
     return PrefixSweep{n, size, st, ws, we, ptr_of<int64_t>(arr(w, "family"), "family", n), ptr, rlo, rhi,
                        ptr_of<int64_t>(arr(w, "cover"), "cover", vocab), vocab, max_size, excluded_of(t),
-                       py::cast<int64_t>(w["pool_target"])};
+                       pool_target};
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_core, m) {
-    m.doc() = "simmine C++ core: exact per-anchor selection and score histograms (OpenMP).";
-    m.def("select", [](const std::string& kind, const py::dict& t, py::array rows, py::array k_row, double min_score) {
+// Scoring one bucket's tile (tiles.hpp, sweep.hpp) and assembling per-anchor lists (topk.hpp).
+void bind_scoring(py::module_& m) {
+    m.def("select", [](const py::object& t, py::array rows, py::array k_row, double min_score) {
+        const std::string kind = py::cast<std::string>(t.attr("kind"));
         if (kind == "set") return run_select(make_sets(t), rows, k_row, min_score);
         if (kind == "prefix") return run_select(make_prefix(t), rows, k_row, min_score);
         if (kind == "cosine") return run_select(make_cosine(t), rows, k_row, min_score);
         if (kind == "edit") return run_select(make_edit(t), rows, k_row, min_score);
         throw py::value_error("unknown scorer kind " + kind);
     }, "Per row: columns with s > 0 and s >= min_score, best k_row first -> (counts, cols, scores)");
-    m.def("sweep_select", [](const py::dict& t, const py::dict& w, py::array rows, py::array k_row, double min_score) {
-        const PrefixSweep sweep = make_sweep(t, w);
+    m.def("sweep_select", [](const py::object& t, const py::object& w, py::array sizes, int64_t pool_target,
+                             py::array rows, py::array k_row, double min_score) {
+        const PrefixSweep sweep = make_sweep(t, w, sizes, pool_target);
         const int64_t nrows = rows.size();
         const int64_t* r = checked_rows(rows, sweep.n);
         const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
@@ -330,21 +309,39 @@ PYBIND11_MODULE(_core, m) {
         py::tuple res = block_result(out, nrows);
         return py::make_tuple(res[0], res[1], res[2], refills);
     }, "Prefix sweep (Jaccard over nested windows): per row, the best k_row -> (counts, cols, scores, refills)");
-    m.def("pairs", [](const std::string& kind, const py::dict& t, py::array rows, double min_score) {
+    m.def("pairs", [](const py::object& t, py::array rows, double min_score) {
+        const std::string kind = py::cast<std::string>(t.attr("kind"));
         if (kind == "set") return run_pairs(make_sets(t), rows, min_score);
         if (kind == "prefix") return run_pairs(make_prefix(t), rows, min_score);
         if (kind == "cosine") return run_pairs(make_cosine(t), rows, min_score);
         if (kind == "edit") return run_pairs(make_edit(t), rows, min_score);
         throw py::value_error("unknown scorer kind " + kind);
     }, "Threshold join: (rows, cols, scores) of pairs (i, j > i) with s > 0 and s >= min_score, unordered");
-    m.def("score_pairs", [](const std::string& kind, const py::dict& t, py::array row_ids, py::array ptr,
-                            py::array cols) {
+    m.def("score_pairs", [](const py::object& t, py::array row_ids, py::array ptr, py::array cols) {
+        const std::string kind = py::cast<std::string>(t.attr("kind"));
         if (kind == "set") return run_listed(make_sets(t), row_ids, ptr, cols);
         if (kind == "cosine") return run_listed(make_cosine(t), row_ids, ptr, cols);
         if (kind == "edit") return run_listed(make_edit(t), row_ids, ptr, cols);
         throw py::value_error("unknown scorer kind " + kind);
     }, "Exact scores of listed pairs: row_ids[r] against cols[ptr[r]:ptr[r+1]]");
+    m.def("histogram", [](const py::object& t, py::array rows, int64_t prefix) {
+        const std::string kind = py::cast<std::string>(t.attr("kind"));
+        if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
+        if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);
+        if (kind == "edit") return run_histogram(make_edit(t), rows, prefix);
+        throw py::value_error("unknown scorer kind " + kind);
+    }, "Counts of float32 score bit patterns over pairs (i, j > i), s > 0");
     m.def("assemble_pairs", &assemble_pairs, "Per-anchor lists from scored unordered pairs (both ways)");
+    m.def("set_edit_lanes", [](int lanes) {
+        if (lanes != 0 && lanes != 4 && lanes != 8) throw py::value_error("lanes: 0 (the CPU's choice), 4 or 8");
+        set_edit_lanes(lanes);
+        return edit_lanes();
+    }, "Alignments per Levenshtein batch: 0 = the CPU's choice (8 with AVX-512, else 4); returns the lanes used",
+          py::arg("lanes"));
+}
+
+// MinHash signatures and LSH band candidates (minhash.hpp).
+void bind_approximate(py::module_& m) {
     m.def("minhash", [](py::array indptr, py::array codes, int64_t num_perm, uint64_t seed) {
         const int64_t n = indptr.size() - 1;
         const int64_t* ip = ptr_of<int64_t>(indptr, "indptr");
@@ -402,6 +399,10 @@ PYBIND11_MODULE(_core, m) {
     }, "LSH band collisions of anchors: (ptr, rows, runs shared), the best max_candidates[x] (ties kept)",
        py::arg("run_of"), py::arg("run_ptr"), py::arg("run_members"), py::arg("m"), py::arg("anchors"),
        py::arg("max_candidates"), py::arg("ex_lo") = py::none(), py::arg("ex_hi") = py::none());
+}
+
+// The log's rows and CSRs: orders, the lines reader, unique codes and counts (rows.hpp, text.hpp, items.hpp).
+void bind_rows(py::module_& m) {
     // Stable counting sort of codes in [0, vocab): the entries of each code in their original order
     // (a CSR's transpose: rows ascending within each code).
     m.def("code_order", [](py::array codes_in, int64_t vocab) {
@@ -509,6 +510,10 @@ PYBIND11_MODULE(_core, m) {
         }
         return out;
     }, "N_i: how many rows hold each code at least once", py::arg("indptr"), py::arg("codes"), py::arg("vocab"));
+}
+
+// Item neighbours: co-counts over user sets (items.hpp), dense top-k and the embedding screens (embed.hpp).
+void bind_items(py::module_& m) {
     m.def("item_topk", [](py::array item_ptr, py::array item_users, py::array user_ptr, py::array user_items,
                           int64_t k, bool cosine, py::object user_weight_in) {
         const int64_t n = item_ptr.size() - 1, users = user_ptr.size() - 1;
@@ -533,32 +538,18 @@ PYBIND11_MODULE(_core, m) {
             }
         }
         k = std::max<int64_t>(0, std::min<int64_t>(k, std::max<int64_t>(n - 1, 0)));
-        std::vector<int64_t> offsets(static_cast<std::size_t>(n) + 1, 0);
+        std::vector<int64_t> offsets;
         std::vector<int32_t> cols;
         std::vector<float> scores;
-        auto run = [&](const auto& cc) {
-            const int64_t block = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(k, 1));
-            std::vector<int32_t> bcol(static_cast<std::size_t>(std::min(block, n) * k));
-            std::vector<float> bscore(bcol.size());
-            std::vector<int64_t> bcount(static_cast<std::size_t>(std::min(block, n)));
-            for (int64_t lo = 0; lo < n; lo += block) {
-                const int64_t hi = std::min(n, lo + block);
-                cc.select(lo, hi, k, bcol.data(), bscore.data(), bcount.data());
-                for (int64_t i = lo; i < hi; ++i) {
-                    const int64_t m = bcount[i - lo];
-                    cols.insert(cols.end(), bcol.begin() + (i - lo) * k, bcol.begin() + (i - lo) * k + m);
-                    scores.insert(scores.end(), bscore.begin() + (i - lo) * k, bscore.begin() + (i - lo) * k + m);
-                    offsets[i + 1] = offsets[i] + m;
-                }
-            }
-        };
         {
             py::gil_scoped_release release;
             if (n <= 65536) {
                 std::vector<uint16_t> narrow(ui, ui + uptr[users]);
-                run(ItemCoCounts<uint16_t>{iptr, iu, uptr, narrow.data(), n, cosine, user_weight});
+                item_topk_lists(ItemCoCounts<uint16_t>{iptr, iu, uptr, narrow.data(), n, cosine, user_weight}, n, k,
+                                offsets, cols, scores);
             } else {
-                run(ItemCoCounts<int32_t>{iptr, iu, uptr, ui, n, cosine, user_weight});
+                item_topk_lists(ItemCoCounts<int32_t>{iptr, iu, uptr, ui, n, cosine, user_weight}, n, k, offsets,
+                                cols, scores);
             }
         }
         py::array_t<int64_t> o(n + 1);
@@ -582,24 +573,7 @@ PYBIND11_MODULE(_core, m) {
         int64_t* o = out.mutable_data();
         {
             py::gil_scoped_release release;
-#pragma omp parallel
-            {
-                BestK best;
-                std::vector<int32_t> cols(kk);
-                std::vector<float> vals(kk);
-#pragma omp for schedule(static)
-                for (int64_t i = 0; i < r; ++i) {
-                    best.reset(kk, -std::numeric_limits<float>::infinity());
-                    const float* row = s + i * n;
-                    for (int64_t j = 0; j < n; ++j) {
-                        if (row[j] >= best.floor() && row[j] > -std::numeric_limits<float>::infinity()) {
-                            best.push(static_cast<int32_t>(j), row[j]);
-                        }
-                    }
-                    const int64_t m = best.take(cols.data(), vals.data());
-                    for (int64_t t = 0; t < kk; ++t) o[i * kk + t] = t < m ? cols[t] : -1;
-                }
-            }
+            dense_row_topk(s, r, n, kk, o);
         }
         return out;
     }, "Per row of a float32 block, the columns of its k best scores (-1 past the finite ones)");
@@ -674,18 +648,10 @@ PYBIND11_MODULE(_core, m) {
         return embed_screen();
     }, "'auto' (the fastest here), '' (none) or a name from embed_screens(); returns the screen taken",
           py::arg("name"));
-    m.def("histogram", [](const std::string& kind, const py::dict& t, py::array rows, int64_t prefix) {
-        if (kind == "set") return run_histogram(make_sets(t), rows, prefix);
-        if (kind == "cosine") return run_histogram(make_cosine(t), rows, prefix);
-        if (kind == "edit") return run_histogram(make_edit(t), rows, prefix);
-        throw py::value_error("unknown scorer kind " + kind);
-    }, "Counts of float32 score bit patterns over pairs (i, j > i), s > 0");
-    m.def("set_edit_lanes", [](int lanes) {
-        if (lanes != 0 && lanes != 4 && lanes != 8) throw py::value_error("lanes: 0 (the CPU's choice), 4 or 8");
-        set_edit_lanes(lanes);
-        return edit_lanes();
-    }, "Alignments per Levenshtein batch: 0 = the CPU's choice (8 with AVX-512, else 4); returns the lanes used",
-          py::arg("lanes"));
+}
+
+// OpenMP's team size.
+void bind_threads(py::module_& m) {
     m.def("set_num_threads", [](int n) {
 #ifdef _OPENMP
         if (n > 0) omp_set_num_threads(n);
@@ -704,4 +670,15 @@ PYBIND11_MODULE(_core, m) {
 #else
         false;
 #endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "simmine C++ core: exact per-anchor selection and score histograms (OpenMP).";
+    bind_scoring(m);
+    bind_approximate(m);
+    bind_rows(m);
+    bind_items(m);
+    bind_threads(m);
 }

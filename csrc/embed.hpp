@@ -20,7 +20,7 @@
 #define SIMMINE_X86 1
 #endif
 
-#include "tiles.hpp"  // max_threads, OpenMP
+#include "common.hpp"  // max_threads, OpenMP
 
 namespace simmine {
 

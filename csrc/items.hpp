@@ -166,4 +166,26 @@ struct ItemCoCounts {
     }
 };
 
+// Each item's best k items as CSR lists (offsets [n + 1], cols, scores), from any co-count selector ``cc``
+// (ItemCoCounts with 16- or 32-bit item codes), in blocks of items whose k-wide buffers stay near 4M entries.
+template <class CoCounts>
+void item_topk_lists(const CoCounts& cc, int64_t n, int64_t k, std::vector<int64_t>& offsets, std::vector<int32_t>& cols,
+                     std::vector<float>& scores) {
+    offsets.assign(static_cast<std::size_t>(n) + 1, 0);
+    const int64_t block = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(k, 1));
+    std::vector<int32_t> bcol(static_cast<std::size_t>(std::min(block, n) * k));
+    std::vector<float> bscore(bcol.size());
+    std::vector<int64_t> bcount(static_cast<std::size_t>(std::min(block, n)));
+    for (int64_t lo = 0; lo < n; lo += block) {
+        const int64_t hi = std::min(n, lo + block);
+        cc.select(lo, hi, k, bcol.data(), bscore.data(), bcount.data());
+        for (int64_t i = lo; i < hi; ++i) {
+            const int64_t m = bcount[i - lo];
+            cols.insert(cols.end(), bcol.begin() + (i - lo) * k, bcol.begin() + (i - lo) * k + m);
+            scores.insert(scores.end(), bscore.begin() + (i - lo) * k, bscore.begin() + (i - lo) * k + m);
+            offsets[i + 1] = offsets[i] + m;
+        }
+    }
+}
+
 }  // namespace simmine

@@ -324,11 +324,7 @@ inline void sweep_block(const PrefixSweep& sw, const int64_t* rows, int64_t nrow
                     sw.take_best(i, a, k, g, floor, sc);
                 }
                 prev_a = a;
-                const int64_t m = std::min<int64_t>(k, static_cast<int64_t>(sc.cands.size()));
-                if (m > 0 && m < static_cast<int64_t>(sc.cands.size())) {
-                    std::nth_element(sc.cands.begin(), sc.cands.begin() + m - 1, sc.cands.end(), better);
-                }
-                std::sort(sc.cands.begin(), sc.cands.begin() + m, better);
+                const int64_t m = keep_best(sc.cands.begin(), sc.cands.end(), k);
                 const int64_t at = static_cast<int64_t>(cols.size());
                 for (int64_t t = 0; t < m; ++t) {
                     cols.push_back(sc.cands[t].col);

@@ -15,7 +15,9 @@
 #include <omp.h>
 #endif
 
+#include "common.hpp"
 #include "metrics.hpp"
+#include "myers.hpp"
 #include "topk.hpp"
 
 namespace simmine {
@@ -29,38 +31,6 @@ inline std::pair<const int32_t*, const int32_t*> postings_from(const int64_t* pp
     return {first, last};
 }
 
-// OpenMP's team size and this thread's number (1 and 0 when built without OpenMP).
-inline int max_threads() {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-inline int thread_id() {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-// The columns a row never pairs with: itself, or, with same-user exclusion (prefix anchors), the run
-// [lo[i], hi[i]) of rows that belong to its user (a user's anchors are consecutive rows of a tile).
-struct Excluded {
-    const int32_t* lo = nullptr;
-    const int32_t* hi = nullptr;
-    bool operator()(int64_t i, int64_t j) const { return lo ? (j >= lo[i] && j < hi[i]) : j == i; }
-};
-
-// A pair whose score is provably below floor · (1 − 1e-6) is skipped before the exact float32 test.
-constexpr double kBelow = 1.0 - 1e-6;
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define SIMMINE_CLONES __attribute__((target_clones("avx2", "popcnt", "default")))
-#else
-#define SIMMINE_CLONES
-#endif
 
 // acc[j] += popcount(bits_i & bits_j) over w words, for j in [j0, n): the dense (popular-item) part of
 // an intersection count. Compiled for AVX2, POPCNT and baseline x86-64; the loader picks one at run time.
@@ -73,102 +43,6 @@ inline void add_dense_counts(const uint64_t* bits_i, const uint64_t* bits, int64
         for (int64_t t = 0; t < w; ++t) c += __builtin_popcountll(bits_i[t] & bj[t]);
         acc[j] += c;
     }
-}
-
-// Edit distances of a (1 <= la <= 64; peq[c] = positions of symbol c in a) against L sequences at once,
-// one per 64-bit lane: levenshtein_myers64's recurrence, each lane counting only up to its own length.
-// Ph and Mh never share a bit, so the score moves by Ph − Mh at the top bit. Inlined into the clones below,
-// which compile it for AVX-512 (8 lanes), AVX2 (4 lanes) or baseline x86-64; the caller picks by CPU.
-// (Eight 32-bit lanes in AVX2 for la <= 32 measured slower: building the lanes' Eq vector costs more than
-// it saves.)
-typedef uint64_t u64x4 __attribute__((vector_size(32)));
-typedef int64_t i64x4 __attribute__((vector_size(32)));
-typedef uint64_t u64x8 __attribute__((vector_size(64)));
-typedef int64_t i64x8 __attribute__((vector_size(64)));
-
-template <class u64v, class i64v, int L>
-__attribute__((always_inline)) inline void myers64_lanes(int64_t la, const uint64_t* peq, const int32_t* const* b,
-                                                         const int64_t* lb, int64_t* dist) {
-    const uint64_t full = la == 64 ? ~uint64_t(0) : (uint64_t(1) << la) - 1;
-    u64v pv = u64v{} + full, mv = u64v{};
-    i64v score = i64v{} + la, len;
-    int64_t last = 0;
-    for (int l = 0; l < L; ++l) {
-        len[l] = lb[l];
-        last = std::max(last, lb[l]);
-    }
-    const int shift = static_cast<int>(la - 1);
-    for (int64_t t = 0; t < last; ++t) {
-        u64v eq;
-        for (int l = 0; l < L; ++l) eq[l] = t < lb[l] ? peq[b[l][t]] : 0;
-        const u64v xv = eq | mv;
-        const u64v xh = (((eq & pv) + pv) ^ pv) | eq;
-        u64v ph = mv | ~(xh | pv);
-        u64v mh = pv & xh;
-        const i64v active = (i64v{} + t) < len;  // all ones in lanes still inside their sequence
-        score += (reinterpret_cast<i64v>((ph >> shift) & 1) - reinterpret_cast<i64v>((mh >> shift) & 1)) & active;
-        ph = (ph << 1) | 1;
-        mh <<= 1;
-        pv = mh | ~(xv | ph);
-        mv = ph & xv;
-    }
-    for (int l = 0; l < L; ++l) dist[l] = score[l];
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-inline void levenshtein_myers64_x4(int64_t la, const uint64_t* peq, const int32_t* const* b, const int64_t* lb,
-                                   int64_t* dist) {
-    myers64_lanes<u64x4, i64x4, 4>(la, peq, b, lb, dist);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
-inline void levenshtein_myers64_x8(int64_t la, const uint64_t* peq, const int32_t* const* b, const int64_t* lb,
-                                   int64_t* dist) {
-    myers64_lanes<u64x8, i64x8, 8>(la, peq, b, lb, dist);
-}
-#endif
-
-// Lanes per alignment batch: 8 where the CPU has AVX-512, else 4; set_edit_lanes(4) forces the narrow path
-// (tests run both), set_edit_lanes(0) returns to the CPU's choice.
-inline int& edit_lanes_override() {
-    static int lanes = 0;
-    return lanes;
-}
-inline void set_edit_lanes(int lanes) { edit_lanes_override() = lanes; }
-#if defined(__x86_64__) && defined(__GNUC__)
-inline int edit_lanes() {
-    static const int cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") ? 8 : 4;
-    const int forced = edit_lanes_override();
-    return forced == 4 || (forced == 8 && cpu == 8) ? forced : cpu;
-}
-#else
-inline int edit_lanes() { return 4; }
-#endif
-
-// Up to eight candidates waiting to be aligned together, all of one length class.
-struct EditBatch {
-    static constexpr int64_t kWidth = 8;     // lengths [8c, 8c + 8) share class c
-    static constexpr int64_t kClasses = 16;  // the last class holds every length >= 120
-    const int32_t* b[8];
-    int64_t lb[8];
-    int32_t col[8];
-    int n = 0;
-};
-
-// One batch of edit_lanes() alignments (levenshtein_myers64_x4 or _x8).
-inline void edit_batch(int lanes, int64_t la, const uint64_t* peq, const int32_t* const* b, const int64_t* lb,
-                       int64_t* dist) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (lanes == 8) {
-        levenshtein_myers64_x8(la, peq, b, lb, dist);
-        return;
-    }
-#endif
-    levenshtein_myers64_x4(la, peq, b, lb, dist);
 }
 
 // Sets of unique ascending codes (jaccard, ngram): intersection counts from an inverted index over the
@@ -726,101 +600,7 @@ void score_listed(const Scorer& scorer, const int64_t* row_ids, int64_t nrows, c
     }
 }
 
-// MinHash signature of every row of a set CSR: sig[i, p] = min over codes v of row i of h_p(v), with
-// h_p = splitmix64(v ⊕ seed_p) truncated to 32 bits; rows without codes get 0xFFFFFFFF everywhere.
-inline uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-inline void minhash_block(const int64_t* indptr, const int64_t* codes, int64_t n, int64_t num_perm, uint64_t seed,
-                          uint32_t* sig) {
-    std::vector<uint64_t> seeds(num_perm);
-    for (int64_t p = 0; p < num_perm; ++p) seeds[p] = splitmix64(seed * 0x100000001B3ull + static_cast<uint64_t>(p));
-#pragma omp parallel for schedule(dynamic, 64)
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t* out = sig + i * num_perm;
-        for (int64_t p = 0; p < num_perm; ++p) out[p] = 0xFFFFFFFFu;
-        for (int64_t q = indptr[i]; q < indptr[i + 1]; ++q) {
-            const uint64_t v = static_cast<uint64_t>(codes[q]);
-            for (int64_t p = 0; p < num_perm; ++p) {
-                const uint32_t h = static_cast<uint32_t>(splitmix64(v ^ seeds[p]));
-                if (h < out[p]) out[p] = h;
-            }
-        }
-    }
-}
-
-// LSH band collisions of listed anchors (rows of one bucket): each anchor's rows (not excluded) that share at
-// least one band run with it, ascending, with the number of runs shared; when max_candidates[x] > 0, only rows sharing
-// at least as many runs as the max_candidates[x]-th most (ties kept). run_of[a * bands + t] is anchor a's
-// run in band t (-1 when alone); run r holds run_members[run_ptr[r]:run_ptr[r + 1]].
-inline void band_candidates_block(const int32_t* run_of, int64_t bands, const int64_t* run_ptr,
-                                  const int32_t* run_members, int64_t m, const int64_t* anchors, int64_t na,
-                                  const int64_t* max_candidates, Excluded excluded,
-                                  std::vector<std::vector<int32_t>>& nbr, std::vector<std::vector<int32_t>>& shared) {
-    nbr.assign(na, {});
-    shared.assign(na, {});
-#pragma omp parallel
-    {
-        std::vector<uint16_t> count(m, 0);  // bands shared (bands <= 65535, checked by the binding)
-        std::vector<int32_t> touched(m + 1);
-        std::vector<int64_t> kept;  // row << 16 | bands shared
-        std::vector<int64_t> hist(bands + 1);
-#pragma omp for schedule(dynamic, 8)
-        for (int64_t x = 0; x < na; ++x) {
-            const int64_t a = anchors[x];
-            int64_t nt = 0;
-            bool in_a_run = false;
-            const int32_t* my_runs = run_of + a * bands;
-            for (int64_t t = 0; t < bands; ++t) {
-                // runs lie all over memory: fetch a run's bounds 16 bands ahead and its members 8 ahead
-                if (t + 16 < bands && my_runs[t + 16] >= 0) __builtin_prefetch(run_ptr + my_runs[t + 16]);
-                if (t + 8 < bands && my_runs[t + 8] >= 0) __builtin_prefetch(run_members + run_ptr[my_runs[t + 8]]);
-                const int32_t r = my_runs[t];
-                if (r < 0) continue;
-                in_a_run = true;
-                const int32_t* q = run_members + run_ptr[r];
-                const int32_t* end = run_members + run_ptr[r + 1];
-                for (; q < end; ++q) {  // branch-free: a row is listed on its first count
-                    const int32_t j = *q;
-                    touched[nt] = j;
-                    nt += (count[j]++ == 0);
-                }
-            }
-            count[a] = 0;  // the anchor is in each of its runs: listed, but never kept
-            if (excluded.lo) {  // nor are its own user's other anchors
-                for (int64_t j = excluded.lo[a]; j < excluded.hi[a]; ++j) count[j] = 0;
-            }
-            uint16_t floor = 1;
-            const int64_t others = nt - (in_a_run ? 1 : 0);
-            if (max_candidates[x] > 0 && others > max_candidates[x]) {
-                std::fill(hist.begin(), hist.end(), 0);
-                for (int64_t y = 0; y < nt; ++y) ++hist[count[touched[y]]];
-                int64_t seen = 0;
-                for (int64_t c = bands; c >= 1; --c) {
-                    seen += hist[c];
-                    if (seen >= max_candidates[x]) { floor = static_cast<uint16_t>(c); break; }
-                }
-            }
-            kept.clear();
-            for (int64_t y = 0; y < nt; ++y) {  // keep and reset in one pass
-                const int32_t j = touched[y];
-                if (count[j] >= floor) kept.push_back((static_cast<int64_t>(j) << 16) | count[j]);
-                count[j] = 0;
-            }
-            std::sort(kept.begin(), kept.end());
-            for (int64_t v : kept) {
-                nbr[x].push_back(static_cast<int32_t>(v >> 16));
-                shared[x].push_back(static_cast<int32_t>(v & 0xFFFF));
-            }
-        }
-    }
-}
-
-constexpr int64_t kHistBins = 65536;
+constexpr int64_t kHistBins = 65536;  // a score histogram's bins: 16 bits of the float32 pattern
 
 // Histogram sink: counts float32 bit patterns by the high 16 bits (prefix < 0) or, among scores whose
 // high bits equal prefix, by the low 16 bits.

@@ -36,6 +36,8 @@ import torch
 from torch import nn
 
 import simmine
+import simmine.anchors
+import simmine.readers
 from simmine.torch import (AnchorSampler, PositiveSampler, RelativeContrastiveLoss, SupervisedContrastiveLoss,
                            batch_similarity, key_inputs)
 
@@ -68,7 +70,8 @@ class SASRec(nn.Module):
         padding is never attended to."""
         length = seq.shape[1]
         keep = (seq != 0).unsqueeze(-1).to(self.item.weight.dtype)
-        x = self.item(seq) * math.sqrt(self.item.embedding_dim) + self.pos.weight[None, self.pos.num_embeddings - length:]
+        positions = self.pos.weight[None, self.pos.num_embeddings - length:]
+        x = self.item(seq) * math.sqrt(self.item.embedding_dim) + positions
         x = self.drop(x) * keep
         padding = torch.zeros(seq.shape, dtype=x.dtype, device=x.device).masked_fill(seq == 0, -1e9)
         for layer in self.layers:
@@ -108,8 +111,8 @@ def _selection(args) -> dict:
 def user_sequences(args):
     """Each user's whole sequence S (by user, in order of first appearance) with items coded 1..V, and the code
     of each item."""
-    log = simmine.sequences.read_log(args.input, args.format)
-    built = simmine.sequences.build_sequences(log, split="none", max_len=10**9)
+    log = simmine.readers.read_log(args.input, args.format)
+    built = simmine.anchors.build_sequences(log, split="none", max_len=10**9)
     full = {u: built.item_values.take(built.items[built.indptr[i]:built.indptr[i + 1]]).to_pylist() +
             [built.target_values[i].as_py()] for i, u in enumerate(built.user_values.to_pylist())}
     items = sorted({v for s in full.values() for v in s})

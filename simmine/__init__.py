@@ -6,18 +6,19 @@ recommendation (strong positives: same target; weak positives: most similar hist
 >>> pos = simmine.open(out)                                         # doctest: +SKIP
 >>> neighbors, scores = pos.weak(0)                                 # doctest: +SKIP
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .api import build  # noqa: E402
-from .config import BuildConfig, ItemsConfig  # noqa: E402
+from .config import BuildConfig  # noqa: E402
 from .backends import available_backends  # noqa: E402
 from .errors import InputError, SimmineError  # noqa: E402
 from .io import Positives  # noqa: E402
-from .itemgraph import ItemGraph, items, open_items  # noqa: E402
+from .graphs import ItemGraph, ItemsConfig, items, open_items  # noqa: E402
 from .io import open_positives as open  # noqa: E402,A001
 from .metrics import METRICS  # noqa: E402
 
-__all__ = ["build", "BuildConfig", "items", "ItemsConfig", "open_items", "ItemGraph", "open", "Positives", "available_backends", "METRICS", "InputError", "SimmineError",
+__all__ = ["build", "BuildConfig", "items", "ItemsConfig", "open_items", "ItemGraph", "open", "Positives",
+           "available_backends", "METRICS", "InputError", "SimmineError",
            "__version__"]
 
 

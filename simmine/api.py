@@ -36,7 +36,8 @@ def build(input: Optional[str] = None, out: str = "simmine-out", metric: str = "
 def run_build(config: BuildConfig) -> str:
     """Runs a build of a validated configuration; returns its output directory."""
     from .backends import get_backend, set_num_threads
-    from .pipeline import Run, build_in_memory, check_out
+    from .pipeline import build_in_memory
+    from .run import Run, check_out
     from .progress import make_progress
 
     if config.method == "faiss":

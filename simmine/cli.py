@@ -64,7 +64,7 @@ def _add_build(sub) -> None:
 
 
 def _add_items(sub) -> None:
-    from .config import ItemsConfig
+    from .graphs import ItemsConfig
 
     _add_config_command(sub, ItemsConfig, "build an item co-occurrence graph or item neighbours")
 
@@ -100,7 +100,7 @@ def _add_synth(sub) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="simmine", description="Similarity mining of positives for contrastive sequential "
                                                  "recommendation.")
-    from . import __version__
+    from .version import __version__
 
     parser.add_argument("--version", action="version", version=f"simmine {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -114,7 +114,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def command_config(args, cls):
     """The configuration of a command: --like's or --config's options, then the flags given."""
-    from .config import config_of_build, read_config_file
+    from .config import config_of_output, read_config_file
 
     given = vars(args).copy()
     for name in ("command", "like", "config"):
@@ -123,7 +123,7 @@ def command_config(args, cls):
     if getattr(args, "like", None) and getattr(args, "config", None):
         raise InputError("give one of --like and --config")
     if getattr(args, "like", None):
-        base, source = config_of_build(args.like), f"{args.like}/manifest.json"
+        base, source = config_of_output(args.like, cls.COMMAND), f"{args.like}/manifest.json"
     elif getattr(args, "config", None):
         base, source = read_config_file(args.config, cls.COMMAND), args.config
     return cls.from_dict({**base, **given}, source)
@@ -149,8 +149,8 @@ def _run_build(args) -> int:
 
 
 def _run_items(args) -> int:
-    from .config import ItemsConfig
-    from .itemgraph import items_summary, run_items
+    from .graphs import ItemsConfig
+    from .graphs import items_summary, run_items
 
     config = command_config(args, ItemsConfig)
     out = run_items(config)

@@ -17,12 +17,10 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .anchors import ANCHORS, COMPARES, SPLITS
 from .errors import InputError
+from .readers import FORMATS
 
-FORMATS = ("auto", "parquet", "csv", "tsv", "arrow", "inter", "lines", "ml-dat")
-SPLITS = ("loo", "none")
-COMPARES = ("history", "full")
-ANCHORS = ("user", "prefix")
 SAME_USER = ("exclude", "keep")
 METHODS = ("exact", "minhash", "faiss")
 ENGINES = ("local", "ray")
@@ -248,103 +246,6 @@ class BuildConfig(LogConfig):
             return self.method != "exact"
         return True
 
-WINDOW_COUNTS = ("set", "multiset")
-EDGE_WEIGHTS = ("count", "binary", "inverse-distance", "iuf")
-NORMALIZATIONS = ("none", "sym", "row", "cosine", "gcl4sr")
-ITEM_METRICS = ("jaccard", "cosine")
-ITEM_SIMILARITIES = ("cosine", "dot")
-ITEM_GROUPS = {
-    "input": "input (docs/input.md)",
-    "graph": "co-occurrence graph (docs/items.md)",
-    "neighbours": "item neighbours instead of a graph (docs/items.md)",
-    "execution": "execution",
-    "output": "output (docs/items.md)",
-}
-
-
-@dataclass(frozen=True)
-class ItemsConfig(LogConfig):
-    """Everything ``simmine items`` depends on (docs/items.md): the log and split as ``build`` reads them, and
-    either a co-occurrence graph or item neighbours (by the items' user sets or by given embeddings)."""
-
-    COMMAND = "items"
-    GROUPS = ITEM_GROUPS
-
-    split: str = option("loo", "loo (graphs from T = all but the last two) | none", "input")
-    window: int = option(3, "pairs at most W positions apart in a user's sequence; 0: anywhere (default 3)",
-                         "graph", parse_int)
-    count: str = option("multiset", "multiset (every co-occurrence) | set (once per user)", "graph")
-    directed: bool = option(False, "edges from the earlier item to the later only (default: both ways)", "graph",
-                            bool)
-    weight: str = option("count", "count | binary | inverse-distance | iuf (1/log(1+|S_u|))", "graph")
-    self_loops: bool = option(False, "add the identity before normalising (every item an edge to itself)",
-                              "graph", bool)
-    normalize: str = option("none", "none | sym (D^-1/2 A D^-1/2) | row (D^-1 A) | cosine (ItemCF) | gcl4sr",
-                            "graph")
-    k: Optional[int] = option(None, "keep each item's top K edges (graph) or neighbours", "neighbours", parse_int)
-    metric: Optional[str] = option(None, "jaccard | cosine: item top-k over the items' user sets (build's "
-                                         "kernels)", "neighbours")
-    embeddings: Optional[str] = option(None, "FILE.npy: item vectors, one row per item in sorted item order "
-                                             "(or one more for padding first): item top-k", "neighbours")
-    similarity: str = option("cosine", "cosine | dot (with --embeddings)", "neighbours")
-    backend: Optional[str] = option(None, "auto|cpp|numba|python for --metric (default: $SIMMINE_BACKEND or auto)")
-    threads: Optional[int] = option(None, "CPU threads of the native backends (default: all)", parse=parse_int,
-                                    record=False)
-    out: str = option("simmine-items", "output directory (default simmine-items)", "output", record=False)
-    max_output_gb: float = option(8.0, "refuse an output larger than this (default 8)", "output", parse_number)
-    quiet: bool = option(False, "no progress bars or summary", "output", bool, record=False)
-
-    def __post_init__(self):
-        _validate_items(self)
-
-    @property
-    def relation(self) -> str:
-        """What an edge means: co-occurrence in a sequence, similar user sets, or similar embeddings."""
-        return "embeddings" if self.embeddings is not None else ("users" if self.metric else "cooccurrence")
-
-    @property
-    def bucket_by(self) -> tuple:
-        return ()
-
-    def applies(self, name: str) -> bool:
-        graph = ("window", "count", "directed", "weight", "self_loops", "normalize")
-        if name in graph:
-            return self.relation == "cooccurrence"
-        if name == "similarity":
-            return self.relation == "embeddings"
-        if name == "backend":
-            return self.relation == "users"
-        return True
-
-    def _derived_params(self, out: dict) -> dict:
-        out["relation"] = self.relation
-        return out
-
-
-def _validate_items(c: ItemsConfig) -> None:
-    _choice("--format", c.format, FORMATS)
-    _choice("--split", c.split, SPLITS)
-    if not _is_int(c.window) or c.window < 0:
-        raise InputError(f"--window must be a non-negative integer, got {c.window}")
-    _choice("--count", c.count, WINDOW_COUNTS)
-    _choice("--weight", c.weight, EDGE_WEIGHTS)
-    _choice("--normalize", c.normalize, NORMALIZATIONS)
-    _choice("--similarity", c.similarity, ITEM_SIMILARITIES)
-    _positive_int("--k", c.k, optional=True)
-    _positive_int("--threads", c.threads, optional=True)
-    if not (_is_number(c.max_output_gb) and c.max_output_gb > 0):
-        raise InputError(f"--max-output-gb must be positive, got {c.max_output_gb}")
-    if c.metric is not None:
-        _choice("--metric", c.metric, ITEM_METRICS)
-    if c.metric is not None and c.embeddings is not None:
-        raise InputError("give one of --metric and --embeddings")
-    if (c.metric is not None or c.embeddings is not None) and c.k is None:
-        raise InputError(f"--{'metric' if c.metric else 'embeddings'} finds each item's top --k neighbours: give --k")
-    for name in ("input", "out", "embeddings"):
-        value = getattr(c, name)
-        if value is not None:
-            _set(c, name, os.fspath(value))
-
 
 def cli_flag(f) -> str:
     return f.metadata["flag"] or "--" + f.name.replace("_", "-")
@@ -366,27 +267,27 @@ def _plain(value):
 
 
 # ---------------------------------------------------------------------------------------------- validation
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def _is_number(v) -> bool:
+def is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _choice(flag: str, value, choices, what: str = "choose from") -> None:
+def check_choice(flag: str, value, choices, what: str = "choose from") -> None:
     if value not in choices:
         raise InputError(f"unknown {flag} '{value}' ({what} {', '.join(choices)})")
 
 
-def _positive_int(flag: str, value, optional: bool = False) -> None:
+def check_positive_int(flag: str, value, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise InputError(f"{flag} must be a positive integer, got {value}")
 
 
-def _set(config: BuildConfig, name: str, value) -> None:
+def set_field(config: BuildConfig, name: str, value) -> None:
     object.__setattr__(config, name, value)
 
 
@@ -394,22 +295,23 @@ def _validate(c: BuildConfig) -> None:
     """Every check of a build's flags, in the order their messages are documented (docs/cli.md)."""
     from .metrics import resolve_metric
 
-    _set(c, "metric", resolve_metric(c.metric).name)
+    set_field(c, "metric", resolve_metric(c.metric).name)
     _validate_selection(c)
-    _choice("--method", c.method, METHODS, "available:")
-    _choice("--engine", c.engine, ENGINES, "available:")
-    if not _is_int(c.max_len) or c.max_len < 1:
+    check_choice("--method", c.method, METHODS, "available:")
+    check_choice("--engine", c.engine, ENGINES, "available:")
+    if not is_int(c.max_len) or c.max_len < 1:
         raise InputError(f"--max-len must be a positive integer, got {c.max_len}")
-    _positive_int("--ngram-n", c.ngram_n)
-    if not (_is_number(c.max_output_gb) and c.max_output_gb > 0):
+    check_positive_int("--ngram-n", c.ngram_n)
+    if not (is_number(c.max_output_gb) and c.max_output_gb > 0):
         raise InputError(f"--max-output-gb must be positive, got {c.max_output_gb}")
-    _positive_int("--threads", c.threads, optional=True)
+    check_positive_int("--threads", c.threads, optional=True)
     for name in ("num_perm", "bands", "rows", "dim", "candidates"):
-        _positive_int("--" + name.replace("_", "-"), getattr(c, name), optional=name != "num_perm" and name != "dim")
-    if not _is_int(c.recall_sample) or c.recall_sample < 0:
+        check_positive_int("--" + name.replace("_", "-"), getattr(c, name),
+                           optional=name != "num_perm" and name != "dim")
+    if not is_int(c.recall_sample) or c.recall_sample < 0:
         raise InputError(f"--recall-sample must be a non-negative integer, got {c.recall_sample}")
-    _set(c, "shard_rows", DEFAULT_SHARD_ROWS if c.shard_rows is None else c.shard_rows)
-    _positive_int("--shard-rows", c.shard_rows)
+    set_field(c, "shard_rows", DEFAULT_SHARD_ROWS if c.shard_rows is None else c.shard_rows)
+    check_positive_int("--shard-rows", c.shard_rows)
     if c.engine == "ray" and c.method != "exact":
         raise InputError("--engine ray runs --method exact; approximate builds run on --engine local")
     if c.method != "exact" and c.alpha is not None and c.alpha_scope == "global":
@@ -419,7 +321,7 @@ def _validate(c: BuildConfig) -> None:
     if c.method == "faiss":
         from .approx.faiss_ import INDEXES
 
-        _choice("--index", c.index, INDEXES)
+        check_choice("--index", c.index, INDEXES)
     if (c.metric == "embedding") != (c.embeddings is not None):
         raise InputError("--metric embedding needs --embeddings FILE.npy" if c.embeddings is None else
                          "--embeddings is read only by --metric embedding")
@@ -434,15 +336,15 @@ def _validate_selection(c: BuildConfig) -> None:
     from .select import make_selection
 
     sel = make_selection(c.alpha, c.alpha_scope, c.k, c.min_sim, c.max_per_anchor)
-    _set(c, "alpha", sel.alpha)
-    _set(c, "k", sel.k)
-    _set(c, "min_sim", sel.min_sim)
-    _set(c, "_selection", sel)
+    set_field(c, "alpha", sel.alpha)
+    set_field(c, "k", sel.k)
+    set_field(c, "min_sim", sel.min_sim)
+    set_field(c, "_selection", sel)
 
 
 def _validate_streamed(c: BuildConfig) -> None:
     """What a bounded-memory build (--memory-gb) accepts."""
-    if not (_is_number(c.memory_gb) and c.memory_gb > 0):
+    if not (is_number(c.memory_gb) and c.memory_gb > 0):
         raise InputError(f"--memory-gb must be positive, got {c.memory_gb}")
     if c.input is None:
         raise InputError("--memory-gb streams an --input file; the demo log is built in memory")
@@ -461,18 +363,18 @@ def _validate_input(c: BuildConfig) -> None:
     cols = tuple(str(col).strip() for col in bucket_by if str(col).strip())
     if bucket_by and not cols:
         raise InputError("--bucket-by needs at least one column name")
-    _set(c, "bucket_by", cols)
-    _choice("--format", c.format, FORMATS)
-    _choice("--split", c.split, SPLITS)
-    _choice("--compare", c.compare, COMPARES)
-    _choice("--anchors", c.anchors, ANCHORS)
+    set_field(c, "bucket_by", cols)
+    check_choice("--format", c.format, FORMATS)
+    check_choice("--split", c.split, SPLITS)
+    check_choice("--compare", c.compare, COMPARES)
+    check_choice("--anchors", c.anchors, ANCHORS)
     if c.same_user is None:
-        _set(c, "same_user", "exclude" if c.anchors == "prefix" else "keep")
-    _choice("--same-user", c.same_user, SAME_USER)
+        set_field(c, "same_user", "exclude" if c.anchors == "prefix" else "keep")
+    check_choice("--same-user", c.same_user, SAME_USER)
     for name in ("input", "out", "embeddings"):
         value = getattr(c, name)
         if value is not None:
-            _set(c, name, os.fspath(value))
+            set_field(c, name, os.fspath(value))
 
 
 # ---------------------------------------------------------------------------------------------- --config, --like
@@ -505,11 +407,11 @@ def read_config_file(path: str, command: str = "build") -> dict:
     return values
 
 
-def config_of_build(out: str) -> dict:
-    """The options of an earlier output (``--like OUT``): its recorded configuration."""
+def config_of_output(out: str, command: str = "build") -> dict:
+    """The options of an earlier output of ``command`` (``--like OUT``): its recorded configuration."""
     from .io import read_manifest
 
-    manifest = read_manifest(out)
+    manifest = read_manifest(out, command)
     if "config" not in manifest:
         raise InputError(f"{out}: this output records no configuration (made by simmine "
                          f"{manifest.get('simmine_version', '?')}); rebuild it with its recorded command: "

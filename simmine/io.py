@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
+from .csr import ranges
 from .errors import InputError
 
 FORMAT_VERSION = 2  # 2: strong positives as groups (strong.arrow: group; groups.arrow), positions
@@ -93,21 +94,57 @@ def sequences_table(seqs, labels: Optional[list]) -> pa.Table:
     })
 
 
-def read_manifest(out: str) -> dict:
+# the keys a manifest of each kind of output must hold to be read at all
+MANIFEST_KEYS = {"build": ("format_version", "files", "n_anchors"), "items": ("format_version", "files", "n_items")}
+
+
+def read_manifest(out: str, kind: Optional[str] = None) -> dict:
+    """OUT's manifest, checked to be a simmine manifest (of ``kind``, "build" or "items", when given): a
+    one-line InputError otherwise, naming the directory or file and what it is instead."""
     path = os.path.join(out, "manifest.json")
     if not os.path.isfile(path):
         raise InputError(f"{out}: not a simmine output (no manifest.json)")
     try:
         with open(path) as f:
-            return json.load(f)
+            m = json.load(f)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: unreadable manifest ({exc})") from None
+    found = m.get("kind", "build") if isinstance(m, dict) else None
+    if found not in MANIFEST_KEYS:
+        raise InputError(f"{path}: not a simmine manifest")
+    missing = [key for key in MANIFEST_KEYS[found] if key not in m]
+    if missing:
+        raise InputError(f"{path}: not a simmine manifest (no '{missing[0]}')")
+    if kind is not None and found != kind:
+        opener = "simmine.open_items" if found == "items" else "simmine.open"
+        raise InputError(f"{out}: made by simmine {found}, not by simmine {kind} (open it with {opener})")
+    return m
 
 
 def shard_files(manifest: dict) -> list:
     """The weak/strong files of a build with their anchor ranges: the manifest's shards, or one pair."""
     return manifest.get("shards") or [{"rows": [0, manifest["n_anchors"]], "weak": "weak.arrow",
                                        "strong": "strong.arrow"}]
+
+
+def check_files(out: str, m: dict) -> list:
+    """Problems of an output's files: missing, changed since they were written (sha256), or with another
+    number of rows than the manifest lists."""
+    problems = []
+    for name, info in m["files"].items():
+        path = os.path.join(out, name)
+        if not os.path.isfile(path):
+            problems.append(f"{name}: missing")
+        elif sha256_file(path) != info["sha256"]:
+            problems.append(f"{name}: checksum mismatch (the file changed after it was written)")
+    if problems:
+        return problems
+    for name, info in m["files"].items():
+        rows = map_table(os.path.join(out, name)).num_rows
+        lo, hi = info["rows"] if isinstance(info["rows"], list) else (0, info["rows"])
+        if rows != hi - lo:
+            problems.append(f"{name}: {rows} rows, manifest says {hi - lo} (rows {lo}..{hi - 1})")
+    return problems
 
 
 def map_table(path: str) -> pa.Table:
@@ -118,7 +155,7 @@ def map_table(path: str) -> pa.Table:
         raise InputError(f"{path}: not a readable Arrow file ({str(exc).splitlines()[0]})") from None
 
 
-class _ListColumn:
+class ListColumn:
     """O(1) access to row i of a (large_)list column, zero-copy over its record batches."""
 
     def __init__(self, column: pa.ChunkedArray):
@@ -153,9 +190,8 @@ class _ListColumn:
         offs = self.offsets[0]
         starts, ends = offs[rows].astype(np.int64), offs[rows + 1].astype(np.int64)
         lengths = ends - starts
-        from .sequences import _ranges
 
-        return np.concatenate(([0], np.cumsum(lengths))).astype(np.int64), self.values[0][_ranges(starts, lengths)]
+        return np.concatenate(([0], np.cumsum(lengths))).astype(np.int64), self.values[0][ranges(starts, lengths)]
 
     def __getitem__(self, i: int) -> np.ndarray:
         if not 0 <= i < len(self):
@@ -178,7 +214,7 @@ class Positives:
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
-        self.manifest = read_manifest(self.path)
+        self.manifest = read_manifest(self.path, "build")
         self._reset()
 
     def _reset(self) -> None:
@@ -195,8 +231,8 @@ class Positives:
                 return pa.chunked_array([c for t in tables for c in t.column(name).chunks],
                                         type=tables[0].schema.field(name).type)
 
-            self._weak_n = _ListColumn(column(weak, "neighbors"))
-            self._weak_s = _ListColumn(column(weak, "scores"))
+            self._weak_n = ListColumn(column(weak, "neighbors"))
+            self._weak_s = ListColumn(column(weak, "scores"))
             if "group" in strong[0].column_names:
                 self._group = np.concatenate([c.to_numpy(zero_copy_only=True) for t in strong
                                               for c in t.column("group").chunks]).astype(np.int64)
@@ -205,7 +241,7 @@ class Positives:
                 self._goff = offsets - offsets[0]
                 self._members = members.values.to_numpy(zero_copy_only=False)[offsets[0]:offsets[-1]].astype(np.int64)
             else:  # format 1: a list per anchor
-                self._strong = _ListColumn(column(strong, "neighbors"))
+                self._strong = ListColumn(column(strong, "neighbors"))
 
     def __len__(self) -> int:
         return int(self.manifest["n_anchors"])
@@ -238,14 +274,13 @@ class Positives:
         anchors = np.asarray(anchors, dtype=np.int64)
         if self._strong is not None:
             return self._strong.gather(anchors)
-        from .sequences import _ranges
 
         first, last, cut_lo, cut_hi = self._group_spans(anchors)
         before, after = cut_lo - first, last - cut_hi
         starts = np.stack((first, cut_hi), axis=1).reshape(-1)
         lengths = np.stack((before, after), axis=1).reshape(-1)
         offsets = np.concatenate(([0], np.cumsum(before + after))).astype(np.int64)
-        return offsets, self._members[_ranges(starts, lengths)]
+        return offsets, self._members[ranges(starts, lengths)]
 
     def strong_counts(self, anchors: Optional[np.ndarray] = None) -> np.ndarray:
         """|strong(i)| of the given anchors (all by default), without building the lists."""

@@ -8,108 +8,32 @@ one place. The in-memory route is here; the bounded-memory route (``--memory-gb`
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
-import time
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
 
-from . import __version__
 from .config import BuildConfig
 from .engines.local import (Plan, StrongGroups, WeakResult, check_threshold_output, global_threshold_of, make_plan,
                             mine_weak, mine_weak_range, select_anchors, strong_groups, strong_pairs)
 from .errors import InputError
 from .io import (FORMAT_VERSION, fault_point, groups_table, sequences_table, sha256_file, strong_table, weak_table,
-                 write_json, write_table)
-from .metrics import Features, dense_features, load_embeddings, prepare_features
+                 write_table)
+from .metrics import Features, dense_features, prepare_features
+from .vectors import load_embeddings
 from .select import GlobalThreshold, check_output_size, output_bytes, weak_entries_bound
-from .sequences import Log, SequenceSet, build_sequences, read_log
+from .anchors import SequenceSet, build_sequences
+from .run import Loaded, Run, load_log, resolved_input
 
 ESTIMATE_SAMPLE = 256
-PLAN_FILE = "plan.json"
 STAGES = ("load", "anchors", "features", "plan", "regroup", "mine", "strong", "write")  # the manifest's order
 
 
 # ---------------------------------------------------------------------------------------------- the run
-@dataclass
-class Run:
-    """One build in progress: its configuration, what was resolved on this machine (backend, the log's
-    format and time column), per-stage seconds, and its checkpoint once opened."""
-
-    config: BuildConfig
-    backend: ModuleType
-    progress: Optional[Callable]
-    started: float = field(default_factory=time.perf_counter)
-    timings: dict = field(default_factory=dict)
-    resolved: dict = field(default_factory=dict)
-    input_info: dict = field(default_factory=dict)
-    partial: Optional[str] = None
-    state: dict = field(default_factory=dict)
-
-    def stage(self, name: str, fn: Callable, *args):
-        """``fn(*args)``, its seconds added to stage ``name`` (a stage may run in several pieces)."""
-        t = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
-
-    def params(self) -> dict:
-        return self.config.params({"backend": self.backend.name, **self.resolved})
-
-    def fingerprint(self) -> str:
-        """What a resumed build must share with the interrupted one: input, recorded parameters, version."""
-        blob = json.dumps({"input": self.input_info, "params": self.params(), "version": __version__},
-                          sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def open_checkpoint(self) -> str:
-        """OUT.partial: kept from an interrupted build of the same input and parameters when resuming
-        (its plan.json holds the state saved so far), started afresh otherwise."""
-        out = self.config.out
-        partial = f"{out.rstrip(os.sep)}.partial"
-        plan_path = os.path.join(partial, PLAN_FILE)
-        fingerprint = self.fingerprint()
-        state = None
-        if os.path.isdir(partial):
-            if getattr(self.config, "resume", False) and os.path.isfile(plan_path):
-                with open(plan_path) as f:
-                    state = json.load(f)
-                if state.get("fingerprint") != fingerprint:
-                    state = None
-            if state is None:
-                shutil.rmtree(partial)
-        os.makedirs(partial, exist_ok=True)
-        self.partial, self.state = partial, state or {"fingerprint": fingerprint}
-        self.save()
-        return partial
-
-    def save(self, **changes) -> None:
-        """Updates the checkpoint's state and writes it (atomically)."""
-        self.state.update(changes)
-        write_json(os.path.join(self.partial, PLAN_FILE), self.state)
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.partial, name)
-
-    def discard(self) -> None:
-        """Bad input: nothing is left behind."""
-        if self.partial is not None:
-            shutil.rmtree(self.partial, ignore_errors=True)
 
 
-def check_out(out: str) -> None:
-    """Refuses to replace anything that is not an earlier simmine output."""
-    if os.path.isfile(out):
-        raise InputError(f"{out}: exists and is a file; --out must name a directory")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "manifest.json")):
-        raise InputError(f"{out}: exists and is not a simmine output; refusing to overwrite it")
 
 
 def shard_ranges(n: int, shard_rows: int) -> list:
@@ -117,41 +41,12 @@ def shard_ranges(n: int, shard_rows: int) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- load, anchors
-@dataclass
-class Loaded:
-    """The log as read, and what the manifest records of its files."""
-
-    log: Log
-    input_info: dict
 
 
-def load_log(config: BuildConfig) -> Loaded:
-    """Stage load: the log (or the built-in demo), its path, size and sha256."""
-    if config.input is None:
-        from .demo import demo_table
-
-        log = Log("<demo>", "demo", demo_table(), "user_id", "item_id", "timestamp", config.bucket_by, 0)
-        missing = [c for c in config.bucket_by if c not in log.table.column_names]
-        if missing:
-            raise InputError(f"<demo>: no column '{missing[0]}' (columns: {', '.join(log.table.column_names)})")
-        info = {"path": None, "demo": True, "bytes": None, "sha256": None}
-    else:
-        log = read_log(config.input, config.format, config.user_col, config.item_col, config.time_col,
-                       config.bucket_by)
-        info = input_info(config.input)
-    return Loaded(log, info)
 
 
-def input_info(path: str) -> dict:
-    return {"path": os.path.abspath(path), "demo": False, "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 
 
-def resolved_input(config: BuildConfig, fmt: str, time_col: Optional[str]) -> dict:
-    """The recorded parameters only known once the log is open."""
-    out = {"format": fmt, "time_col": time_col}
-    if config.embeddings is not None:
-        out["embeddings"] = os.path.abspath(config.embeddings)
-    return out
 
 
 def make_anchors(config: BuildConfig, loaded: Loaded) -> SequenceSet:
@@ -378,18 +273,13 @@ def build_in_memory(run: Run) -> str:
 
 # ---------------------------------------------------------------------------------------------- manifest
 def finish(run: Run, counts: dict, thr: Optional[GlobalThreshold], extra: dict, shards: Optional[list]) -> str:
-    """Writes the manifest (docs/output.md) into the checkpoint directory and renames it to OUT."""
-    out, n, compared = run.config.out, counts["n_anchors"], counts["pairs"]["compared"]
+    """Publishes the build: its manifest (docs/output.md) into the checkpoint directory, renamed to OUT."""
+    n, compared = counts["n_anchors"], counts["pairs"]["compared"]
     rows_of = {"sequences.arrow": [0, n], "groups.arrow": [0, counts["strong_groups"]]}
     for sh in shards or [{"rows": [0, n], "weak": "weak.arrow", "strong": "strong.arrow"}]:
         rows_of[sh["weak"]] = rows_of[sh["strong"]] = sh["rows"]
-    manifest = {
+    body = {
         "format_version": FORMAT_VERSION,
-        "simmine_version": __version__,
-        "command": run.config.command_line(),
-        "input": run.input_info,
-        "params": run.params(),
-        "config": run.config.to_dict(),
         **counts,
         "tau": None if thr is None else thr.tau,
         "realised_fraction": (thr.pairs_at_or_above / compared if thr is not None and compared else None),
@@ -398,14 +288,5 @@ def finish(run: Run, counts: dict, thr: Optional[GlobalThreshold], extra: dict, 
         "engine": run.config.engine,
         **extra,
         "shards": shards,
-        "elapsed_s": {**{k: round(run.timings[k], 6) for k in sorted(run.timings, key=STAGES.index)},
-                      "total": round(time.perf_counter() - run.started, 6)},
-        "files": {name: {"sha256": sha256_file(run.path(name)), "bytes": os.path.getsize(run.path(name)),
-                         "rows": rows} for name, rows in rows_of.items()},
     }
-    write_json(run.path("manifest.json"), manifest)
-    os.remove(run.path(PLAN_FILE))
-    if os.path.isdir(out):
-        shutil.rmtree(out)
-    os.replace(run.partial, out)
-    return out
+    return run.publish(body, rows_of, stage_order=STAGES)

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
-from .io import map_table, read_manifest, sha256_file, shard_files
+from .io import check_files, map_table, read_manifest, sha256_file, shard_files
 
 
 def _shard_tables(out: str, kind: str) -> list:
@@ -39,7 +39,7 @@ def summary_lines(out: str) -> list:
     """A human summary of a build or an items output (what ``simmine inspect`` prints)."""
     m = read_manifest(out)
     if m.get("kind") == "items":
-        from .itemgraph import items_summary
+        from .graphs import items_summary
 
         return items_summary(out)
     p = m["params"]
@@ -104,7 +104,7 @@ def plot_histograms(out: str, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install 'simmine[plot]'") from None
-    m = read_manifest(out)
+    m = read_manifest(out, "build")
     counts, scores = _weak_arrays(out)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.hist(scores, bins=50, color="#3b6ea8")
@@ -128,8 +128,8 @@ def sequences_of_buckets(out: str, anchors: np.ndarray):
     histories holding each of these items (TF-IDF's idf), in one pass of bounded memory."""
     import pyarrow.compute as pc
 
-    from .metrics import document_frequency
-    from .sequences import SequenceSet, encode_sorted, encode_with
+    from .anchors import SequenceSet, encode_sorted, encode_with
+    from .csr import document_frequency
 
     table = map_table(os.path.join(out, "sequences.arrow"))
     n = table.num_rows
@@ -169,26 +169,6 @@ def _file_of(manifest: dict, anchor: int):
     raise IndexError(f"anchor {anchor} is in no shard")
 
 
-def check_files(out: str, m: dict) -> list:
-    """Problems of an output's files: missing, changed since they were written (sha256), or with another
-    number of rows than the manifest lists."""
-    problems = []
-    for name, info in m["files"].items():
-        path = os.path.join(out, name)
-        if not os.path.isfile(path):
-            problems.append(f"{name}: missing")
-        elif sha256_file(path) != info["sha256"]:
-            problems.append(f"{name}: checksum mismatch (the file changed after it was written)")
-    if problems:
-        return problems
-    for name, info in m["files"].items():
-        rows = map_table(os.path.join(out, name)).num_rows
-        lo, hi = info["rows"] if isinstance(info["rows"], list) else (0, info["rows"])
-        if rows != hi - lo:
-            problems.append(f"{name}: {rows} rows, manifest says {hi - lo} (rows {lo}..{hi - 1})")
-    return problems
-
-
 def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     """Problems found in a build (empty: it verifies): checksums, row counts, and a seeded sample of anchors
     recomputed with the reference backend, weak and strong."""
@@ -197,11 +177,11 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     from .io import Positives
     from .metrics import prepare_features, resolve_metric
     from .select import GlobalThreshold, make_selection
-    from .sequences import owner_codes
+    from .anchors import owner_codes
 
     m = read_manifest(out)
     if m.get("kind") == "items":
-        from .itemgraph import verify_items
+        from .graphs import verify_items
 
         return verify_items(out, sample, seed)
     problems = check_files(out, m)
@@ -215,7 +195,8 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     oracle = reference
     if p["metric"] == "embedding":
         from .backends import dense as oracle
-        from .metrics import dense_features, load_embeddings
+        from .metrics import dense_features
+        from .vectors import load_embeddings
 
         emb = m["input"]["embeddings"]
         if not os.path.isfile(emb["path"]) or sha256_file(emb["path"]) != emb["sha256"]:

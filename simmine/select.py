@@ -21,6 +21,7 @@ import numpy as np
 from .errors import InputError
 
 ALPHA_SCOPES = ("anchor", "global")
+HIST_BINS = 65536  # a score histogram's bins: 16 bits of the float32 pattern (the high half, then the low)
 
 
 @dataclass(frozen=True)

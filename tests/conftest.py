@@ -1,3 +1,6 @@
+import zlib
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -7,6 +10,18 @@ import simmine
 BACKENDS = simmine.available_backends()
 NATIVE = [b for b in BACKENDS if b != "python"]
 METRICS = ["jaccard", "tfidf", "ngram", "levenshtein"]
+
+
+def stable_seed(*parts) -> int:
+    """A seed fixed by ``parts`` (a CRC of their text), the same in every process, so a failure replays; Python's
+    ``hash`` of a string changes with every process."""
+    return zlib.crc32(repr(parts).encode("utf-8"))
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded by the test's id (``stable_seed``): each test its own data, the same on every run."""
+    return np.random.default_rng(stable_seed(request.node.nodeid))
 
 
 def random_rows(rng, n_users=25, n_items=15, max_len=12, with_city=False):

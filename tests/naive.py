@@ -3,6 +3,7 @@ logs, written from the text alone.
 
 rows: list of (user, item, time) in file order. Returns anchors, weak lists and strong lists.
 """
+import functools
 import math
 from collections import Counter, OrderedDict
 from fractions import Fraction
@@ -53,14 +54,21 @@ def similarity(metric, a, b, n_anchors=None, df=None, n=2):
             return np.float32(0)
         return np.float32(min(sum(wa[v] * wb.get(v, 0.0) for v in wa) / (na * nb), 1.0))
     if metric == "levenshtein":
-        prev = list(range(len(b) + 1))
-        for i in range(1, len(a) + 1):
-            cur = [i] + [0] * len(b)
-            for j in range(1, len(b) + 1):
-                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
-            prev = cur
-        return np.float32(1 - prev[-1] / max(len(a), len(b)))
+        return np.float32(1 - edit_distance(a, b) / max(len(a), len(b)))
     raise ValueError(metric)
+
+
+def edit_distance(a, b):
+    """Edit distance from its definition: the cheapest way to end both prefixes a[:i], b[:j] (drop a's last
+    item, add b's last, or end both with one match or substitution), by memoised recursion on (i, j)."""
+
+    @functools.lru_cache(maxsize=None)
+    def d(i, j):
+        if i == 0 or j == 0:
+            return i + j
+        return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+
+    return d(len(a), len(b))
 
 
 def cosine(u, v):

@@ -8,7 +8,7 @@ import simmine
 from conftest import NATIVE
 from simmine.backends import get_backend, reference
 from simmine.metrics import prepare_features, resolve_metric
-from simmine.sequences import SequenceSet
+from simmine.anchors import SequenceSet
 
 import pyarrow as pa
 
@@ -65,6 +65,7 @@ def test_wide_tile_many_rows(backend):
 @pytest.mark.parametrize("lanes", [4, 8])
 def test_levenshtein_alignment_lanes(lanes):
     """The C++ core aligns four (AVX2) or eight (AVX-512) candidates at once: both equal the reference."""
+    from simmine import _native as native
     from simmine.backends import cpp
 
     if not cpp.available():
@@ -74,14 +75,14 @@ def test_levenshtein_alignment_lanes(lanes):
     tile = prepare_features(_seqs(hists), resolve_metric("levenshtein")).tile(np.arange(120))
     rows = np.arange(120, dtype=np.int64)
     k_row = rng.integers(1, 30, size=120).astype(np.int64)
-    used = cpp._core.set_edit_lanes(lanes)
+    used = native.core.set_edit_lanes(lanes)
     try:
         if used != lanes:
             pytest.skip(f"this CPU aligns {used} at once")
         for w, g in zip(reference.select(tile, rows, k_row, 0.0), cpp.select(tile, rows, k_row, 0.0)):
             np.testing.assert_array_equal(g, w)
     finally:
-        cpp._core.set_edit_lanes(0)
+        native.core.set_edit_lanes(0)
 
 
 @pytest.mark.parametrize("backend", NATIVE)
@@ -115,9 +116,9 @@ def test_available_backends_and_auto(monkeypatch):
 def test_unknown_or_missing_backend_raises(monkeypatch):
     with pytest.raises(simmine.InputError, match="unknown backend"):
         get_backend("fortran")
-    import simmine.backends.cpp as cpp
+    import simmine._native as native
 
-    monkeypatch.setattr(cpp, "_core", None)
+    monkeypatch.setattr(native, "core", None)
     with pytest.raises(simmine.InputError, match="not available"):
         get_backend("cpp")
 
@@ -136,10 +137,10 @@ def test_cpp_extension_required_in_ci():
 @pytest.mark.parametrize("gain", [0.0, 0.5])
 def test_dense_bitmap_path_equals_reference(backend, gain, monkeypatch):
     """Popular codes counted by bitmaps (forced here on a small tile) give the same selection and histogram."""
-    import simmine.metrics as metrics
+    import simmine.tiles as tiles
 
-    monkeypatch.setattr(metrics, "DENSE_MIN_ROWS", 0)
-    monkeypatch.setattr(metrics, "DENSE_WORD_GAIN", gain)
+    monkeypatch.setattr(tiles, "DENSE_MIN_ROWS", 0)
+    monkeypatch.setattr(tiles, "DENSE_WORD_GAIN", gain)
     rng = np.random.default_rng(9)
     hists = [(rng.zipf(1.3, size=int(rng.integers(1, 40))) % 150).tolist() for _ in range(120)]
     tile = prepare_features(_seqs(hists), resolve_metric("jaccard")).tile(np.arange(120))
@@ -160,10 +161,10 @@ def test_tfidf_bounded_path_equals_reference(backend, monkeypatch):
     """Popular codes scored from per-row lists instead of accumulated (forced on a small tile) change no
     selection or join: k·64 <= n, or a floor of at least 0.1, takes the bounded path. Some selected pairs
     share only popular codes, so the walk that scores them from those lists alone is exercised too."""
-    import simmine.metrics as metrics
+    import simmine.tiles as tiles
 
-    monkeypatch.setattr(metrics, "HEAVY_MIN_ROWS", 0)
-    monkeypatch.setattr(metrics, "HEAVY_FRACTION", 1 / 10)
+    monkeypatch.setattr(tiles, "HEAVY_MIN_ROWS", 0)
+    monkeypatch.setattr(tiles, "HEAVY_FRACTION", 1 / 10)
     rng = np.random.default_rng(10)
     hists = [(rng.zipf(1.2, size=int(rng.integers(1, 40))) % 200).tolist() for _ in range(150)]
     tile = prepare_features(_seqs(hists), resolve_metric("tfidf")).tile(np.arange(150))
@@ -187,29 +188,29 @@ def test_tfidf_bounded_path_equals_reference(backend, monkeypatch):
 @pytest.mark.skipif(not simmine.backends.cpp.available(), reason="the C++ core is not built")
 def test_code_order_is_a_stable_argsort():
     """The postings' counting sort orders entries by code, keeping entry order within a code."""
-    from simmine.backends import cpp
+    from simmine import _native as native
 
     rng = np.random.default_rng(7)
     for vocab, n in ((1, 10), (5, 0), (37, 1000), (50_000, 20_000)):
         codes = rng.integers(0, vocab, size=n).astype(np.int32)
-        assert np.array_equal(cpp._core.code_order(codes, vocab), np.argsort(codes, kind="stable"))
+        assert np.array_equal(native.core.code_order(codes, vocab), np.argsort(codes, kind="stable"))
 
 
 @pytest.mark.skipif(not simmine.backends.cpp.available(), reason="the C++ core is not built")
 def test_unique_per_row_core_equals_one_sort(monkeypatch):
     """Each row's unique codes and counts by the core's counting passes equal the sort of row·span + code
     (empty rows, repeats, a single code, a wide vocabulary)."""
-    from simmine.backends import cpp
-    from simmine.metrics import _unique_per_row
+    from simmine import _native as native
+    from simmine.csr import unique_per_row
 
     rng = np.random.default_rng(9)
     for rows, vocab, most in ((1, 1, 5), (50, 3, 9), (400, 60, 30), (300, 40_000, 12)):
         lengths = rng.integers(0, most + 1, size=rows)
         indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         codes = rng.integers(0, vocab, size=int(indptr[-1])).astype(np.int32)
-        got = _unique_per_row(indptr, codes)
-        monkeypatch.setattr(cpp, "available", lambda: False)
-        want = _unique_per_row(indptr, codes)
+        got = unique_per_row(indptr, codes)
+        monkeypatch.setattr(native, "core", None)
+        want = unique_per_row(indptr, codes)
         monkeypatch.undo()
         for g, w in zip(got, want):
             assert g.dtype == w.dtype and np.array_equal(g, w)

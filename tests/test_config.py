@@ -111,7 +111,7 @@ def test_like_needs_a_build(tmp_path, capsys):
 
 def test_resume_fingerprint_ignores_what_changes_no_byte(tmp_path):
     from simmine.backends import get_backend
-    from simmine.pipeline import Run
+    from simmine.run import Run
 
     a = Run(BuildConfig(k=3, threads=1, quiet=True, out="x"), get_backend("python"), None)
     b = Run(BuildConfig(k=3, threads=2, quiet=False, out="y"), get_backend("python"), None)
@@ -119,7 +119,8 @@ def test_resume_fingerprint_ignores_what_changes_no_byte(tmp_path):
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
-BUILD_PATH = ("api.py", "pipeline.py", "stream.py", "config.py")
+BUILD_PATH = ("api.py", "pipeline.py", "run.py", "stream/__init__.py", "stream/prepare.py", "stream/mine.py",
+              "config.py")
 
 
 @pytest.mark.parametrize("name", BUILD_PATH)

@@ -96,7 +96,8 @@ def test_gpu_kernels_equal_reference(metric, path, monkeypatch):
     np.testing.assert_array_equal(cuda.minhash(tile.indptr, tile.indices.astype(np.int64), 32, 3),
                                   reference.minhash(tile.indptr, tile.indices.astype(np.int64), 32, 3))
     if metric in ("jaccard", "ngram"):
-        moved = cuda.stats["gemm_blocks" if path == "gemm" else "merge_blocks"] - before["gemm_blocks" if path == "gemm" else "merge_blocks"]
+        key = "gemm_blocks" if path == "gemm" else "merge_blocks"
+        moved = cuda.stats[key] - before[key]
         assert moved > 0
     if metric == "tfidf" and path == "gemm":
         assert cuda.stats["tfidf_rows_certified"] > before["tfidf_rows_certified"]
@@ -120,7 +121,8 @@ def test_gpu_one_row_blocks_equal_reference(metric, monkeypatch):
 
 
 @pytest.mark.skipif(not HAS_GPU, reason="no usable GPU")
-@pytest.mark.parametrize("sel", [dict(k=10), dict(alpha=0.05), dict(min_sim=0.3), dict(alpha=0.01, alpha_scope="global")],
+@pytest.mark.parametrize("sel", [dict(k=10), dict(alpha=0.05), dict(min_sim=0.3),
+                                 dict(alpha=0.01, alpha_scope="global")],
                          ids=str)
 def test_gpu_build_equals_cpp(tmp_path, sel):
     for metric in ("jaccard", "tfidf", "levenshtein"):

@@ -165,7 +165,8 @@ def test_faiss_candidates_past_the_cap_use_pages(tmp_path):
     from simmine.engines.local import make_plan, mine_weak
     from simmine.metrics import prepare_features, resolve_metric
     from simmine.select import make_selection
-    from simmine.sequences import build_sequences, read_log
+    from simmine.anchors import build_sequences
+    from simmine.readers import read_log
     from simmine.backends import get_backend
 
     path, _, _, _ = _log_and_embeddings(tmp_path, 7)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import simmine
-from conftest import BACKENDS, METRICS, load_weak, random_rows, write_parquet
+from conftest import BACKENDS, METRICS, load_weak, random_rows, write_parquet, stable_seed
 from naive import anchors_from_rows, mine
 
 SELECTIONS = [
@@ -33,7 +33,7 @@ def _compare(weak, strong, want_weak, want_strong, metric):
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("sel", SELECTIONS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
 def test_build_matches_naive(tmp_path, backend, metric, sel):
-    rng = np.random.default_rng(hash((metric, str(sel))) % 2**32)
+    rng = np.random.default_rng(stable_seed(metric, sel))
     rows = random_rows(rng)
     path = write_parquet(tmp_path / "log.parquet", rows)
     out = simmine.build(input=path, out=str(tmp_path / "out"), metric=metric, backend=backend, quiet=True, **sel)

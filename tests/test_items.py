@@ -179,20 +179,21 @@ def embed_route(request, monkeypatch):
     """Each route of embedding_neighbours: the float32 GEMM (with few candidates, so its certificate and its
     whole-row fallback both run), each bfloat16 screen where the CPU has it, and each screen with a tiny
     candidate limit, so rows leave it for the GEMM route."""
-    import simmine.itemgraph as items_mod
+    import simmine.graphs.embedding as items_mod
+    from simmine import _native as native
     from simmine.backends import cpp
 
     screen = EMBED_SCREENS.get(request.param.split(",")[0], "")
-    if screen and not (cpp.available() and screen in cpp._core.embed_screens()):
+    if screen and not (cpp.available() and screen in native.core.embed_screens()):
         pytest.skip(f"this CPU does not run the {screen} screen")
     if cpp.available():
-        cpp._core.set_embed_screen(screen)
+        native.core.set_embed_screen(screen)
     monkeypatch.setattr(items_mod, "EMBED_EXTRA", 2)
     if request.param.endswith("overflowing"):
         monkeypatch.setattr(items_mod, "EMBED_MOST", 8)
     yield request.param
     if cpp.available():
-        cpp._core.set_embed_screen("auto")
+        native.core.set_embed_screen("auto")
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
@@ -310,7 +311,7 @@ def test_torch_views_equal_the_tables(tmp_path):
 
 def test_substitution_and_insertion(tmp_path):
     torch = pytest.importorskip("torch")
-    from simmine.torch import ItemSubstitution, neighbor_tensors
+    from simmine.torch import ItemSubstitution
 
     table = torch.tensor([[0, 0, 0], [2, 3, 0], [1, 0, 0], [0, 0, 0]])  # item 3 has no neighbours
     aug = ItemSubstitution(table, p=0.3, seed=1)
@@ -405,7 +406,7 @@ def test_verify_neighbour_outputs(tmp_path, kind):
 def test_rank_order_equals_lexsort():
     """Edges by item, weight descending, neighbour ascending: the one-sort path equals a three-key lexsort,
     -0.0 tying with 0.0; unsorted edges take the lexsort itself."""
-    from simmine.itemgraph import _rank_order
+    from simmine.graphs.cooccurrence import rank_order
 
     rng = np.random.default_rng(0)
     values = np.array([-2.5, -0.0, 0.0, 1e-30, -1e-30, 0.5, 0.5, 3.0, 1e30], dtype=np.float32)
@@ -418,25 +419,25 @@ def test_rank_order_equals_lexsort():
             src, dst = src[shuffle], dst[shuffle]
         w = rng.choice(values, size=len(src))
         want = np.lexsort((dst, -w.astype(np.float64), src))
-        assert np.array_equal(_rank_order(src, dst, w), want), trial
+        assert np.array_equal(rank_order(src, dst, w), want), trial
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_continuous_embedding_neighbours_equal_float64_scoring(dtype, embed_route):
     """Clustered real-valued vectors (many near-ties within bfloat16's error) in float32 and float64: each
     item's top 5 equals scoring every other item in float64, for every route."""
-    from simmine.itemgraph import embedding_neighbours
+    from simmine.graphs.embedding import embedding_neighbours
 
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((6, 48))
     v = (centres[rng.integers(0, 6, 400)] + 0.01 * rng.standard_normal((400, 48))).astype(dtype)
     v[7] = v[8]  # an exact duplicate
     if embed_route.endswith("overflowing"):  # some rows leave the screen, not all
-        from simmine.backends import cpp
+        from simmine import _native as native
 
         probe = np.vstack([rng.standard_normal((200, 48)), v[:200]])  # scattered rows, then clustered ones
         unit = (probe / np.linalg.norm(probe, axis=1, keepdims=True)).astype(np.float32)
-        overflow = cpp._core.embed_candidates(unit, np.full(400, 1e-3), 5, 8)[2]
+        overflow = native.core.embed_candidates(unit, np.full(400, 1e-3), 5, 8)[2]
         assert overflow[200:].all() and not overflow[:200].all()
     for similarity in ("cosine", "dot"):
         edges = embedding_neighbours(v, 5, similarity)
@@ -465,9 +466,10 @@ def test_embed_screen_lists_the_window_of_each_rows_kth(screen):
     """Each screen's candidates against bfloat16 scores summed in float64: every column within the window of
     the row's k-th score is listed and none far below it (odd dims, rows not filling a block, duplicates and a
     zero row, a thread's screens merged with the other's)."""
+    from simmine import _native as native
     from simmine.backends import cpp
 
-    if not (cpp.available() and screen in cpp._core.embed_screens()):
+    if not (cpp.available() and screen in native.core.embed_screens()):
         pytest.skip(f"this CPU does not run the {screen} screen")
     rng = np.random.default_rng(8)
     x = rng.standard_normal((333, 37)).astype(np.float32)
@@ -475,10 +477,10 @@ def test_embed_screen_lists_the_window_of_each_rows_kth(screen):
     x[20] = 0.0
     window = rng.uniform(0.0, 2.0, size=333)
     try:
-        cpp._core.set_embed_screen(screen)
-        ptr, cols, overflow = cpp._core.embed_candidates(x, window, 5, 10_000)
+        native.core.set_embed_screen(screen)
+        ptr, cols, overflow = native.core.embed_candidates(x, window, 5, 10_000)
     finally:
-        cpp._core.set_embed_screen("auto")
+        native.core.set_embed_screen("auto")
     assert not overflow.any()
     t = _bf16(x)
     scores = t @ t.T
@@ -494,19 +496,19 @@ def test_embed_screen_lists_the_window_of_each_rows_kth(screen):
 
 @pytest.mark.skipif(not simmine.backends.cpp.available(), reason="the C++ core is not built")
 def test_pair_dots_equal_float64_dots():
-    from simmine.backends import cpp
+    from simmine import _native as native
 
     rng = np.random.default_rng(1)
     v = rng.integers(-3, 4, size=(40, 19)).astype(np.float64)  # integer vectors: every summation order is exact
     rows, cols = rng.integers(0, 40, size=37), rng.integers(0, 40, size=37)
     want = np.einsum("xd,xd->x", v[rows], v[cols])
-    assert np.array_equal(cpp._core.pair_dots(v, rows, cols), want)
-    assert np.array_equal(cpp._core.pair_dots(v.astype(np.float32), rows, cols), want)
+    assert np.array_equal(native.core.pair_dots(v, rows, cols), want)
+    assert np.array_equal(native.core.pair_dots(v.astype(np.float32), rows, cols), want)
     w = rng.standard_normal((40, 19))  # float32 rows give the bits of the same rows as float64
-    assert np.array_equal(cpp._core.pair_dots(w.astype(np.float32), rows, cols),
-                          cpp._core.pair_dots(w.astype(np.float32).astype(np.float64), rows, cols))
+    assert np.array_equal(native.core.pair_dots(w.astype(np.float32), rows, cols),
+                          native.core.pair_dots(w.astype(np.float32).astype(np.float64), rows, cols))
     with pytest.raises(ValueError, match="out of range"):
-        cpp._core.pair_dots(v, rows, cols + 40)
+        native.core.pair_dots(v, rows, cols + 40)
 
 
 def test_co_count_kernel_with_wide_item_codes():

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import simmine
-from simmine.sequences import detect_format, load_sequences
+from simmine.anchors import load_sequences
+from simmine.readers import detect_format
 
 ROWS = [  # user, item, time: user b has ties at time 5 (file order decides), user c is too short for loo
     ("a", "x1", 3), ("b", "x2", 5), ("a", "x2", 1), ("b", "x3", 5), ("a", "x3", 2), ("c", "x1", 1),
@@ -130,13 +131,13 @@ def test_bucket_key_comes_from_target_row(tmp_path):
 
 @pytest.mark.parametrize("core", [True, False], ids=["cpp", "numpy"])
 def test_user_time_order_is_the_stable_sort_whether_or_not_the_log_is_already_sorted(core, monkeypatch):
-    from simmine.backends import cpp
-    from simmine.sequences import _take, _user_time_order
+    from simmine import _native
+    from simmine.anchors import take
 
-    if core and not cpp.available():
+    if core and not _native.available():
         pytest.skip("C++ core not built")
     if not core:
-        monkeypatch.setattr(cpp, "available", lambda: False)
+        monkeypatch.setattr(_native, "core", None)
     rng = np.random.default_rng(0)
     for trial in range(300):
         n = int(rng.integers(0, 40))
@@ -147,8 +148,8 @@ def test_user_time_order_is_the_stable_sort_whether_or_not_the_log_is_already_so
         if trial % 7 == 0:
             times = times + rng.random(n)  # float timestamps
         every = np.arange(n)
-        assert np.array_equal(_take(_user_time_order(users, times, 5), every), np.lexsort((times, users)))
-        assert np.array_equal(_take(_user_time_order(users, None, 5), every), np.argsort(users, kind="stable"))
+        assert np.array_equal(take(_native.user_time_order(users, times, 5), every), np.lexsort((times, users)))
+        assert np.array_equal(take(_native.user_time_order(users, None, 5), every), np.argsort(users, kind="stable"))
 
 
 def _slow_lines(path):
@@ -174,7 +175,7 @@ def _slow_lines(path):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_lines_reader_equals_a_line_by_line_parse(tmp_path, seed):
-    from simmine.sequences import _read_lines
+    from simmine.readers.lines import read_lines
 
     rng = np.random.default_rng(seed)
     words = ["0", "7", "-3", "12", "007", "-0", "1" * 18, "1" * 19, "ä", "b:c", "x"]
@@ -188,7 +189,7 @@ def test_lines_reader_equals_a_line_by_line_parse(tmp_path, seed):
             lines.append(rng.choice(["", "   ", "\t"]))
     path = tmp_path / "log.txt"
     path.write_text("\n".join(lines) + rng.choice(["", "\n"]), encoding="utf-8")
-    table, _ = _read_lines(str(path))
+    table, _ = read_lines(str(path))
     users, items = _slow_lines(str(path))
     assert table.column("user_id").to_pylist() == users and table.column("item_id").to_pylist() == items
 
@@ -201,27 +202,27 @@ def test_lines_reader_equals_a_line_by_line_parse(tmp_path, seed):
 ])
 def test_lines_reader_errors_name_the_first_bad_line(tmp_path, content, message):
     from simmine.errors import InputError
-    from simmine.sequences import _read_lines
+    from simmine.readers.lines import read_lines
 
     path = tmp_path / "log.txt"
     path.write_bytes(content)
     with pytest.raises(InputError, match=message):
-        _read_lines(str(path))
+        read_lines(str(path))
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_lines_reader_core_and_numpy_agree(tmp_path, seed):
-    from simmine.backends import cpp
-    from simmine.sequences import _lines_core, _lines_numpy
+    from simmine import _native
+    from simmine.readers.lines import scan_core, scan_numpy
 
-    if not cpp.available():
+    if not _native.available():
         pytest.skip("the C++ core is not built")
     rng = np.random.default_rng(seed)
     words = ["0", "-3", "12", "x", "ä"] if seed % 2 else ["0", "-3", "12", "99"]
     text = "\n".join(" ".join([f"u{i}" if seed > 1 else str(i)] + [str(rng.choice(words)) for _ in range(
         int(rng.integers(0, 5)))]) for i in range(50))
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    a, b = _lines_core(data, cpp._core), _lines_numpy(data)
+    a, b = scan_core(data, _native.core), scan_numpy(data)
     assert a[0].to_pylist() == b[0].to_pylist() and a[1].to_pylist() == b[1].to_pylist()
     assert a[2:] == b[2:]
 
@@ -231,7 +232,7 @@ def test_encode_with_equals_arrow_index_in(ids):
     """Item codes through the lookup table (dense integer ids) or the hash path equal Arrow's index_in."""
     import pyarrow.compute as pc
 
-    from simmine.sequences import encode_with
+    from simmine.anchors import encode_with
 
     rng = np.random.default_rng(3)
     values = {"dense": rng.integers(5, 900, size=5000), "sparse": rng.integers(0, 10**12, size=50) * 7,
@@ -249,7 +250,7 @@ def test_encode_sorted_equals_arrow_unique_and_index_in(ids):
     sorted unique values and index_in."""
     import pyarrow.compute as pc
 
-    from simmine.sequences import encode_sorted
+    from simmine.anchors import encode_sorted
 
     rng = np.random.default_rng(4)
     values = {"dense": rng.integers(5, 900, size=5000), "negative": rng.integers(-300, 40, size=3000),
@@ -270,7 +271,7 @@ def test_first_appearance_codes_equal_arrow_dictionary_encode(layout):
     dictionary_encode: codes and dictionary in order of first appearance."""
     import pyarrow.compute as pc
 
-    from simmine.sequences import first_appearance_codes
+    from simmine.anchors import first_appearance_codes
 
     rng = np.random.default_rng(5)
     users = np.repeat(rng.permutation(400) * 3, rng.integers(1, 6, size=400))

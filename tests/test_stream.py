@@ -11,6 +11,7 @@ import pytest
 
 import simmine
 import simmine.stream as stream
+import simmine.stream.prepare as stream_prepare
 from simmine.errors import InputError
 from simmine.synth import synth
 
@@ -49,7 +50,7 @@ def bucketed_log(tmp_path_factory):
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    monkeypatch.setattr(stream, "MIN_BATCH_ROWS", 1000)  # many input batches from a small log
+    monkeypatch.setattr(stream_prepare, "MIN_BATCH_ROWS", 1000)  # many input batches from a small log
 
 
 @pytest.mark.parametrize("metric,sel", [("jaccard", dict(k=5)), ("tfidf", dict(alpha=0.05)),
@@ -99,9 +100,9 @@ def test_formats_stream_to_the_same_bytes(tmp_path, small_batches, fmt):
 
 
 def test_csv_column_turning_to_text_is_read_as_text(tmp_path, monkeypatch):
-    import simmine.sequences as sequences
+    import simmine.readers.delimited as delimited
 
-    monkeypatch.setattr(sequences, "CSV_BLOCK_BYTES", 4096)  # the first block holds only numeric users
+    monkeypatch.setattr(delimited, "CSV_BLOCK_BYTES", 4096)  # the first block holds only numeric users
     lines = [f"{u},{(u * 3 + t) % 50},{t}" for u in range(300) for t in range(5)]
     lines += [f"name{u},{u % 50},{t}" for u in range(40) for t in range(5)]
     path = tmp_path / "mixed.csv"
@@ -112,9 +113,9 @@ def test_csv_column_turning_to_text_is_read_as_text(tmp_path, monkeypatch):
 
 
 def test_bad_rows_are_named_with_their_line_and_leave_nothing(tmp_path, monkeypatch):
-    import simmine.sequences as sequences
+    import simmine.readers.delimited as delimited
 
-    monkeypatch.setattr(sequences, "CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(delimited, "CSV_BLOCK_BYTES", 4096)
     lines = [f"u{u},{u % 50},{t}" for u in range(400) for t in range(4)]
     lines[1200] = "u300,7,soon"  # file line 1202 (after the header), far past the first block
     path = tmp_path / "bad.csv"

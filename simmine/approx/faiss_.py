@@ -25,10 +25,12 @@ import numpy as np
 
 from ..engines.local import Plan, WeakResult, selection_request
 from ..errors import InputError
-from ..metrics import Features, _unique_per_row
+from ..csr import unique_per_row
+from ..metrics import Features
 from ..select import Selection
 from .common import exact_sample, rescore
-from .minhash import batched, splitmix64
+from ..hashing import splitmix64
+from .minhash import batched
 
 INDEXES = ("flat", "hnsw", "ivf", "binary")
 GPU_K_CAP = 2048
@@ -74,7 +76,7 @@ def _weighted_rows(features: Features):
     if features.kind == "cosine":
         return features.indptr, features.indices, features.weights
     if features.kind == "edit":
-        indptr, codes, counts = _unique_per_row(features.indptr, features.indices)
+        indptr, codes, counts = unique_per_row(features.indptr, features.indices)
         return indptr, codes, counts.astype(np.float64)
     return features.indptr, features.indices, np.ones(len(features.indices), dtype=np.float64)
 

@@ -36,7 +36,10 @@ import numpy as np
 
 from ..engines.local import Plan, WeakResult, selection_request
 from ..errors import InputError
-from ..metrics import Features, exclusion_runs
+from ..csr import ranges
+from ..hashing import splitmix64
+from ..metrics import Features
+from ..tiles import exclusion_runs
 from ..select import Selection, min_score_of
 from .common import exact_sample, rescore
 
@@ -55,19 +58,6 @@ ANCHOR_NS = 2000.0
 COLLISION_NS = 1.0
 LISTED_NS = 300.0
 EMPTY = np.uint32(0xFFFFFFFF)  # every minhash of an empty set
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def perm_seeds(num_perm: int, seed: int) -> np.ndarray:
-    """Per-permutation seeds, the same in every backend."""
-    base = np.uint64((int(seed) * 0x100000001B3) & (2**64 - 1))
-    return splitmix64(base + np.arange(num_perm, dtype=np.uint64))
 
 
 def choose_bands(num_perm: int, threshold: float, target: float = TARGET_PROBABILITY):
@@ -157,11 +147,10 @@ def band_candidates(backend, runs: BandRuns, anchors: np.ndarray, max_candidates
 
 def bucket_signatures(features: Features, members: np.ndarray, backend, num_perm: int, seed: int) -> np.ndarray:
     """Signatures of the anchors ``members`` (their global codes: the same whatever the bucketing)."""
-    from ..sequences import _ranges
 
     lengths = features.indptr[members + 1] - features.indptr[members]
     indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    codes = features.indices[_ranges(features.indptr[members], lengths)]
+    codes = features.indices[ranges(features.indptr[members], lengths)]
     return backend.minhash(indptr, codes, num_perm, seed)
 
 
@@ -263,7 +252,7 @@ def exact_cost_ns(features: Features, members: np.ndarray) -> float:
     m = len(members)
     cost = PAIR_NS[features.kind] * m * (m - 1) / 2
     tile = features.tile(members)
-    if features.kind != "edit" and tile.post_ptr is not None:
+    if features.kind in ("set", "cosine"):
         df = np.diff(tile.post_ptr).astype(np.float64)
         cost = min(cost, INCIDENCE_NS * float(np.dot(df, df)) / 2)
     return cost + ANCHOR_NS * m

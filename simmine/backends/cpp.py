@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import Tile
+from .. import _native
+from ..tiles import Tile
 
 name = "cpp"
 PREFIX_MIN_THRESHOLD = 0.4  # below it, prefix candidates are many and plain accumulation is faster
@@ -13,53 +14,35 @@ SWEEP_POOL_MIN = 32
 SWEEP_MAX_SET = 65535       # the sweep counts in 16 bits; larger sets take the inverted index
 stats = {"sweep_refills": 0, "sweep_rows": 0}
 
-try:
-    from .. import _core
-except ImportError:  # not built on this machine
-    _core = None
-
-_FIELDS = {
-    "set": ("indptr", "indices", "post_ptr", "post_rows", "dense_words", "dense_bits", "dense_code", "vocab"),
-    "cosine": ("indptr", "indices", "weights", "norms", "post_ptr", "post_rows", "post_weights", "vocab", "heavy",
-               "heavy_norm", "inv_norms", "by_heavy", "heavy_ptr", "heavy_idx", "heavy_w"),
-    "edit": ("indptr", "indices", "ms_ptr", "ms_codes", "ms_counts", "post_ptr", "post_rows", "post_counts",
-             "vocab"),
-}
-
 
 def available() -> bool:
-    return _core is not None
+    return _native.available()
 
 
 def set_num_threads(n: int) -> None:
-    _core.set_num_threads(int(n))
+    _native.core.set_num_threads(int(n))
 
 
-def _fields(tile: Tile) -> dict:
-    return {**{f: getattr(tile, f) for f in _FIELDS[tile.kind]}, "ex_lo": tile.ex_lo, "ex_hi": tile.ex_hi}
-
-
-def _scorer(tile: Tile, min_score: float):
+def _scorer(tile: Tile, min_score: float) -> Tile:
+    """The tile a scorer reads: a set tile's prefix-filter index for a high Jaccard threshold, else the tile."""
     if tile.kind == "set" and min_score >= PREFIX_MIN_THRESHOLD:
-        return "prefix", {"indptr": tile.indptr, "indices": tile.indices, "vocab": tile.vocab,
-                          "ex_lo": tile.ex_lo, "ex_hi": tile.ex_hi, **tile.prefix(min_score)}
-    return tile.kind, _fields(tile)
+        return tile.prefix(min_score)
+    return tile
 
 
 def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     min_score = float(np.float32(min_score))
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     k_row = np.ascontiguousarray(k_row, dtype=np.int64)
-    if tile.sweep is not None and tile.n and np.diff(tile.indptr).max() < SWEEP_MAX_SET:
+    if tile.kind == "set" and tile.sweep is not None and tile.n and np.diff(tile.indptr).max() < SWEEP_MAX_SET:
         # prefix anchors: the sweep over nested windows (csrc/sweep.hpp)
         pool = int(max(SWEEP_POOL_PER_K * (int(k_row.max()) if len(k_row) else 0), SWEEP_POOL_MIN))
-        counts, cols, scores, refills = _core.sweep_select(_fields(tile), {**tile.sweep, "pool_target": pool,
-                                                                           "size": _sizes(tile)},
-                                                           rows, k_row, min_score)
+        counts, cols, scores, refills = _native.core.sweep_select(tile, tile.sweep, _sizes(tile), pool, rows,
+                                                                  k_row, min_score)
         stats["sweep_refills"] += int(refills)
         stats["sweep_rows"] += len(rows)
         return counts, cols, scores
-    return _core.select(*_scorer(tile, min_score), rows, k_row, min_score)
+    return _native.core.select(_scorer(tile, min_score), rows, k_row, min_score)
 
 
 def _sizes(tile: Tile) -> np.ndarray:
@@ -68,33 +51,35 @@ def _sizes(tile: Tile) -> np.ndarray:
 
 def pairs(tile: Tile, rows: np.ndarray, min_score: float):
     min_score = float(np.float32(min_score))
-    return _core.pairs(*_scorer(tile, min_score), np.ascontiguousarray(rows, dtype=np.int64), min_score)
+    return _native.core.pairs(_scorer(tile, min_score), np.ascontiguousarray(rows, dtype=np.int64), min_score)
 
 
 def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    return _core.score_pairs(tile.kind, _fields(tile), np.ascontiguousarray(row_ids, dtype=np.int64),
+    return _native.core.score_pairs(tile, np.ascontiguousarray(row_ids, dtype=np.int64),
                              np.ascontiguousarray(ptr, dtype=np.int64), np.ascontiguousarray(cols, dtype=np.int32))
 
 
 def assemble_pairs(n: int, i, j, s, k_per_anchor, min_score: float):
-    return _core.assemble_pairs(int(n), np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(j, dtype=np.int64),
+    return _native.core.assemble_pairs(int(n), np.ascontiguousarray(i, dtype=np.int64),
+                                       np.ascontiguousarray(j, dtype=np.int64),
                                 np.ascontiguousarray(s, dtype=np.float32),
                                 np.ascontiguousarray(k_per_anchor, dtype=np.int64), float(np.float32(min_score)))
 
 
 def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
-    return _core.minhash(np.ascontiguousarray(indptr, dtype=np.int64), np.ascontiguousarray(codes, dtype=np.int64),
+    return _native.core.minhash(np.ascontiguousarray(indptr, dtype=np.int64),
+                                np.ascontiguousarray(codes, dtype=np.int64),
                          int(num_perm), int(seed))
 
 
 def histogram(tile: Tile, rows: np.ndarray, prefix: int) -> np.ndarray:
-    return _core.histogram(tile.kind, _fields(tile), np.ascontiguousarray(rows, dtype=np.int64), int(prefix))
+    return _native.core.histogram(tile, np.ascontiguousarray(rows, dtype=np.int64), int(prefix))
 
 
 def band_candidates(run_of: np.ndarray, run_ptr: np.ndarray, run_members: np.ndarray, anchors: np.ndarray,
                     max_candidates: np.ndarray, excluded=None):
     lo, hi = excluded if excluded is not None else (None, None)
-    return _core.band_candidates(np.ascontiguousarray(run_of, dtype=np.int32),
+    return _native.core.band_candidates(np.ascontiguousarray(run_of, dtype=np.int32),
                                  np.ascontiguousarray(run_ptr, dtype=np.int64),
                                  np.ascontiguousarray(run_members, dtype=np.int32), int(run_of.shape[0]),
                                  np.ascontiguousarray(anchors, dtype=np.int64),
@@ -105,8 +90,8 @@ def item_topk(user_indptr: np.ndarray, codes: np.ndarray, n_items: int, k: int, 
     """Each item's best k other items by Jaccard or cosine of its user set (cosine: shared users weighted by
     ``user_weight`` when given), counted through the users' item lists (csrc/items.hpp): (offsets, cols,
     scores) as select returns them for items as anchors."""
-    sets = _core.user_item_sets(np.ascontiguousarray(user_indptr, dtype=np.int64),
+    sets = _native.core.user_item_sets(np.ascontiguousarray(user_indptr, dtype=np.int64),
                                 np.ascontiguousarray(codes, dtype=np.int32), int(n_items))
     user_ptr, user_items, item_ptr, item_users = sets
     weight = None if user_weight is None else np.ascontiguousarray(user_weight, dtype=np.float64)
-    return _core.item_topk(item_ptr, item_users, user_ptr, user_items, int(k), bool(cosine), weight)
+    return _native.core.item_topk(item_ptr, item_users, user_ptr, user_items, int(k), bool(cosine), weight)

@@ -19,10 +19,10 @@ import os
 
 import numpy as np
 
-from ..metrics import Tile
+from ..select import HIST_BINS
+from ..tiles import Tile
 
 name = "cuda"
-HIST_BINS = 65536
 GEMM_MAX_VOCAB = 1 << 17   # larger bucket vocabularies go through the merge kernels
 GEMM_EPS = 2.0 ** -6       # bound on |bf16 GEMM cosine − exact| / exact: products 2·2^-8, fp32 sums far less
 MEMORY_FRACTION = 0.25     # of the free device memory, for one block of tiles
@@ -378,7 +378,7 @@ def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarr
 def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     import cupy
 
-    from ..approx.minhash import perm_seeds
+    from ..hashing import perm_seeds
 
     n = len(indptr) - 1
     sig = cupy.empty((n, num_perm), dtype=cupy.uint32)

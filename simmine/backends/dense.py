@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import Tile
+from ..select import HIST_BINS
+from ..tiles import Tile
 
 name = "blas"
-HIST_BINS = 65536
 BLOCK_VALUES = 1 << 23   # 64 MiB of float64 scores per block
 PAIR_CHUNK = 1 << 16
 

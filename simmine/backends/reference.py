@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import Tile
+from ..select import HIST_BINS
+from ..tiles import Tile
 
 name = "python"
-HIST_BINS = 65536
 
 
 def available() -> bool:
@@ -91,7 +91,7 @@ def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarr
 
 def minhash(indptr: np.ndarray, codes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     """MinHash signatures [n, num_perm] with the native kernels' hash family (splitmix64 of code ⊕ seed_p)."""
-    from ..approx.minhash import perm_seeds, splitmix64
+    from ..hashing import perm_seeds, splitmix64
 
     seeds = perm_seeds(num_perm, seed)
     n = len(indptr) - 1

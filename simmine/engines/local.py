@@ -11,11 +11,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..metrics import Features
-from ..select import GlobalThreshold, Selection, check_output_size, global_threshold, k_per_anchor, min_score_of
+from ..select import (HIST_BINS, GlobalThreshold, Selection, check_output_size, global_threshold, k_per_anchor,
+                      min_score_of)
 
 BLOCK_ENTRIES = 1 << 22
 MAX_BLOCK_ROWS = 4096
-HIST_BINS = 65536
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Union
 import numpy as np
 import torch
 
-from ..itemgraph import ItemGraph
+from ..graphs import ItemGraph
 
 _SUBSTITUTE, _PICK, _INSERT = 11, 12, 13
 
@@ -57,7 +57,7 @@ def neighbor_tensors(graph: Union[ItemGraph, str, os.PathLike], k: int = None):
 
 def _uniform(seed: int, epoch: int, stream: int, keys: torch.Tensor) -> torch.Tensor:
     """Uniform [0, 1) floats from splitmix64 of (seed, epoch, stream, key), as the positive sampler draws."""
-    from .sampler import _uniform as draw
+    from .sampler import uniform as draw
 
     return torch.from_numpy(draw(seed, epoch, stream, keys.reshape(-1).cpu().numpy())).reshape(keys.shape)
 

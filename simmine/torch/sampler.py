@@ -18,7 +18,7 @@ from ..io import Positives
 _STRONG, _WEAK, _ORDER = 1, 2, 3
 
 
-def _uniform(seed: int, epoch: int, stream: int, keys: np.ndarray) -> np.ndarray:
+def uniform(seed: int, epoch: int, stream: int, keys: np.ndarray) -> np.ndarray:
     """Uniform [0, 1) floats from splitmix64 of (seed, epoch, stream, key), vectorised over keys."""
     x = np.asarray(keys, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     x ^= np.uint64((seed * 0x632BE59BD9B4E019 + epoch * 0x85157AF5 + stream * 0x94D049BB133111EB) & (2**64 - 1))
@@ -70,7 +70,7 @@ class PositiveSampler:
         a = anchors.detach().cpu().numpy() if isinstance(anchors, torch.Tensor) else np.asarray(anchors)
         a = a.astype(np.int64).reshape(-1)
         # strong: uniform over strong(i), drawn from its group without building the list
-        strong, has_strong = self.positives.draw_strong(a, _uniform(self.seed, self.epoch, _STRONG, a))
+        strong, has_strong = self.positives.draw_strong(a, uniform(self.seed, self.epoch, _STRONG, a))
         # weak: P(j) = score_j / Σ scores (Eq. 10), by inverse CDF over the concatenated lists
         w_off, w_nbr, w_score = self.positives.gather_weak(a)
         w_len = np.diff(w_off)
@@ -80,7 +80,7 @@ class PositiveSampler:
             cum = np.cumsum(w_score, dtype=np.float64)
             base = np.where(w_off[:-1] > 0, cum[np.maximum(w_off[:-1] - 1, 0)], 0.0)
             total = cum[np.maximum(w_off[1:] - 1, 0)] - base
-            target = base + _uniform(self.seed, self.epoch, _WEAK, a) * total
+            target = base + uniform(self.seed, self.epoch, _WEAK, a) * total
             idx = np.searchsorted(cum, target, side="right")
             idx = np.clip(idx, w_off[:-1], np.maximum(w_off[1:] - 1, w_off[:-1]))
             weak = np.where(has_weak, w_nbr[np.minimum(idx, len(w_nbr) - 1)].astype(np.int64), a)
@@ -120,7 +120,7 @@ class AnchorSampler(torch.utils.data.Sampler):
 
     def _indices(self) -> np.ndarray:
         if self.shuffle:
-            order = np.argsort(_uniform(self.seed, self.epoch, _ORDER, np.arange(self.n)), kind="stable")
+            order = np.argsort(uniform(self.seed, self.epoch, _ORDER, np.arange(self.n)), kind="stable")
         else:
             order = np.arange(self.n)
         per_rank = -(-self.n // self.world_size)
