@@ -49,6 +49,33 @@ def load_weak(out):
     return [pos.weak(i) for i in range(len(pos))], [pos.strong(i) for i in range(len(pos))]
 
 
+# The slow tests (docs/development.md): real Ray clusters, kill -9 and resume, the docs site build, training
+# runs and the longest end-to-end builds. `pytest -m "not slow"` is the inner loop; CI runs everything.
+SLOW = {
+    "test_ray.py": None,            # every test: a real local Ray cluster
+    "test_docs.py": None,           # mkdocs build --strict
+    "test_trainer.py": None,        # short training runs of the reference trainer
+    "test_recbole.py": None,        # RecBole training runs
+    "test_stream.py": ("test_kill_9", "test_streamed_equals_in_memory"),
+    "test_shards.py": ("test_kill_9", "test_sharded_minhash_equals_single_file"),
+    "test_minhash.py": ("test_rescoring_in_small_batches", "test_minhash_builds_identical_across_backends",
+                        "test_buckets_where_exact_search", "test_minhash_build_rescored_exactly",
+                        "test_calibrated_candidates"),
+    "test_embedding_faiss.py": ("test_faiss_with_every_candidate_equals_exact",),
+    "test_cuda.py": ("test_kernels_compile_with_nvcc",),
+    "test_cli.py": ("test_verify_recomputes_bucketed_builds",),
+    "test_backends.py": ("test_levenshtein_sequences_longer_than_a_word", "test_levenshtein_alignment_lanes"),
+    "test_items.py": ("test_continuous_embedding_neighbours",),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = SLOW.get(item.path.name, ())
+        if names is None or item.name.startswith(names):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _no_env_backend(monkeypatch):
     monkeypatch.delenv("SIMMINE_BACKEND", raising=False)
