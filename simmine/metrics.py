@@ -15,7 +15,7 @@ import numpy as np
 
 from .csr import postings, ranges, unique_per_row
 from .errors import InputError
-from .anchors import SequenceSet
+from .anchors import SequenceSet, Stream
 from .tiles import TILE_KINDS, DenseTile, Sweep, Tile, exclusion_runs
 
 
@@ -166,6 +166,28 @@ def ngram_codes(indptr: np.ndarray, items: np.ndarray, n: int):
     return g_indptr, codes.reshape(-1).astype(np.int32)
 
 
+def stream_ngram_features(seqs: SequenceSet, n: int) -> Features:
+    """``ngram`` features of prefix anchors without rebuilding each window's n-grams: the n-grams of the users'
+    training sequences are coded once (the gram at stream position p is items p..p+n-1); anchor i's set is
+    the codes of the grams that start in its window [ws, we − n + 1), itself a window of that gram stream, so
+    the prefix sweep slides over it as over items. A gram that would cross into the next user sits past
+    every window and is never read."""
+    items, windows = seqs.stream.codes, seqs.stream.windows
+    m = len(items)
+    grams = np.zeros(m, dtype=np.int32)
+    if m >= n:
+        starts = np.arange(m - n + 1)
+        parts = np.stack([items[starts + t] for t in range(n)], axis=1)
+        grams[:m - n + 1] = np.unique(parts, axis=0, return_inverse=True)[1].reshape(-1)
+    ws = windows[:, 0]
+    gram_end = np.maximum(windows[:, 1] - n + 1, ws)
+    g_len = gram_end - ws
+    g_indptr = np.concatenate(([0], np.cumsum(g_len))).astype(np.int64)
+    indptr, codes, _ = unique_per_row(g_indptr, grams[ranges(ws, g_len)])
+    return Features("set", indptr, codes, stream=Stream(grams, np.stack((ws, gram_end), axis=1)),
+                    families=seqs.owners)
+
+
 def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2, df: Optional[np.ndarray] = None,
                      n_total: Optional[int] = None) -> Features:
     """Features of every anchor for ``metric`` (docs/metrics.md). TF-IDF takes N and df from the anchors given, or
@@ -175,6 +197,8 @@ def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2, df: Op
     if metric.name == "ngram":
         if ngram_n < 1:
             raise InputError(f"--ngram-n must be at least 1, got {ngram_n}")
+        if seqs.stream is not None:
+            return stream_ngram_features(seqs, ngram_n)
         g_indptr, g_codes = ngram_codes(seqs.indptr, seqs.items, ngram_n)
         indptr, codes, _ = unique_per_row(g_indptr, g_codes)
         return Features("set", indptr, codes)

@@ -249,10 +249,12 @@ def test_output_size_ignores_strong_group_sizes(tmp_path):
 
 
 @pytest.mark.skipif("cpp" not in BACKENDS, reason="the sweep is the C++ core's")
+@pytest.mark.parametrize("metric", ["jaccard", "ngram"])
 @pytest.mark.parametrize("seed", range(6))
-def test_prefix_sweep_equals_the_reference(tmp_path, seed):
+def test_prefix_sweep_equals_the_reference(tmp_path, seed, metric):
     """The C++ core's sweep over nested windows (long users, repeated items, sliding windows, buckets that
-    make windows jump, both same-user modes, small and large k) against the reference backend."""
+    make windows jump, both same-user modes, small and large k) against the reference backend; for n-grams
+    the windows of the gram stream, empty where a history is shorter than n."""
     from simmine.backends import cpp
 
     rng = np.random.default_rng(seed)
@@ -261,7 +263,9 @@ def test_prefix_sweep_equals_the_reference(tmp_path, seed):
     path = write_parquet(tmp_path / "log.parquet", rows, with_city=True)
     kw = dict(anchors="prefix", max_len=int(rng.choice([3, 8, 50])), k=int(rng.choice([1, 4, 40])),
               same_user="keep" if seed % 2 else "exclude", bucket_by="city" if seed % 3 else None,
-              compare="full" if seed == 4 else "history")
+              compare="full" if seed == 4 else "history", metric=metric)
+    if metric == "ngram":
+        kw["ngram_n"] = 1 + seed % 3
     before = cpp.stats["sweep_rows"]
     fast = simmine.build(input=path, out=str(tmp_path / "cpp"), backend="cpp", quiet=True, **kw)
     assert cpp.stats["sweep_rows"] > before
