@@ -403,25 +403,6 @@ def test_verify_neighbour_outputs(tmp_path, kind):
         assert "missing or changed" in verify(g.path)[0]
 
 
-def test_rank_order_equals_lexsort():
-    """Edges by item, weight descending, neighbour ascending: the one-sort path equals a three-key lexsort,
-    -0.0 tying with 0.0; unsorted edges take the lexsort itself."""
-    from simmine.graphs.cooccurrence import rank_order
-
-    rng = np.random.default_rng(0)
-    values = np.array([-2.5, -0.0, 0.0, 1e-30, -1e-30, 0.5, 0.5, 3.0, 1e30], dtype=np.float32)
-    for trial in range(200):
-        src, dst = np.sort(rng.integers(0, 20, size=300)), rng.integers(0, 50, size=300)
-        _, first = np.unique(src * 100 + dst, return_index=True)
-        src, dst = src[first], dst[first]
-        if trial % 2:
-            shuffle = rng.permutation(len(src))
-            src, dst = src[shuffle], dst[shuffle]
-        w = rng.choice(values, size=len(src))
-        want = np.lexsort((dst, -w.astype(np.float64), src))
-        assert np.array_equal(rank_order(src, dst, w), want), trial
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_continuous_embedding_neighbours_equal_float64_scoring(dtype, embed_route):
     """Clustered real-valued vectors (many near-ties within bfloat16's error) in float32 and float64: each

@@ -114,3 +114,35 @@ def test_metric_aliases():
     assert resolve_metric("edit").name == "levenshtein"
     with pytest.raises(simmine.InputError):
         resolve_metric("cosinus")
+
+
+@pytest.mark.parametrize("presorted", [False, True])
+def test_best_first_is_the_three_key_order(presorted):
+    """The one order of candidates (row, score descending, column): each fast path equals a three-key lexsort,
+    -0.0 tying with 0.0, negative and tiny scores included; first_k keeps each row's first k."""
+    from simmine.csr import best_first, best_k_per_row, first_k
+
+    rng = np.random.default_rng(0)
+    values = np.array([-2.5, -0.0, 0.0, 1e-30, -1e-30, 0.5, 0.5, 3.0, 1e30, -np.inf], dtype=np.float32)
+    for trial in range(200):
+        rows, cols = np.sort(rng.integers(0, 20, size=300)), rng.integers(0, 50, size=300)
+        _, first = np.unique(rows * 100 + cols, return_index=True)
+        rows, cols = rows[first], cols[first]
+        if not presorted:
+            shuffle = rng.permutation(len(rows))
+            rows, cols = rows[shuffle], cols[shuffle]
+        scores = rng.choice(values, size=len(rows))
+        want = np.lexsort((cols, -scores.astype(np.float64), rows))
+        assert np.array_equal(best_first(rows, cols, scores), want), trial
+        assert np.array_equal(best_first(rows, cols, scores.astype(np.float64)), want), trial
+        k = rng.integers(0, 6, size=20)
+        keep, counts = first_k(rows[want], k, 20)
+        for r in range(20):
+            assert keep[rows[want] == r].sum() == counts[r] == min(k[r], int((rows == r).sum()))
+            assert keep[rows[want] == r][:counts[r]].all()
+    c = rng.integers(0, 9, size=(4, 6))
+    s = rng.choice(values, size=(4, 6))
+    got_c, got_s = best_k_per_row(c, s, 3)
+    for r in range(4):
+        order = np.lexsort((c[r], -s[r].astype(np.float64)))[:3]
+        assert got_c[r].tolist() == c[r][order].tolist() and np.array_equal(got_s[r], s[r][order])

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..engines.local import Plan, WeakResult, selection_request
 from ..errors import InputError
-from ..csr import unique_per_row
+from ..csr import best_k_per_row, unique_per_row
 from ..metrics import Features
 from ..select import Selection
 from .common import exact_sample, rescore
@@ -172,8 +172,10 @@ def paged_search(faiss, kind: str, data: np.ndarray, queries: np.ndarray, k: int
         ids.append(np.where(i >= 0, i + lo, -1))
     s, i = np.concatenate(scores, axis=1), np.concatenate(ids, axis=1)
     s = np.where(i >= 0, s, -np.inf)
-    order = np.lexsort((i, -s), axis=1)[:, :k] if s.shape[1] else np.zeros((len(s), 0), dtype=np.int64)
-    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+    if not s.shape[1]:
+        return s, i
+    i, s = best_k_per_row(i, s, k)
+    return s, i
 
 
 def bucket_candidates(faiss, kind: str, data: np.ndarray, members: np.ndarray, want: int, params: FaissParams,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..csr import best_first, first_k
 from ..select import HIST_BINS
 from ..tiles import Tile
 
@@ -66,12 +67,9 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
         keep = (s > 0) & (s >= kth[:, None]) & (k > 0)[:, None]
         r, c = np.nonzero(keep)
         v = s[r, c]
-        order = np.lexsort((c, -v, r))
+        order = best_first(r, c, v)
         r, c, v = r[order], c[order], v[order]
-        per_row = np.bincount(r, minlength=len(block))
-        rank = np.arange(len(r)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-        cut = rank < k[r]  # ties at the cut: the lower seq_ids stay
-        counts[a:a + len(block)] = np.minimum(per_row, k)
+        cut, counts[a:a + len(block)] = first_k(r, k, len(block))  # ties at the cut: the lower seq_ids stay
         cols_out.append(c[cut].astype(np.int32))
         scores_out.append(v[cut])
     if not cols_out:

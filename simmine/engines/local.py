@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..csr import best_first, first_k
 from ..metrics import Features
 from ..select import (HIST_BINS, GlobalThreshold, Selection, check_output_size, global_threshold, k_per_anchor,
                       min_score_of)
@@ -186,18 +187,11 @@ def assemble_pairs(n: int, i, j, s, k_per_anchor: Optional[np.ndarray] = None, m
         return WeakResult(*backend.assemble_pairs(n, i, j, s, limit, min_score))
     keep = (s > 0) & (s >= np.float32(min_score))
     i, j, s = i[keep], j[keep], s[keep]
-    anchor, nbr, score = np.concatenate((i, j)), np.concatenate((j, i)), np.concatenate((s, s))
-    # one uint64 key orders score descending then seq_id ascending (positive float32 bits sort like values)
-    within = ((np.uint64(0xFFFFFFFF) - score.astype(np.float32).view(np.uint32).astype(np.uint64)) << np.uint64(32)) \
-        | nbr.astype(np.uint64)
-    order = np.lexsort((within, anchor))
+    anchor, nbr, score = np.concatenate((i, j)), np.concatenate((j, i)), np.concatenate((s, s)).astype(np.float32)
+    order = best_first(anchor, nbr, score)
     anchor, nbr, score = anchor[order], nbr[order], score[order]
-    counts = np.bincount(anchor, minlength=n).astype(np.int64)
-    if k_per_anchor is not None:
-        rank = np.arange(len(anchor)) - np.repeat(np.cumsum(counts) - counts, counts)
-        keep = rank < k_per_anchor[anchor]
-        nbr, score = nbr[keep], score[keep]
-        counts = np.minimum(counts, k_per_anchor)
+    keep, counts = first_k(anchor, k_per_anchor if k_per_anchor is not None else len(anchor), n)
+    nbr, score = nbr[keep], score[keep]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return WeakResult(offsets, nbr.astype(np.uint32), score.astype(np.float32))

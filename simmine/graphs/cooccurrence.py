@@ -10,7 +10,7 @@ import numpy as np
 
 from ..anchors import TrainingSequences
 from .config import ItemsConfig
-from ..csr import document_frequency, ranges, unique_per_row
+from ..csr import best_first, document_frequency, ranges, unique_per_row
 from ..errors import InputError
 
 BYTES_PER_PAIR = 40          # a co-occurrence while the graph is assembled (positions, codes, keys, weight)
@@ -169,20 +169,6 @@ def is_itemcf(config: ItemsConfig) -> bool:
             and not config.directed and config.normalize == "cosine" and config.k is not None)
 
 
-def rank_order(src: np.ndarray, dst: np.ndarray, w32: np.ndarray) -> np.ndarray:
-    """The order of edges by src, weight descending, dst ascending. Edges already in (src, dst) order (as
-    aggregated graphs are) need one stable sort of src·2³² + the weight's descending rank bits."""
-    if len(src) > 1 and len(src) < 2 ** 31 and int(src.max()) < 2 ** 31 and \
-            bool(np.all((src[1:] > src[:-1]) | ((src[1:] == src[:-1]) & (dst[1:] > dst[:-1])))):
-        plain = np.where(w32 == 0, np.float32(0), w32).astype(np.float32)  # -0.0 ties with 0.0, as in lexsort
-        bits = plain.view(np.uint32).astype(np.int64)
-        # float32 bits → an integer that grows with the value (negatives flipped), then reversed: descending
-        ascending = np.where(bits >> 31 == 1, 0xFFFFFFFF - bits, bits | 0x80000000)
-        key = (src.astype(np.int64) << 32) | (0xFFFFFFFF - ascending)
-        return np.argsort(key, kind="stable")
-    return np.lexsort((dst, -w32.astype(np.float64), src))
-
-
 def ranked_rows(edges: Edges, n: int, k: Optional[int]):
     """CSR over codes 0..V (row 0 padding, row c for item c): each item's edges by weight (as float32)
     descending then code ascending, its best k when given; neighbours as codes 1..V."""
@@ -190,7 +176,7 @@ def ranked_rows(edges: Edges, n: int, k: Optional[int]):
     if edges.ranked:
         src, dst, w = edges.src, edges.dst, w32
     else:
-        order = rank_order(edges.src, edges.dst, w32)
+        order = best_first(edges.src, edges.dst, w32)
         src, dst, w = edges.src[order], edges.dst[order], w32[order]
     counts = np.bincount(src, minlength=n)
     if k is not None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _native
+from ..csr import best_first, best_k_per_row
 from ..errors import InputError
 from ..vectors import finite_vectors, read_vectors
-from .cooccurrence import Edges, rank_order
+from .cooccurrence import Edges
 
 EMBED_BLOCK_VALUES = 1 << 24  # scores of one block of embedding rows (float32): 64 MB
 
@@ -111,7 +112,7 @@ def _screened_rows(fast, size, k, exact, parts) -> np.ndarray:
     ptr, cols, overflow = _native.core.embed_candidates(fast, window, int(k), EMBED_MOST)
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(ptr))
     scores = exact(rows, cols)
-    order = rank_order(rows, cols, scores)  # rows ascending, each by score desc then code asc
+    order = best_first(rows, cols, scores)  # rows ascending, each by score desc then code asc
     rows, cols, scores = rows[order], cols[order], scores[order]
     keep = np.arange(len(rows)) - ptr[rows] < k
     src.append(rows[keep])
@@ -137,12 +138,12 @@ def _gemm_rows(fast, size, rest, k, exact, parts) -> None:
         bound = np.take_along_axis(approx, cand, axis=1).min(axis=1).astype(np.float64) + \
             2 * eps * size[rows] * size.max()  # no item outside the candidates scores above this
         scores = exact(np.repeat(rows, cand.shape[1]), cand.reshape(-1)).reshape(cand.shape)
-        cols, scores = _best(cand, scores, k)
+        cols, scores = best_k_per_row(cand, scores, k)
         sure = (scores.shape[1] == k) & (scores[:, -1].astype(np.float64) > bound * (1 + 1e-6) + 1e-30) \
             if width < n - 1 else np.ones(len(rows), dtype=bool)
         for r in np.flatnonzero(~sure).tolist():  # rescored against every item
             others = np.delete(np.arange(n), rows[r])
-            c, s = _best(others[None, :], exact(np.full(n - 1, rows[r]), others)[None, :], k)
+            c, s = best_k_per_row(others[None, :], exact(np.full(n - 1, rows[r]), others)[None, :], k)
             cols[r], scores[r] = c[0], s[0]
         src.append(np.repeat(rows, cols.shape[1]))
         dst.append(cols.reshape(-1))
@@ -158,14 +159,6 @@ def _dense_topk(scores: np.ndarray, width: int) -> np.ndarray:
     return np.argpartition(-scores, width - 1, axis=1)[:, :width]
 
 
-def _best(cols: np.ndarray, scores: np.ndarray, k: int):
-    """Each row's k best of its (cols, scores) by score descending then column ascending: [R, k] arrays."""
-    r = np.repeat(np.arange(len(cols)), cols.shape[1])
-    order = np.lexsort((cols.reshape(-1), -scores.reshape(-1).astype(np.float64), r)).reshape(cols.shape)
-    take = order[:, :k]
-    return cols.reshape(-1)[take], scores.reshape(-1)[take]
-
-
 def brute_force_neighbours(vectors: np.ndarray, k: int, similarity: str, rows: np.ndarray) -> Edges:
     """Exact top k of some items by scoring every item in float64, one item at a time."""
     vectors = np.asarray(vectors, dtype=np.float64)
@@ -179,7 +172,7 @@ def brute_force_neighbours(vectors: np.ndarray, k: int, similarity: str, rows: n
                 s[:] = 0.0
         s = s.astype(np.float32)
         s[i] = -np.inf
-        cols, scores = _best(np.arange(len(s))[None, :], s[None, :], k)
+        cols, scores = best_k_per_row(np.arange(len(s))[None, :], s[None, :], k)
         _keep(src, dst, out, i, cols[0], scores[0])
     return Edges(np.concatenate(src), np.concatenate(dst), np.concatenate(out).astype(np.float64))
 
