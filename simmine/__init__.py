@@ -12,9 +12,9 @@ from .api import build  # noqa: E402
 from .config import BuildConfig  # noqa: E402
 from .backends import available_backends  # noqa: E402
 from .errors import InputError, SimmineError  # noqa: E402
-from .io import Positives  # noqa: E402
+from .positives import Positives  # noqa: E402
 from .graphs import ItemGraph, ItemsConfig, items, open_items  # noqa: E402
-from .io import open_positives as open  # noqa: E402,A001
+from .positives import open_positives as open  # noqa: E402,A001
 from .metrics import METRICS  # noqa: E402
 
 __all__ = ["build", "BuildConfig", "items", "ItemsConfig", "open_items", "ItemGraph", "open", "Positives",

@@ -27,6 +27,7 @@ class Stream:
 
     codes: np.ndarray       # int32 item codes
     windows: np.ndarray     # int64 [N, 2]
+    user_ptr: np.ndarray    # int64 [U + 1]: user u's T is codes[user_ptr[u]:user_ptr[u + 1]] (u = its owner code)
 
 @dataclass
 class SequenceSet:
@@ -133,7 +134,9 @@ def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: st
         bucket_codes, bucket_labels = bucket_keys([log.table.column(c).take(idx) for c in log.bucket_cols])
     stream = None
     if rows.stream_rows is not None:
-        stream = Stream(item_codes[rows.stream_rows], rows.windows)
+        lengths = np.bincount(owner_codes(rows.valid), minlength=rows.anchor_users) + 1  # |T| = anchors + 1
+        stream = Stream(item_codes[rows.stream_rows], rows.windows,
+                        np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
     return SequenceSet(
         indptr=np.concatenate(([0], np.cumsum(rows.lengths))).astype(np.int64),
         items=item_codes[rows.history_rows],

@@ -184,8 +184,8 @@ def stream_ngram_features(seqs: SequenceSet, n: int) -> Features:
     g_len = gram_end - ws
     g_indptr = np.concatenate(([0], np.cumsum(g_len))).astype(np.int64)
     indptr, codes, _ = unique_per_row(g_indptr, grams[ranges(ws, g_len)])
-    return Features("set", indptr, codes, stream=Stream(grams, np.stack((ws, gram_end), axis=1)),
-                    families=seqs.owners)
+    windows = np.stack((ws, gram_end), axis=1)
+    return Features("set", indptr, codes, stream=Stream(grams, windows, seqs.stream.user_ptr), families=seqs.owners)
 
 
 def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2, df: Optional[np.ndarray] = None,

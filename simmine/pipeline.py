@@ -19,8 +19,8 @@ from .config import BuildConfig
 from .engines.local import (Plan, StrongGroups, WeakResult, check_threshold_output, global_threshold_of, make_plan,
                             mine_weak, mine_weak_range, select_anchors, strong_groups, strong_pairs)
 from .errors import InputError
-from .io import (FORMAT_VERSION, fault_point, groups_table, sequences_table, sha256_file, strong_table, weak_table,
-                 write_table)
+from .io import (FORMAT_VERSION, fault_point, groups_table, map_table, sequence_tables, sha256_file, strong_table,
+                 weak_table, write_table)
 from .metrics import Features, dense_features, prepare_features
 from .vectors import load_embeddings
 from .select import GlobalThreshold, check_output_size, output_bytes, weak_entries_bound
@@ -143,9 +143,11 @@ class Mined:
 
 
 def write_sequences(run: Run, seqs: SequenceSet) -> None:
-    path = run.path("sequences.arrow")
-    if not os.path.exists(path):  # a resumed build keeps it
-        write_table(path, sequences_table(seqs, seqs.bucket_labels))
+    """sequences.arrow, and for prefix anchors users.arrow and vocabulary.arrow (docs/output.md)."""
+    for name, table in sequence_tables(seqs, seqs.bucket_labels).items():
+        path = run.path(name)
+        if not os.path.exists(path):  # a resumed build keeps it
+            write_table(path, table)
 
 
 def make_strong(run: Run, seqs: SequenceSet) -> StrongGroups:
@@ -276,6 +278,9 @@ def finish(run: Run, counts: dict, thr: Optional[GlobalThreshold], extra: dict, 
     """Publishes the build: its manifest (docs/output.md) into the checkpoint directory, renamed to OUT."""
     n, compared = counts["n_anchors"], counts["pairs"]["compared"]
     rows_of = {"sequences.arrow": [0, n], "groups.arrow": [0, counts["strong_groups"]]}
+    for name in ("users.arrow", "vocabulary.arrow"):  # prefix anchors: each training sequence once
+        if os.path.exists(run.path(name)):
+            rows_of[name] = [0, map_table(run.path(name)).num_rows]
     for sh in shards or [{"rows": [0, n], "weak": "weak.arrow", "strong": "strong.arrow"}]:
         rows_of[sh["weak"]] = rows_of[sh["strong"]] = sh["rows"]
     body = {

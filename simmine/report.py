@@ -23,7 +23,7 @@ def _list_lengths(tables: list) -> np.ndarray:
 
 def _strong_counts(out: str) -> np.ndarray:
     """|strong(i)| per anchor, from the groups (or, in format 1, the list offsets) without building lists."""
-    from .io import Positives
+    from .positives import Positives
 
     return Positives(out).strong_counts()
 
@@ -122,7 +122,7 @@ def plot_histograms(out: str, path: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- verify
 def sequences_of_buckets(out: str, anchors: np.ndarray):
-    """The anchors sharing a bucket with any of ``anchors``, rebuilt from sequences.arrow: (their seq_ids
+    """The anchors sharing a bucket with any of ``anchors``, rebuilt from the build's sequences: (their seq_ids
     ascending, their SequenceSet, N, df per item code). Items are coded in sorted value order, so
     every history's codes keep the order they had in the build; df counts, over all N anchors, the
     histories holding each of these items (TF-IDF's idf), in one pass of bounded memory."""
@@ -131,7 +131,9 @@ def sequences_of_buckets(out: str, anchors: np.ndarray):
     from .anchors import SequenceSet, encode_sorted, encode_with
     from .csr import document_frequency
 
-    table = map_table(os.path.join(out, "sequences.arrow"))
+    from .positives import Positives
+
+    table = Positives(out).sequences()
     n = table.num_rows
     bucket = table.column("bucket")
     if bucket.null_count < len(bucket):
@@ -174,7 +176,7 @@ def verify(out: str, sample: int = 20, seed: int = 0) -> list:
     recomputed with the reference backend, weak and strong."""
     from .backends import reference
     from .engines.local import make_plan, select_anchors
-    from .io import Positives
+    from .positives import Positives
     from .metrics import prepare_features, resolve_metric
     from .select import GlobalThreshold, make_selection
     from .anchors import owner_codes

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(simmine.__file__)
 LAYERS = [
     ("ground", ["simmine._native", "simmine._core", "simmine.csr", "simmine.errors", "simmine.hashing",
                 "simmine.version", "simmine.progress", "simmine.demo", "simmine.synth"]),
-    ("data", ["simmine.readers", "simmine.anchors", "simmine.io", "simmine.vectors"]),
+    ("data", ["simmine.readers", "simmine.anchors", "simmine.io", "simmine.positives", "simmine.vectors"]),
     ("scoring", ["simmine.tiles", "simmine.metrics", "simmine.select"]),
     ("backends", ["simmine.backends"]),
     ("engines", ["simmine.engines", "simmine.approx"]),

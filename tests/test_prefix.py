@@ -28,7 +28,13 @@ def _check(out, anchors, metric, same_user, **sel):
         else:
             assert nbr.tolist() == wn, i
             assert sc.tolist() == pytest.approx(ws, abs=1e-6), i
-    m = simmine.open(out).manifest
+    pos = simmine.open(out)
+    table = pos.sequences()  # derived from users.arrow on read: exactly what was compared
+    assert table.column("history").to_pylist() == [a["history"] for a in anchors]
+    assert table.column("target").to_pylist() == [a["target"] for a in anchors]
+    assert table.column("position").to_pylist() == [a["position"] for a in anchors]
+    assert [pos.history(i).to_pylist() for i in range(len(anchors))] == [a["history"] for a in anchors]
+    m = pos.manifest
     assert m["pairs"]["strong_kept"] == sum(len(s) for s in want_strong)
     users = [a["user"] for a in anchors]
     pairs = sum(1 for i in range(len(anchors)) for j in range(i + 1, len(anchors))
@@ -191,8 +197,10 @@ def test_seq_ids_from_user_and_position(prefix_build):
     assert pos.seq_ids([users[0], users[0], "nobody"], [0, 10**6, 1]).tolist() == [-1, -1, -1]
 
 
-def test_format_1_outputs_still_open(prefix_build, tmp_path):
-    """A build whose strong positives are lists per anchor (format 1) reads as before."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_formats_still_open(prefix_build, tmp_path, version):
+    """A prefix build as format 2 wrote it (every history in sequences.arrow) and as format 1 (also strong
+    positives as lists per anchor) reads, samples and verifies as the current format does."""
     import shutil
 
     from simmine.io import large_list, sha256_file, write_table
@@ -201,15 +209,24 @@ def test_format_1_outputs_still_open(prefix_build, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(out, old)
     pos = simmine.open(out)
-    off, nbr = pos.gather_strong(np.arange(len(pos)))
-    write_table(str(old / "strong.arrow"), pa.table({"neighbors": large_list(off, nbr, pa.uint32())}))
-    os.remove(old / "groups.arrow")
     m = json.loads((old / "manifest.json").read_text())
-    m["format_version"] = 1
-    del m["files"]["groups.arrow"]
-    m["files"]["strong.arrow"]["sha256"] = sha256_file(str(old / "strong.arrow"))
+    write_table(str(old / "sequences.arrow"), pos.sequences())
+    for name in ("users.arrow", "vocabulary.arrow"):
+        os.remove(old / name)
+        del m["files"][name]
+    if version == 1:
+        off, nbr = pos.gather_strong(np.arange(len(pos)))
+        write_table(str(old / "strong.arrow"), pa.table({"neighbors": large_list(off, nbr, pa.uint32())}))
+        os.remove(old / "groups.arrow")
+        del m["files"]["groups.arrow"]
+    m["format_version"] = version
+    for name in m["files"]:
+        m["files"][name]["sha256"] = sha256_file(str(old / name))
     (old / "manifest.json").write_text(json.dumps(m))
     reopened = simmine.open(str(old))
+    assert reopened.sequences().equals(pos.sequences())
+    assert [reopened.history(i).to_pylist() for i in range(0, len(pos), 7)] == \
+        [pos.history(i).to_pylist() for i in range(0, len(pos), 7)]
     assert [reopened.strong(i).tolist() for i in range(len(pos))] == [pos.strong(i).tolist() for i in range(len(pos))]
     u = np.linspace(0, 0.999, len(pos))
     assert np.array_equal(reopened.draw_strong(np.arange(len(pos)), u)[0], pos.draw_strong(np.arange(len(pos)), u)[0])
@@ -273,3 +290,22 @@ def test_prefix_sweep_equals_the_reference(tmp_path, seed, metric):
     a, b = load_weak(fast), load_weak(slow)
     for (na, sa), (nb, sb) in zip(a[0], b[0]):
         assert na.tolist() == nb.tolist() and sa.tolist() == sb.tolist()
+
+
+def test_prefix_outputs_store_each_training_sequence_once(tmp_path):
+    """docs/output.md: a prefix build writes each user's training sequence once (users.arrow, item codes of
+    vocabulary.arrow) and every anchor as (user, position, window); its files grow with the log, not with
+    the sum of the histories."""
+    rows = [(f"u{u}", (u * 7 + t) % 40, t) for u in range(30) for t in range(60)]
+    path = write_parquet(tmp_path / "log.parquet", rows)
+    out = simmine.build(input=path, out=str(tmp_path / "o"), anchors="prefix", k=3, quiet=True)
+    pos = simmine.open(out)
+    users = pa.ipc.open_file(os.path.join(out, "users.arrow")).read_all()
+    assert users.column("user_id").to_pylist() == [f"u{u}" for u in range(30)]
+    assert sum(len(s) for s in users.column("sequence").to_pylist()) == 30 * 58  # T: all but the last two
+    seqs = pa.ipc.open_file(os.path.join(out, "sequences.arrow")).read_all()
+    assert seqs.column_names == ["seq_id", "user", "position", "start", "end", "bucket"]
+    assert len(pos) == 30 * 57 and pos.manifest["format_version"] == 3
+    history_items = sum(len(h) for h in pos.sequences().column("history").to_pylist())
+    assert history_items > 20 * 30 * 58  # what format 2 copied, against ...
+    assert os.path.getsize(os.path.join(out, "users.arrow")) < 4 * 30 * 58 + 4096  # ... one code per item of T

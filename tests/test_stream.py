@@ -166,7 +166,7 @@ def _cli(*args, env=None):
                           env={**os.environ, **(env or {})})
 
 
-@pytest.mark.parametrize("kill", [{"SIMMINE_KILL_AFTER_STAGE": s} for s in "ABCD"] +
+@pytest.mark.parametrize("kill", [{"SIMMINE_KILL_AFTER_STAGE": s} for s in "ABCDW"] +
                          [{"SIMMINE_KILL_AFTER_GROUPS": "2"}, {"SIMMINE_KILL_AFTER_SHARDS": "1"}],
                          ids=lambda k: "-".join(k.items().__iter__().__next__()))
 def test_kill_9_at_any_stage_then_resume_is_byte_identical(tmp_path, bucketed_log, kill):

@@ -10,7 +10,8 @@ import pyarrow as pa
 
 from ..anchors import training_sequences
 from .config import ItemsConfig
-from ..io import ListColumn, check_files, map_table, read_manifest, sha256_file
+from ..io import check_files, map_table, read_manifest, sha256_file
+from ..positives import ListColumn
 from .cooccurrence import cooccurrence, normalized, ranked_rows, user_set_neighbours
 from .embedding import brute_force_neighbours, load_item_embeddings
 

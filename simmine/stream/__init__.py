@@ -81,7 +81,6 @@ def _ordered(run) -> None:
 
 def build_streamed(run) -> str:
     """The bounded-memory route: stages A–F in OUT.partial (resuming what an interrupted run finished)."""
-    from ..pipeline import finish
     from ..run import input_info, resolved_input
 
     c = run.config
@@ -91,28 +90,49 @@ def build_streamed(run) -> str:
     run.open_checkpoint()
     try:
         run.state.update({k: v for k, v in described.items() if k not in run.state})
-        os.makedirs(spill_dir(run), exist_ok=True)
-        _stage_once(run, "load", "A", lambda: run.state.update(partition_log(run)))
-        items = map_file(os.path.join(spill_dir(run), "items.arrow")).column("item").combine_chunks()
-        _stage_once(run, "anchors", "B", _anchors_of_partitions, run, items)
-        _stage_once(run, "plan", "C", _ordered, run)
-        _stage_once(run, "regroup", "D", regroup, run, items)
-        for p in run.state["present"]:
-            path = os.path.join(spill_dir(run), "anchors-%05d.arrow" % p)
-            if os.path.exists(path):
-                os.remove(path)
-        df = np.load(os.path.join(spill_dir(run), "df.npy")) if c.metric == "tfidf" else None
-        thr = run.stage("mine", global_tau, run, df) if c.selection.mode == "alpha_global" else None
-        tasks = run.stage("mine", mine_groups, run, df, thr)
-        shards, strong_kept, n_groups = run.stage("write", write_outputs, run)
-        shutil.rmtree(spill_dir(run))
-        counts = {"n_anchors": run.state["n"], "n_users": run.state["n_users"], "skipped": run.state["skipped"],
-                  "n_buckets": run.state["n_buckets"],
-                  "pairs": {"compared": run.state["compared"], "weak_kept": sum(run.state["kept"].values()),
-                            "strong_kept": strong_kept}, "strong_groups": n_groups}
-        extra = {"ray": tasks, "recall": None, "approximate": None,
-                 "streamed": {"partitions": run.state["partitions"], "groups": run.state["groups"]}}
-        return finish(run, counts, thr, extra, shards)
+        if run.state.get("stage", "") < "W":  # W: the output files are written, the spill may be gone
+            _stages(run)
+        shutil.rmtree(spill_dir(run), ignore_errors=True)
+        return _finish(run)
     except InputError:
         run.discard()
         raise
+
+
+def _stages(run) -> None:
+    """Stages A–F in the spill directory, resuming what an interrupted run finished; the checkpoint then
+    records what they wrote (stage W), so a run killed while the spill is removed or the output published
+    resumes from there."""
+    c = run.config
+    os.makedirs(spill_dir(run), exist_ok=True)
+    _stage_once(run, "load", "A", lambda: run.state.update(partition_log(run)))
+    items = map_file(os.path.join(spill_dir(run), "items.arrow")).column("item").combine_chunks()
+    _stage_once(run, "anchors", "B", _anchors_of_partitions, run, items)
+    _stage_once(run, "plan", "C", _ordered, run)
+    _stage_once(run, "regroup", "D", regroup, run, items)
+    for p in run.state["present"]:
+        path = os.path.join(spill_dir(run), "anchors-%05d.arrow" % p)
+        if os.path.exists(path):
+            os.remove(path)
+    df = np.load(os.path.join(spill_dir(run), "df.npy")) if c.metric == "tfidf" else None
+    thr = run.stage("mine", global_tau, run, df) if c.selection.mode == "alpha_global" else None
+    tasks = run.stage("mine", mine_groups, run, df, thr)
+    shards, strong_kept, n_groups = run.stage("write", write_outputs, run)
+    run.save(stage="W", written={"tasks": tasks, "shards": shards, "strong_kept": strong_kept, "n_groups": n_groups})
+    fault_point("SIMMINE_KILL_AFTER_STAGE", "W")
+
+
+def _finish(run) -> str:
+    """The manifest of a streamed build from its checkpoint, and the output published."""
+    from ..pipeline import finish
+    from ..select import GlobalThreshold
+
+    state, written = run.state, run.state["written"]
+    thr = GlobalThreshold(**state["threshold"]) if run.config.selection.mode == "alpha_global" else None
+    counts = {"n_anchors": state["n"], "n_users": state["n_users"], "skipped": state["skipped"],
+              "n_buckets": state["n_buckets"],
+              "pairs": {"compared": state["compared"], "weak_kept": sum(state["kept"].values()),
+                        "strong_kept": written["strong_kept"]}, "strong_groups": written["n_groups"]}
+    extra = {"ray": written["tasks"], "recall": None, "approximate": None,
+             "streamed": {"partitions": state["partitions"], "groups": state["groups"]}}
+    return finish(run, counts, thr, extra, written["shards"])

@@ -225,8 +225,25 @@ def partition_anchors(run, items: pa.Array, p: int) -> None:
     }
     for i, name in enumerate(c.bucket_by):
         cols[f"bucket{i}"] = table.column(name).take(target_rows).combine_chunks()
+    if rows.stream_rows is not None:  # prefix anchors: windows into each user's T, and T once per user
+        cols.update(_partition_trains(spill, p, rows, codes, file_rows))
     meta = {"n_users": str(rows.n_users), "skipped": str(rows.n_users - rows.anchor_users)}
     write_table(os.path.join(spill, "anchors-%05d.arrow" % p), pa.table(cols).replace_schema_metadata(meta))
+
+
+def _partition_trains(spill: str, p: int, rows, codes: np.ndarray, file_rows: np.ndarray) -> dict:
+    """Partition p's users with prefix anchors to ``trains-P.arrow`` (first file row, user, T as item codes),
+    and each anchor's window [start, end) in its user's T (docs/output.md)."""
+    owner = owner_codes(rows.valid)
+    user_ptr = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=rows.anchor_users) + 1))).astype(np.int64)
+    first = np.searchsorted(owner, np.arange(rows.anchor_users))
+    write_table(os.path.join(spill, "trains-%05d.arrow" % p), pa.table({
+        "first_row": pa.array(file_rows[rows.first_rows[first]]),
+        "user": rows.user_dict.take(pa.array(rows.valid[first])),
+        "sequence": list_array(user_ptr, pa.array(codes[rows.stream_rows].astype(np.uint32))),
+    }))
+    return {"start": pa.array((rows.windows[:, 0] - user_ptr[owner]).astype(np.uint32)),
+            "end": pa.array((rows.windows[:, 1] - user_ptr[owner]).astype(np.uint32))}
 
 
 def order_anchors(run) -> None:
@@ -302,7 +319,11 @@ def regroup(run, items: pa.Array) -> None:
         tick(0, done=True)
     if df is not None:
         np.save(os.path.join(spill, "df.npy"), df)
-    _write_sequences(run.path("sequences.arrow"), tables, AnchorOrder(seq, starts, buckets, state["labels"]), items)
+    anchor_order = AnchorOrder(seq, starts, buckets, state["labels"])
+    if run.config.anchors == "prefix":
+        _write_compact(run, tables, anchor_order, items, order["first"])
+    else:
+        _write_sequences(run.path("sequences.arrow"), tables, anchor_order, items)
 
 
 @dataclass
@@ -355,3 +376,82 @@ def _write_sequences(path, tables, order: AnchorOrder, items: pa.Array) -> None:
                 bucket,
             ], schema=schema))
     os.replace(tmp, path)
+
+
+def _by_seq(tables, order: AnchorOrder, lo: int, hi: int, columns) -> tuple:
+    """Seq_ids lo..hi-1 gathered from the partitions: (each partition's slice of them, the order that sorts
+    their concatenation by seq_id)."""
+    parts, ids = [], []
+    for t, table in enumerate(tables):
+        s = order.seq[order.starts[t]:order.starts[t + 1]]
+        a, b = np.searchsorted(s, [lo, hi])  # a partition's seq_ids ascend
+        if a < b:
+            parts.append(table.slice(a, b - a).select(columns))
+            ids.append(s[a:b])
+    return parts, np.argsort(np.concatenate(ids), kind="stable")
+
+
+def _write_compact(run, tables, order: AnchorOrder, items: pa.Array, first: np.ndarray) -> None:
+    """A prefix build's sequences.arrow, users.arrow and vocabulary.arrow (docs/output.md), in the batches
+    io.write_table gives the in-memory build's tables, so the same bytes."""
+    n = len(order.seq)
+    user_of_seq = owner_codes(first)  # users in order of their first file row, as seq_ids are
+    label_array = pa.array(order.labels, pa.string()) if order.labels is not None else None
+    schema = pa.schema([("seq_id", pa.uint32()), ("user", pa.uint32()), ("position", pa.uint32()),
+                        ("start", pa.uint32()), ("end", pa.uint32()), ("bucket", pa.string())])
+    with _BatchFile(run.path("sequences.arrow"), schema) as writer:
+        for lo in range(0, n, ROWS_PER_BATCH):
+            hi = min(lo + ROWS_PER_BATCH, n)
+            parts, by_seq = _by_seq(tables, order, lo, hi, ["position", "start", "end"])
+            cols = [np.concatenate([p.column(c).to_numpy() for p in parts])[by_seq] for c in ("position", "start",
+                                                                                                "end")]
+            bucket = label_array.take(pa.array(order.buckets[lo:hi])) if label_array is not None else \
+                pa.nulls(hi - lo, pa.string())
+            writer.write_batch(pa.record_batch([pa.array(np.arange(lo, hi, dtype=np.uint32)),
+                                                pa.array(user_of_seq[lo:hi].astype(np.uint32)),
+                                                *[pa.array(c) for c in cols], bucket], schema=schema))
+    _write_users(run, items)
+    write_table(run.path("vocabulary.arrow"), pa.table({"item": items}))
+
+
+def _write_users(run, items: pa.Array) -> None:
+    """users.arrow from the partitions' trains-P.arrow files, users in order of their first file row."""
+    spill = spill_dir(run)
+    trains = [map_file(os.path.join(spill, "trains-%05d.arrow" % p)) for p in run.state["present"]]
+    first = np.concatenate([t.column("first_row").to_numpy() for t in trains])
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[by_first] = np.arange(len(first))
+    order = AnchorOrder(rank, np.concatenate(([0], np.cumsum([t.num_rows for t in trains]))), None, None)
+    schema = pa.schema([("user_id", trains[0].schema.field("user").type), ("sequence", pa.large_list(pa.uint32()))])
+    with _BatchFile(run.path("users.arrow"), schema) as writer:
+        for lo in range(0, len(first), ROWS_PER_BATCH):
+            hi = min(lo + ROWS_PER_BATCH, len(first))
+            parts, by_rank = _by_seq(trains, order, lo, hi, ["user", "sequence"])
+            lengths, values = [], []
+            for part in parts:
+                offsets, codes = list_parts(part.column("sequence"))
+                lengths.append(np.diff(offsets))
+                values.append(codes)
+            offsets, codes = reorder_lists(np.concatenate(lengths), np.concatenate(values), by_rank)
+            users = pa.concat_arrays([part.column("user").combine_chunks() for part in parts]).take(pa.array(by_rank))
+            writer.write_batch(pa.record_batch([users, list_array(offsets, pa.array(codes, pa.uint32()))],
+                                               schema=schema))
+
+
+class _BatchFile:
+    """An Arrow IPC file written batch by batch to ``path.tmp``, renamed to ``path`` when complete."""
+
+    def __init__(self, path: str, schema: pa.Schema):
+        self.path, self.schema = path, schema
+
+    def __enter__(self):
+        self.sink = pa.OSFile(self.path + ".tmp", "wb")
+        self.writer = pa.ipc.new_file(self.sink, self.schema)
+        return self.writer
+
+    def __exit__(self, kind, value, trace):
+        self.writer.close()
+        self.sink.close()
+        if kind is None:
+            os.replace(self.path + ".tmp", self.path)

@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import torch
 
-from ..io import Positives
+from ..positives import Positives
 
 _STRONG, _WEAK, _ORDER = 1, 2, 3
 

@@ -199,7 +199,7 @@ def _first_occurrence_grams(g: torch.Tensor, valid: torch.Tensor) -> torch.Tenso
 
 def idf_from_build(positives, size: Optional[int] = None) -> torch.Tensor:
     """ln(N / df) per integer item id from a build's sequences.arrow (0 for items in no history)."""
-    from ..io import Positives
+    from ..positives import Positives
 
     pos = positives if isinstance(positives, Positives) else Positives(os.fspath(positives))
     hist = pos.sequences().column("history").combine_chunks()
