@@ -14,7 +14,8 @@ from ..engines.local import (check_threshold_output, first_members, groups_of, m
 from ..io import fault_point, groups_table, strong_table, weak_table, write_table
 from ..metrics import prepare_features
 from ..select import (GlobalThreshold, check_output_size, global_threshold, output_bytes)
-from ..anchors import SequenceSet, owner_codes
+from ..anchors import SequenceSet, Stream, owner_codes
+from ..csr import ranges
 
 from .prepare import list_array, list_parts, map_file, reorder_lists, spill_dir
 
@@ -34,9 +35,27 @@ def _load_group(spill, g: int):
     return ids[by_seq].astype(np.int64), seqs
 
 
+def _group_stream(run, ids: np.ndarray) -> Stream:
+    """The prefix sweep's stream of a group's anchors (seq_ids ascending): their users' training sequences
+    from users.arrow and their windows from sequences.arrow, both written in stage D."""
+    table = map_file(run.path("sequences.arrow"))
+    user, start, end = (table.column(name).to_numpy()[ids].astype(np.int64) for name in ("user", "start", "end"))
+    sequences = map_file(run.path("users.arrow")).column("sequence")
+    offsets, values = list_parts(sequences)
+    present = np.unique(user)  # users are numbered in seq_id order, so this is their order here too
+    lengths = offsets[present + 1] - offsets[present]
+    user_ptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    at = user_ptr[np.searchsorted(present, user)]
+    return Stream(values[ranges(offsets[present], lengths)].astype(np.int32), np.stack((at + start, at + end), axis=1),
+                  user_ptr)
+
+
 def _group_features(run, g: int, df):
-    """(seq_ids, anchors, features, plan) of group g; TF-IDF with the whole build's N and df."""
+    """(seq_ids, anchors, features, plan) of group g; TF-IDF with the whole build's N and df; prefix anchors
+    of the set metrics with their stream, so the sweep mines them as in memory."""
     ids, seqs = _load_group(spill_dir(run), g)
+    if run.config.anchors == "prefix" and run.config.metric in ("jaccard", "ngram"):
+        seqs.stream = _group_stream(run, ids)
     features = prepare_features(seqs, run.config.metric_def, run.config.ngram_n, df=df, n_total=run.state["n"])
     if run.config.excludes_same_user:
         features.owners = seqs.owners
