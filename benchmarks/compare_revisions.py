@@ -127,7 +127,8 @@ def main():
     result = {"machine": machine(), "base": args.base, "reps": args.reps, "tasks": rows}
     with open(os.path.join(args.out, "compare_revisions.json"), "w") as f:
         json.dump(result, f, indent=1)
-    lines = [f"{result['machine']}; head against {args.base}, medians of {args.reps} interleaved runs", "",
+    m = result["machine"]
+    lines = [f"{m['cpu']}, {m['cpus']} cores; head against {args.base}, medians of {args.reps} interleaved runs", "",
              "| task | base total s | head total s | ratio | main stage | base s | head s | ratio |",
              "|---|---:|---:|---:|---|---:|---:|---:|"]
     for r in rows:
