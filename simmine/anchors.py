@@ -20,6 +20,7 @@ COMPARES = ("history", "full")
 
 ANCHORS = ("user", "prefix")
 
+
 @dataclass
 class Stream:
     """Prefix anchors' nested windows: each anchor user's training sequence T (item codes, user after user)
@@ -28,6 +29,7 @@ class Stream:
     codes: np.ndarray       # int32 item codes
     windows: np.ndarray     # int64 [N, 2]
     user_ptr: np.ndarray    # int64 [U + 1]: user u's T is codes[user_ptr[u]:user_ptr[u + 1]] (u = its owner code)
+
 
 @dataclass
 class SequenceSet:
@@ -58,6 +60,7 @@ class SequenceSet:
         values = self.item_values.take(pa.array(self.items))
         return pa.LargeListArray.from_arrays(pa.array(self.indptr, pa.int64()), values)
 
+
 @dataclass
 class AnchorRows:
     """Where each anchor's parts are in a log's table (docs/input.md), before any value is encoded."""
@@ -74,6 +77,7 @@ class AnchorRows:
     anchor_users: int           # users with at least one anchor
     stream_rows: Optional[np.ndarray] = None   # prefix anchors: table rows of each anchor user's T, user after user
     windows: Optional[np.ndarray] = None       # prefix anchors: [N, 2] compared part of each anchor in stream_rows
+
 
 def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",
                 anchors: str = "user") -> AnchorRows:
@@ -114,9 +118,11 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
         rows.windows = np.stack((c_begin + shift[owner], c_end + shift[owner]), axis=1)
     return rows
 
+
 def take(order: Optional[np.ndarray], positions: np.ndarray) -> np.ndarray:
     """Table rows at ``positions`` of a row order (None: the identity)."""
     return positions if order is None else order[positions]
+
 
 def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",
                     item_values: Optional[pa.Array] = None, anchors: str = "user") -> SequenceSet:
@@ -152,6 +158,7 @@ def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: st
         stream=stream,
     )
 
+
 @dataclass
 class TrainingSequences:
     """Every user's training sequence T (time-sorted, split as --split says), users with at least one item,
@@ -161,6 +168,7 @@ class TrainingSequences:
     codes: np.ndarray          # int32 item codes, user after user
     item_values: pa.Array      # code -> item as given (every item of the log, held-out ones included)
     user_values: pa.Array      # per user, as given
+
 
 def training_sequences(log: Log, split: str = "loo") -> TrainingSequences:
     """The users' training sequences of a log (docs/input.md), for graphs over items."""
@@ -180,6 +188,7 @@ def training_sequences(log: Log, split: str = "loo") -> TrainingSequences:
     return TrainingSequences(np.concatenate(([0], np.cumsum(t_len[kept]))).astype(np.int64), codes,
                              item_values, user_dict.take(pa.array(kept)))
 
+
 def first_appearance_codes(users) -> tuple:
     """(codes int64, dictionary) with codes in order of first appearance, as Arrow's dictionary_encode gives.
     Integer ids whose rows come user after user (most logs) take one pass over the runs instead of a hash
@@ -197,6 +206,7 @@ def first_appearance_codes(users) -> tuple:
             return codes, pa.array(runs, type=flat.type)
     enc = pc.dictionary_encode(flat)
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+
 
 def encode_sorted(values) -> tuple:
     """(codes int32, dictionary) with codes in the sorted order of the values. Integer values over a span
@@ -218,6 +228,7 @@ def encode_sorted(values) -> tuple:
         codes = codes.combine_chunks()
     return codes.to_numpy(zero_copy_only=False).astype(np.int32), uniq
 
+
 def owner_codes(user_of_anchor) -> np.ndarray:
     """Dense user numbers 0, 1, ... per anchor, from any per-anchor user key (NumPy or Arrow) whose equal
     values are consecutive (the anchors of a user are consecutive seq_ids)."""
@@ -231,6 +242,7 @@ def owner_codes(user_of_anchor) -> np.ndarray:
             u = np.asarray(user_of_anchor)
             change[1:] = u[1:] != u[:-1]
     return np.cumsum(change)
+
 
 def encode_with(values, dictionary: pa.Array) -> np.ndarray:
     """int32 codes of ``values`` in a sorted dictionary that holds every one of them."""
@@ -248,6 +260,7 @@ def encode_with(values, dictionary: pa.Array) -> np.ndarray:
         codes = codes.combine_chunks()
     return codes.to_numpy(zero_copy_only=False).astype(np.int32)
 
+
 def bucket_keys(columns: list):
     """Bucket code per anchor from the values of its bucket columns (one array per column): codes in the
     sorted order of the value tuples; label = the values joined by '|'."""
@@ -261,6 +274,7 @@ def bucket_keys(columns: list):
     keys, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
     labels = ["|".join(labels_per_col[c][k] for c, k in enumerate(key)) for key in keys]
     return inverse.reshape(-1).astype(np.int32), labels
+
 
 def load_sequences(path: str, fmt: str = "auto", user_col: str = "user_id", item_col: str = "item_id",
                    time_col: Optional[str] = None, bucket_by: Sequence[str] = (), split: str = "loo",

@@ -37,7 +37,6 @@ def postings(indptr: np.ndarray, codes: np.ndarray, vocab: int):
     return post_ptr, row_of[order], order
 
 
-
 def _descending_bits(scores: np.ndarray) -> np.ndarray:
     """uint64 keys that sort float32 scores descending (−0.0 ties with 0.0)."""
     plain = (np.asarray(scores, dtype=np.float32) + np.float32(0)).view(np.uint32).astype(np.uint64)

@@ -34,19 +34,11 @@ STAGES = ("load", "anchors", "features", "plan", "regroup", "mine", "strong", "w
 # ---------------------------------------------------------------------------------------------- the run
 
 
-
-
 def shard_ranges(n: int, shard_rows: int) -> list:
     return [(lo, min(lo + shard_rows, n)) for lo in range(0, n, shard_rows)]
 
 
 # ---------------------------------------------------------------------------------------------- load, anchors
-
-
-
-
-
-
 
 
 def make_anchors(config: BuildConfig, loaded: Loaded) -> SequenceSet:

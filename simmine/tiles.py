@@ -94,7 +94,6 @@ class SetTile(Tile):
         slot = row_of[dense] * words + bit[dense] // 64
         np.bitwise_or.at(self.dense_bits, slot, np.left_shift(np.uint64(1), (bit[dense] % 64).astype(np.uint64)))
 
-
     def prefix(self, threshold: float) -> "PrefixTile":
         """Prefix-filter index for Jaccard >= threshold: each row's rarest |A| − ⌈t·|A|⌉ + 1 codes and the
         postings of those prefixes (t lowered by 1e-6 so float32 rounding can only add candidates)."""

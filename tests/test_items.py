@@ -355,7 +355,6 @@ def test_bad_embeddings_shape(tmp_path, capsys):
     assert "3 rows, but the log has" in capsys.readouterr().err and not os.path.exists(tmp_path / "o")
 
 
-
 @pytest.mark.parametrize("padding", [0, 1])
 def test_non_finite_embedding_row_is_named_as_in_the_file(tmp_path, capsys, padding):
     rows = random_log(np.random.default_rng(11))
@@ -368,6 +367,7 @@ def test_non_finite_embedding_row_is_named_as_in_the_file(tmp_path, capsys, padd
                  "--k", "2"]) == 2
     assert "e.npy: row 2 has a NaN or infinite value" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
+
 
 def test_items_cli_like_inspect_verify(tmp_path, capsys):
     rows = random_log(np.random.default_rng(12))
@@ -434,7 +434,6 @@ def test_continuous_embedding_neighbours_equal_float64_scoring(dtype, embed_rout
             assert np.allclose(edges.weight[edges.src == i], s[want], rtol=1e-6, atol=1e-7)
 
 
-
 def _bf16(x: np.ndarray) -> np.ndarray:
     """float32 → bfloat16 (round to nearest even) → float64, the screens' rounding of their inputs."""
     bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
@@ -474,6 +473,7 @@ def test_embed_screen_lists_the_window_of_each_rows_kth(screen):
         assert r not in got
         assert set(others[s >= kth - window[r] + slack].tolist()) <= got, r
         assert got <= set(others[s >= kth - window[r] - slack].tolist()), r
+
 
 @pytest.mark.skipif(not simmine.backends.cpp.available(), reason="the C++ core is not built")
 def test_pair_dots_equal_float64_dots():

@@ -15,6 +15,7 @@ from ..positives import ListColumn
 from .cooccurrence import cooccurrence, normalized, ranked_rows, user_set_neighbours
 from .embedding import brute_force_neighbours, load_item_embeddings
 
+
 class ItemGraph:
     """A finished ``simmine items`` output, memory-mapped: edges by item code, and the log's item ids.
 

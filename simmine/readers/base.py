@@ -20,6 +20,7 @@ EXTENSIONS = {
     ".feather": "arrow", ".ipc": "arrow", ".inter": "inter",
 }
 
+
 @dataclass
 class Log:
     """A loaded log: the columns simmine needs, in file order, and how rows map to file lines."""
@@ -33,6 +34,7 @@ class Log:
     bucket_cols: tuple
     first_line: int            # file line of table row 0 (1-based); 0 when rows are not lines
     row_base: int = 0          # rows of the file before this table (a streamed batch's position)
+
 
 def detect_format(path: str) -> str:
     with open(path, "rb") as f:
@@ -56,6 +58,7 @@ def detect_format(path: str) -> str:
         return "csv"
     return "lines"
 
+
 def first_text_line(path: str, head: bytes) -> str:
     try:
         text = head.decode("utf-8")
@@ -68,8 +71,10 @@ def first_text_line(path: str, head: bytes) -> str:
             return line
     raise InputError(f"{path}: the log is empty")
 
+
 def _all_tokens_are_data(tokens: Sequence[str]) -> bool:
     return all(re.fullmatch(r"-?\d+(\.\d+)?", t.strip() or "x") for t in tokens)
+
 
 def check_file(path: str, fmt: str) -> str:
     """The log's format, after checking that the file can be read at all."""
@@ -84,6 +89,7 @@ def check_file(path: str, fmt: str) -> str:
     if fmt not in FORMATS:
         raise InputError(f"unknown --format '{fmt}' (choose from {', '.join(FORMATS)})")
     return detect_format(path) if fmt == "auto" else fmt
+
 
 def pick_columns(path: str, names, user_col: str, item_col: str, time_col: Optional[str], bucket_cols) -> tuple:
     """(columns to keep, time column or None). ``time_col=None`` takes ``timestamp`` when present."""
@@ -101,12 +107,15 @@ def pick_columns(path: str, names, user_col: str, item_col: str, time_col: Optio
     keep = list(dict.fromkeys(wanted + ([time_name] if has_time else [])))
     return keep, (time_name if has_time else None)
 
+
 def first_error_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
+
 def arrow_error(path: str, exc: Exception) -> InputError:
     return InputError(f"{path}: {first_error_line(exc)}")
+
 
 def check_nulls(log: Log) -> None:
     for name in log.table.column_names:
@@ -115,9 +124,11 @@ def check_nulls(log: Log) -> None:
             row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
             raise InputError(f"{log.path}: {where(log, row)}column '{name}': missing value")
 
+
 def where(log: Log, row: int) -> str:
     row += log.row_base
     return f"line {log.first_line + row}: " if log.first_line else f"row {row + 1}: "
+
 
 def time_values(log: Log) -> np.ndarray:
     col = log.table.column(log.time_col)
@@ -144,6 +155,7 @@ def time_values(log: Log) -> np.ndarray:
                 raise InputError(f"{log.path}: {where(log, row)}column '{log.time_col}': timestamp is not finite")
         return out
     raise InputError(f"{log.path}: column '{log.time_col}': timestamps must be numbers or dates, not {t}")
+
 
 def check_id_type(log: Log, name: str) -> pa.ChunkedArray:
     col = log.table.column(name)

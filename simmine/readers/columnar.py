@@ -6,6 +6,7 @@ import pyarrow as pa
 from ..errors import InputError
 from .base import first_error_line
 
+
 def read_parquet(path: str):
     import pyarrow.parquet as pq
 
@@ -13,6 +14,7 @@ def read_parquet(path: str):
         return pq.read_table(path), 0
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({first_error_line(exc)})") from None
+
 
 def parquet_batches(path: str, batch_rows: int):
     import pyarrow.parquet as pq
@@ -24,6 +26,7 @@ def parquet_batches(path: str, batch_rows: int):
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({first_error_line(exc)})") from None
 
+
 def read_arrow(path: str):
     try:
         with pa.memory_map(path) as source:
@@ -34,6 +37,7 @@ def read_arrow(path: str):
                 return pa.ipc.open_stream(source).read_all(), 0
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Arrow file ({first_error_line(exc)})") from None
+
 
 def arrow_batches(path: str):
     try:

@@ -13,22 +13,28 @@ from .base import arrow_error, first_text_line
 
 CSV_BLOCK_BYTES = 1 << 24   # delimited text is parsed (and its types inferred) a block at a time
 
+
 class RetypeAsText(Exception):
     """A streamed delimited log needs every column read as text (a column turned from numbers to text
     past the first block): start the stream again with ``as_text=True``."""
 
+
 def read_csv(path: str):
     return _read_delimited(path, _sniff_delimiter(path, ","))
+
 
 def read_tsv(path: str):
     return _read_delimited(path, "\t")
 
+
 def read_inter(path: str):
     return _read_delimited(path, "\t", *_inter_columns(path), skip_rows=1)
+
 
 def read_ml_dat(path: str):
     data = open(path, "rb").read().replace(b"::", b"\x1f")
     return _read_delimited(path, "\x1f", ["user_id", "item_id", "rating", "timestamp"], data=data)
+
 
 def delimited_batches(path: str, fmt: str, as_text: bool):
     """(batches, first line) of a csv/tsv/inter file, parsed block by block with the types read_log's
@@ -38,6 +44,7 @@ def delimited_batches(path: str, fmt: str, as_text: bool):
         return _delimited_stream(path, "\t", *_inter_columns(path), skip_rows=1), 2
     delimiter = "\t" if fmt == "tsv" else _sniff_delimiter(path, ",")
     return _delimited_stream(path, delimiter, None, _text_types(path, delimiter, None) if as_text else None), 2
+
 
 def _delimited_stream(path: str, delimiter: str, column_names=None, column_types=None, skip_rows: int = 0):
     import pyarrow.csv as pacsv
@@ -60,12 +67,14 @@ def _delimited_stream(path: str, delimiter: str, column_names=None, column_types
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
 
+
 def _sniff_delimiter(path: str, default: str) -> str:
     with open(path, "rb") as f:
         first = first_text_line(path, f.read(1 << 16))
     counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
     return best if counts[best] > 0 else default
+
 
 def _read_delimited(path: str, delimiter: str, column_names=None, column_types=None, data: Optional[bytes] = None,
                     skip_rows: int = 0):
@@ -87,6 +96,7 @@ def _read_delimited(path: str, delimiter: str, column_names=None, column_types=N
         raise InputError(f"{path}: not UTF-8 text") from None
     return table, (2 if header else 1 + skip_rows)
 
+
 def _csv_options(delimiter: str, column_names, column_types, skip_rows: int) -> dict:
     """pyarrow.csv options shared by the whole-file and the streamed reader: CSV_BLOCK_BYTES blocks (types
     are inferred from the first), no value read as null. Without column_names the first line is the header."""
@@ -98,18 +108,22 @@ def _csv_options(delimiter: str, column_names, column_types, skip_rows: int) -> 
             "convert_options": pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=False,
                                                     quoted_strings_can_be_null=False)}
 
+
 def _text_types(path: str, delimiter: str, column_names, data: Optional[bytes] = None) -> dict:
     """Every column as text, named by column_names or by the header."""
     names = _header_names(path, delimiter, data) if column_names is None else column_names
     return {n: pa.string() for n in names}
 
+
 def _header_names(path: str, delimiter: str, data: Optional[bytes]):
     text = (data if data is not None else open(path, "rb").read(1 << 16)).decode("utf-8", "replace")
     return next(csv.reader(io.StringIO(text), delimiter=delimiter))
 
+
 def _locate_bad_line(path, delimiter, header, column_names, data) -> Optional[InputError]:
     with (io.BytesIO(data) if data is not None else open(path, "rb")) as lines:
         return _first_bad_line(path, delimiter, header, column_names, lines)
+
 
 def _first_bad_line(path, delimiter, header, column_names, lines) -> Optional[InputError]:
     expected = None if header else len(column_names)
@@ -128,6 +142,7 @@ def _first_bad_line(path, delimiter, header, column_names, lines) -> Optional[In
             word = "too few" if n < expected else "too many"
             return InputError(f"{path}: line {lineno}: {word} fields (expected {expected}, got {n})")
     return None
+
 
 def _inter_columns(path: str) -> tuple:
     """(names, types) of a RecBole atomic file: tab-separated, header fields ``name:type`` (token, float,

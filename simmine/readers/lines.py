@@ -14,6 +14,7 @@ _WHITESPACE = np.zeros(256, dtype=bool)
 _WHITESPACE[[9, 10, 11, 12, 13, 32]] = True  # what bytes.split() splits on
 MAX_INT_DIGITS = 18
 
+
 def read_lines(path: str):
     """One user per line: ``user item item ...`` (whitespace-separated). The C++ core scans the bytes in one
     pass (NumPy where it is not built): memory O(file size), no per-token Python."""
@@ -27,6 +28,7 @@ def read_lines(path: str):
     if not n_users:
         raise InputError(f"{path}: the log is empty")
     return pa.table({"user_id": users, "item_id": items}), 0
+
 
 def scan_core(data: np.ndarray, core):
     """(users of the items, items, first line with one token or 0, users) by the C++ core: integer columns
@@ -42,6 +44,7 @@ def scan_core(data: np.ndarray, core):
     users = _typed(data, t["user_start"][:n_users], t["user_len"][:n_users]).take(pa.array(t["item_user"][:n_items]))
     items = _typed(data, t["item_start"][:n_items], t["item_len"][:n_items])
     return users, items, int(t["first_short_line"]), n_users
+
 
 def scan_numpy(data: np.ndarray):
     """(users of the items, items, first line with one token or 0, users) by NumPy over the bytes."""
@@ -59,6 +62,7 @@ def scan_numpy(data: np.ndarray):
     users = _token_array(data, starts[firsts], ends[firsts]).take(pa.array(np.repeat(np.arange(len(firsts)),
                                                                                     per_line - 1)))
     return users, _token_array(data, starts[items], ends[items]), short, len(firsts)
+
 
 def _int_tokens(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Optional[np.ndarray]:
     """The tokens as int64 when every one is a canonical integer (-?[1-9][0-9]{0,17} or 0, so nothing is
@@ -82,10 +86,12 @@ def _int_tokens(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Optio
         value[live] = value[live] * 10 + d
     return np.where(minus, -value, value)
 
+
 def _token_array(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
     """Integers when every token is a canonical integer, else strings (no Python loop)."""
     ints = _int_tokens(data, starts, ends)
     return pa.array(ints) if ints is not None else _text_array(data, starts, ends)
+
 
 def _text_array(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
     """The tokens' bytes as an Arrow string array (one gather of the bytes, offsets from the lengths)."""
@@ -97,8 +103,10 @@ def _text_array(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Ar
                                  [None, pa.py_buffer(offsets.astype(np.int64 if wide else np.int32)),
                                   pa.py_buffer(chars)])
 
+
 def _typed(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.Array:
     return _token_array(data, starts, starts + lengths.astype(np.int64))
+
 
 def _first_non_utf8_line(data: np.ndarray) -> Optional[int]:
     """The 1-based line of the file's first byte that is not UTF-8 text, or None."""
