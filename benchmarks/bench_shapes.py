@@ -104,9 +104,20 @@ def synth_text(path_txt: str, users: int, seed: int, **shape) -> str:
     return path_txt
 
 
+def import_seconds() -> float:
+    """A fresh process's ``import simmine`` (a fixed cost of every command, the same in every cell)."""
+    import subprocess
+    import time
+
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import simmine"], check=True)
+    return time.perf_counter() - t
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
-    lines = [f"{m['cpu']}, {m['cpus']} cores; k = {K}; peers compute only on prebuilt matrices", "",
+    lines = [f"{m['cpu']}, {m['cpus']} cores; k = {K}; peers compute only on prebuilt matrices; a fresh "
+             f"process's import simmine (and Python's start) {result['import_s']:.2f} s, before every command", "",
              "| shape | metric | N | peer | peer s | simmine s (end to end) | mine s | ratio end to end | "
              "ratio compute only | load / features / write s | exact |",
              "|---|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
@@ -162,7 +173,8 @@ def main():
         for path in args.real:
             for metric in args.metrics.split(","):
                 cells.append(cell(path, metric, os.path.basename(path), work))
-    result = {"machine": machine(), "k": K, "n": n, "n_levenshtein": n_lev, "cells": cells}
+    result = {"machine": machine(), "k": K, "n": n, "n_levenshtein": n_lev, "import_s": round(import_seconds(), 3),
+              "cells": cells}
     with open(os.path.join(args.out, "shapes.json"), "w") as f:
         json.dump(result, f, indent=1)
     with open(os.path.join(args.out, "shapes.md"), "w") as f:
