@@ -77,6 +77,7 @@ class AnchorRows:
     anchor_users: int           # users with at least one anchor
     stream_rows: Optional[np.ndarray] = None   # prefix anchors: table rows of each anchor user's T, user after user
     windows: Optional[np.ndarray] = None       # prefix anchors: [N, 2] compared part of each anchor in stream_rows
+    stream_ptr: Optional[np.ndarray] = None    # prefix anchors: int64 [U + 1], user u's T in stream_rows
 
 
 def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = "history",
@@ -114,7 +115,8 @@ def anchor_rows(log: Log, split: str = "loo", max_len: int = 50, compare: str = 
                       first[owner], users_kept[owner], t.astype(np.int64), int(n_users), len(users_kept))
     if anchors == "prefix":  # nested windows over each user's T (the prefix sweep's stream)
         rows.stream_rows = take(order, ranges(s, tl))
-        shift = np.concatenate(([0], np.cumsum(tl)[:-1])) - s  # T's offset in stream_rows minus its offset in order
+        rows.stream_ptr = np.concatenate(([0], np.cumsum(tl))).astype(np.int64)
+        shift = rows.stream_ptr[:-1] - s  # T's offset in stream_rows minus its offset in order
         rows.windows = np.stack((c_begin + shift[owner], c_end + shift[owner]), axis=1)
     return rows
 
@@ -140,9 +142,7 @@ def build_sequences(log: Log, split: str = "loo", max_len: int = 50, compare: st
         bucket_codes, bucket_labels = bucket_keys([log.table.column(c).take(idx) for c in log.bucket_cols])
     stream = None
     if rows.stream_rows is not None:
-        lengths = np.bincount(owner_codes(rows.valid), minlength=rows.anchor_users) + 1  # |T| = anchors + 1
-        stream = Stream(item_codes[rows.stream_rows], rows.windows,
-                        np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+        stream = Stream(item_codes[rows.stream_rows], rows.windows, rows.stream_ptr)
     return SequenceSet(
         indptr=np.concatenate(([0], np.cumsum(rows.lengths))).astype(np.int64),
         items=item_codes[rows.history_rows],

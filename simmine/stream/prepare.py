@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..engines.local import (make_plan)
-from ..io import ROWS_PER_BATCH, write_table
+from ..io import ROWS_PER_BATCH, bucket_column, write_table
 from ..csr import document_frequency, ranges
 from ..select import (check_output_size, k_per_anchor, output_bytes,
                      weak_entries_bound)
@@ -234,8 +234,7 @@ def partition_anchors(run, items: pa.Array, p: int) -> None:
 def _partition_trains(spill: str, p: int, rows, codes: np.ndarray, file_rows: np.ndarray) -> dict:
     """Partition p's users with prefix anchors to ``trains-P.arrow`` (first file row, user, T as item codes),
     and each anchor's window [start, end) in its user's T (docs/output.md)."""
-    owner = owner_codes(rows.valid)
-    user_ptr = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=rows.anchor_users) + 1))).astype(np.int64)
+    owner, user_ptr = owner_codes(rows.valid), rows.stream_ptr
     first = np.searchsorted(owner, np.arange(rows.anchor_users))
     write_table(os.path.join(spill, "trains-%05d.arrow" % p), pa.table({
         "first_row": pa.array(file_rows[rows.first_rows[first]]),
@@ -339,43 +338,33 @@ class AnchorOrder:
 def _write_sequences(path, tables, order: AnchorOrder, items: pa.Array) -> None:
     """sequences.arrow (docs/output.md), ROWS_PER_BATCH anchors at a time gathered from the partitions by
     seq_id: the same batches, so the same bytes, as io.write_table of the whole table."""
-    seq, starts, buckets, labels = order.seq, order.starts, order.buckets, order.labels
-    n = len(seq)
-    user_type = tables[0].schema.field("user").type
-    schema = pa.schema([("seq_id", pa.uint32()), ("user_id", user_type), ("position", pa.uint32()),
-                        ("target", items.type), ("history", pa.large_list(items.type)), ("bucket", pa.string())])
-    label_array = pa.array(labels, pa.string()) if labels is not None else None
-    tmp = path + ".tmp"
-    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+    n = len(order.seq)
+    schema = pa.schema([("seq_id", pa.uint32()), ("user_id", tables[0].schema.field("user").type),
+                        ("position", pa.uint32()), ("target", items.type), ("history", pa.large_list(items.type)),
+                        ("bucket", pa.string())])
+    with _BatchFile(path, schema) as writer:
         for lo in range(0, n, ROWS_PER_BATCH):
             hi = min(lo + ROWS_PER_BATCH, n)
-            users, positions, targets, lens, hist, ids = [], [], [], [], [], []
-            for t, table in enumerate(tables):
-                s = seq[starts[t]:starts[t + 1]]
-                a, b = np.searchsorted(s, [lo, hi])  # a partition's seq_ids ascend
-                if a == b:
-                    continue
-                part = table.slice(a, b - a)
-                offsets, values = list_parts(part.column("history"))
-                users.append(part.column("user").combine_chunks())
-                positions.append(part.column("position").to_numpy())
-                targets.append(part.column("target").to_numpy())
-                lens.append(np.diff(offsets))
-                hist.append(values)
-                ids.append(s[a:b])
-            by_seq = np.argsort(np.concatenate(ids), kind="stable")
-            offsets, codes = reorder_lists(np.concatenate(lens), np.concatenate(hist), by_seq)
-            bucket = label_array.take(pa.array(buckets[lo:hi])) if label_array is not None else pa.nulls(hi - lo,
-                                                                                                         pa.string())
+            parts, by_seq = _by_seq(tables, order, lo, hi, ["user", "position", "target", "history"])
+            offsets, codes = _gather_lists(parts, "history", by_seq)
             writer.write_batch(pa.record_batch([
                 pa.array(np.arange(lo, hi, dtype=np.uint32)),
-                pa.concat_arrays(users).take(pa.array(by_seq)),
-                pa.array(np.concatenate(positions)[by_seq]),
-                items.take(pa.array(np.concatenate(targets)[by_seq])),
+                pa.concat_arrays([p.column("user").combine_chunks() for p in parts]).take(pa.array(by_seq)),
+                pa.array(np.concatenate([p.column("position").to_numpy() for p in parts])[by_seq]),
+                items.take(pa.array(np.concatenate([p.column("target").to_numpy() for p in parts])[by_seq])),
                 list_array(offsets, items.take(pa.array(codes))),
-                bucket,
+                bucket_column(order.buckets[lo:hi], order.labels, hi - lo),
             ], schema=schema))
-    os.replace(tmp, path)
+
+
+def _gather_lists(parts, column: str, order: np.ndarray) -> tuple:
+    """(offsets, values) of the list column of the partitions' slices, concatenated and taken in ``order``."""
+    lengths, values = [], []
+    for part in parts:
+        offsets, codes = list_parts(part.column(column))
+        lengths.append(np.diff(offsets))
+        values.append(codes)
+    return reorder_lists(np.concatenate(lengths), np.concatenate(values), order)
 
 
 def _by_seq(tables, order: AnchorOrder, lo: int, hi: int, columns) -> tuple:
@@ -396,7 +385,6 @@ def _write_compact(run, tables, order: AnchorOrder, items: pa.Array, first: np.n
     io.write_table gives the in-memory build's tables, so the same bytes."""
     n = len(order.seq)
     user_of_seq = owner_codes(first)  # users in order of their first file row, as seq_ids are
-    label_array = pa.array(order.labels, pa.string()) if order.labels is not None else None
     schema = pa.schema([("seq_id", pa.uint32()), ("user", pa.uint32()), ("position", pa.uint32()),
                         ("start", pa.uint32()), ("end", pa.uint32()), ("bucket", pa.string())])
     with _BatchFile(run.path("sequences.arrow"), schema) as writer:
@@ -405,16 +393,16 @@ def _write_compact(run, tables, order: AnchorOrder, items: pa.Array, first: np.n
             parts, by_seq = _by_seq(tables, order, lo, hi, ["position", "start", "end"])
             cols = [np.concatenate([p.column(c).to_numpy() for p in parts])[by_seq] for c in ("position", "start",
                                                                                                 "end")]
-            bucket = label_array.take(pa.array(order.buckets[lo:hi])) if label_array is not None else \
-                pa.nulls(hi - lo, pa.string())
             writer.write_batch(pa.record_batch([pa.array(np.arange(lo, hi, dtype=np.uint32)),
                                                 pa.array(user_of_seq[lo:hi].astype(np.uint32)),
-                                                *[pa.array(c) for c in cols], bucket], schema=schema))
-    _write_users(run, items)
+                                                *[pa.array(c) for c in cols],
+                                                bucket_column(order.buckets[lo:hi], order.labels, hi - lo)],
+                                               schema=schema))
+    _write_users(run)
     write_table(run.path("vocabulary.arrow"), pa.table({"item": items}))
 
 
-def _write_users(run, items: pa.Array) -> None:
+def _write_users(run) -> None:
     """users.arrow from the partitions' trains-P.arrow files, users in order of their first file row."""
     spill = spill_dir(run)
     trains = [map_file(os.path.join(spill, "trains-%05d.arrow" % p)) for p in run.state["present"]]
@@ -428,12 +416,7 @@ def _write_users(run, items: pa.Array) -> None:
         for lo in range(0, len(first), ROWS_PER_BATCH):
             hi = min(lo + ROWS_PER_BATCH, len(first))
             parts, by_rank = _by_seq(trains, order, lo, hi, ["user", "sequence"])
-            lengths, values = [], []
-            for part in parts:
-                offsets, codes = list_parts(part.column("sequence"))
-                lengths.append(np.diff(offsets))
-                values.append(codes)
-            offsets, codes = reorder_lists(np.concatenate(lengths), np.concatenate(values), by_rank)
+            offsets, codes = _gather_lists(parts, "sequence", by_rank)
             users = pa.concat_arrays([part.column("user").combine_chunks() for part in parts]).take(pa.array(by_rank))
             writer.write_batch(pa.record_batch([users, list_array(offsets, pa.array(codes, pa.uint32()))],
                                                schema=schema))
