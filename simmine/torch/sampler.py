@@ -13,6 +13,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 import torch
 
+from ..hashing import unit_uniform
 from ..positives import Positives
 
 _STRONG, _WEAK, _ORDER = 1, 2, 3
@@ -20,13 +21,7 @@ _STRONG, _WEAK, _ORDER = 1, 2, 3
 
 def uniform(seed: int, epoch: int, stream: int, keys: np.ndarray) -> np.ndarray:
     """Uniform [0, 1) floats from splitmix64 of (seed, epoch, stream, key), vectorised over keys."""
-    x = np.asarray(keys, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    x ^= np.uint64((seed * 0x632BE59BD9B4E019 + epoch * 0x85157AF5 + stream * 0x94D049BB133111EB) & (2**64 - 1))
-    x += np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return unit_uniform(keys, seed * 0x632BE59BD9B4E019 + epoch * 0x85157AF5 + stream * 0x94D049BB133111EB)
 
 
 @dataclass
