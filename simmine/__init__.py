@@ -8,7 +8,7 @@ recommendation (strong positives: same target; weak positives: most similar hist
 """
 from .version import __version__  # noqa: E402
 
-from .api import build  # noqa: E402
+from .api import build, update  # noqa: E402
 from .config import BuildConfig  # noqa: E402
 from .backends import available_backends  # noqa: E402
 from .errors import InputError, SimmineError  # noqa: E402
@@ -17,7 +17,7 @@ from .graphs import ItemGraph, ItemsConfig, items, open_items  # noqa: E402
 from .positives import open_positives as open  # noqa: E402,A001
 from .metrics import METRICS  # noqa: E402
 
-__all__ = ["build", "BuildConfig", "items", "ItemsConfig", "open_items", "ItemGraph", "open", "Positives",
+__all__ = ["build", "update", "BuildConfig", "items", "ItemsConfig", "open_items", "ItemGraph", "open", "Positives",
            "available_backends", "METRICS", "InputError", "SimmineError",
            "__version__"]
 

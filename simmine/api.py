@@ -60,3 +60,17 @@ def run_build(config: BuildConfig) -> str:
 
         return build_streamed(run)
     return build_in_memory(run)
+
+
+def update(out: str, input: str, new_out: Optional[str] = None, rebuild: bool = False, quiet: bool = False,
+           threads: Optional[int] = None) -> str:
+    """Folds ``input`` (interactions after those ``out`` was built from, same format and columns) into the build
+    ``out``; returns the output directory (``new_out``, default ``out`` itself, replaced atomically).
+
+    Every data file equals a build of the logs concatenated with the same configuration (docs/update.md).
+    Builds whose mode cannot be updated below the cost of a rebuild (TF-IDF, approximate methods, global
+    alpha) raise InputError unless ``rebuild=True``, which rebuilds them from their logs and ``input``.
+    """
+    from .incremental import run_update
+
+    return run_update(out, input, new_out, rebuild, quiet, threads)

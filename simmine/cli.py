@@ -82,6 +82,19 @@ def _add_verify(sub) -> None:
     p.add_argument("--seed", type=_int, default=0)
 
 
+def _add_update(sub) -> None:
+    p = sub.add_parser("update", help="fold new interactions into a build (the same files as rebuilding the logs "
+                                      "concatenated; docs/update.md)")
+    p.add_argument("out", help="the build to update")
+    p.add_argument("--input", required=True, help="a log of interactions after those the build was made from "
+                                                  "(same format and columns)")
+    p.add_argument("--out", dest="new_out", default=None, help="write the result here (default: replace OUT)")
+    p.add_argument("--rebuild", action="store_true", help="where the build's mode cannot be updated "
+                                                          "incrementally, rebuild it from its logs and --input")
+    p.add_argument("--threads", type=_int, default=None, help="CPU threads of the native backends")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+
+
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write a synthetic log (Zipf items, log-normal lengths) to Parquet")
     p.add_argument("out", help="output .parquet file")
@@ -108,6 +121,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_items(sub)
     _add_inspect(sub)
     _add_verify(sub)
+    _add_update(sub)
     _add_synth(sub)
     return parser
 
@@ -181,6 +195,18 @@ def _run_verify(args) -> int:
     return 0
 
 
+def _run_update(args) -> int:
+    from .api import update
+
+    out = update(args.out, args.input, new_out=args.new_out, rebuild=args.rebuild, quiet=args.quiet,
+                 threads=args.threads)
+    if not args.quiet:
+        from .report import summary_lines
+
+        print("\n".join(summary_lines(out)))
+    return 0
+
+
 def _run_synth(args) -> int:
     from .synth import synth
 
@@ -199,7 +225,7 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"build": _run_build, "items": _run_items, "inspect": _run_inspect, "verify": _run_verify,
-                "synth": _run_synth}[args.command](args)
+                "update": _run_update, "synth": _run_synth}[args.command](args)
     except InputError as exc:
         message = str(exc).replace("\n", " ")
         print(f"simmine: error: {message}", file=sys.stderr)

@@ -178,6 +178,21 @@ def mine_and_write(run: Run, seqs: SequenceSet, features: Features, plan: Plan, 
     return Mined(kept, strong_kept, len(groups.offsets) - 1, thr, stats, shards)
 
 
+def write_mined(run: Run, seqs: SequenceSet, weak: WeakResult, owners) -> Mined:
+    """Stages strong and write for weak lists already mined (an update): the files a build writes of them."""
+    ranges = shard_ranges(seqs.n, run.config.shard_rows)
+    groups = run.stage("strong", make_strong, run, seqs)
+    shards = None
+    if len(ranges) == 1:
+        run.stage("write", write_table, run.path("weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
+        run.stage("write", write_table, run.path("strong.arrow"), strong_table(groups.group))
+    else:
+        mine_shards(run, ranges, RangeMiner(run, None, None, None, weak, None), groups.group)
+        shards = [{"rows": [lo, hi], "weak": f"weak-{s:05d}.arrow", "strong": f"strong-{s:05d}.arrow"}
+                  for s, (lo, hi) in enumerate(ranges)]
+    return Mined(int(len(weak.neighbors)), strong_pairs(groups, owners), len(groups.offsets) - 1, None, {}, shards)
+
+
 @dataclass
 class RangeMiner:
     """How a shard's anchors get their weak lists: a slice of the whole build's (approximate methods mine
@@ -232,9 +247,9 @@ def ray_runner(run: Run):
 
 
 # ---------------------------------------------------------------------------------------------- the route
-def build_in_memory(run: Run) -> str:
-    """The in-memory route: every stage over the whole log."""
-    loaded = run.stage("load", load_log, run.config)
+def build_in_memory(run: Run, load=load_log) -> str:
+    """The in-memory route: every stage over the whole log (``load(config)`` reads it)."""
+    loaded = run.stage("load", load, run.config)
     run.input_info = loaded.input_info
     run.resolved.update(resolved_input(run.config, loaded.log.fmt, loaded.log.time_col))
     seqs = run.stage("anchors", make_anchors, run.config, loaded)

@@ -19,6 +19,7 @@ from .readers import Log, read_log
 from .version import __version__
 
 PLAN_FILE = "plan.json"
+REPLACED = ".replaced"  # an earlier OUT while the new one is renamed into place
 
 
 @dataclass
@@ -105,9 +106,12 @@ class Run:
         }
         write_json(self.path("manifest.json"), manifest)
         os.remove(self.path(PLAN_FILE))
-        if os.path.isdir(out):
-            shutil.rmtree(out)
+        replaced = out.rstrip(os.sep) + REPLACED
+        if os.path.isdir(out):  # moved aside, not deleted first: OUT is never absent with nothing to restore
+            shutil.rmtree(replaced, ignore_errors=True)
+            os.replace(out, replaced)
         os.replace(self.partial, out)
+        shutil.rmtree(replaced, ignore_errors=True)
         return out
 
     def discard(self) -> None:
@@ -116,8 +120,20 @@ class Run:
             shutil.rmtree(self.partial, ignore_errors=True)
 
 
+def recover_publish(out: str) -> None:
+    """Finishes a publish that was interrupted between moving the earlier OUT aside and renaming the complete
+    OUT.partial (it holds its manifest.json) into place."""
+    partial, replaced = f"{out.rstrip(os.sep)}.partial", out.rstrip(os.sep) + REPLACED
+    if not os.path.isdir(out) and os.path.isfile(os.path.join(partial, "manifest.json")) and \
+            not os.path.isfile(os.path.join(partial, PLAN_FILE)):
+        os.replace(partial, out)
+    if os.path.isdir(out):
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
 def check_out(out: str) -> None:
     """Refuses to replace anything that is not an earlier simmine output."""
+    recover_publish(out)
     if os.path.isfile(out):
         raise InputError(f"{out}: exists and is a file; --out must name a directory")
     if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, "manifest.json")):

@@ -18,7 +18,8 @@ LAYERS = [
     ("backends", ["simmine.backends"]),
     ("engines", ["simmine.engines", "simmine.approx"]),
     ("configuration", ["simmine.config"]),
-    ("pipelines", ["simmine.run", "simmine.pipeline", "simmine.stream", "simmine.graphs", "simmine.report"]),
+    ("pipelines", ["simmine.run", "simmine.pipeline", "simmine.stream", "simmine.graphs", "simmine.report",
+                   "simmine.incremental"]),
     ("front", ["simmine.api", "simmine.cli", "simmine.torch", "simmine.recbole", "simmine"]),
 ]
 MAX_MODULE_LINES = 500

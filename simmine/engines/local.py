@@ -86,7 +86,7 @@ def _tile_blocks(features: Features, plan: Plan, progress, label: str):
         tick(0, done=True)
 
 
-def _blocks(k_rows: np.ndarray):
+def capacity_blocks(k_rows: np.ndarray):
     """Row ranges whose summed capacity stays under BLOCK_ENTRIES (at least one row each)."""
     start, n = 0, len(k_rows)
     csum = np.concatenate(([0], np.cumsum(k_rows)))
@@ -217,7 +217,7 @@ def mine_weak_range(features: Features, plan: Plan, sel: Selection, backend, lo:
         tile = features.tile(members)
         k_rows = k_all[members]
         local = np.arange(first, last, dtype=np.int64)
-        for a, b in _blocks(np.minimum(k_rows[local], len(members) - 1)):
+        for a, b in capacity_blocks(np.minimum(k_rows[local], len(members) - 1)):
             rows = local[a:b]
             if k_rows[rows].any():
                 c, cols, s = backend.select(tile, rows, k_rows[rows], min_score)
