@@ -109,6 +109,9 @@ py::array_t<int64_t> run_histogram(const Scorer& scorer, const py::array& rows, 
     return hist;
 }
 
+py::tuple pair_result(const std::vector<std::vector<int32_t>>& pr, const std::vector<std::vector<int32_t>>& pc,
+                      const std::vector<std::vector<float>>& ps);
+
 template <class Scorer>
 py::tuple run_pairs(const Scorer& scorer, const py::array& rows, double min_score) {
     const int64_t* r = checked_rows(rows, scorer.n);
@@ -118,6 +121,24 @@ py::tuple run_pairs(const Scorer& scorer, const py::array& rows, double min_scor
         py::gil_scoped_release release;
         pairs_block(scorer, r, rows.size(), static_cast<float>(min_score), pr, pc, ps);
     }
+    return pair_result(pr, pc, ps);
+}
+
+template <class Scorer>
+py::tuple run_offers(const Scorer& scorer, const py::array& rows, const py::array& bar, double min_score) {
+    const int64_t* r = checked_rows(rows, scorer.n);
+    const float* b = ptr_of<float>(bar, "bar", scorer.n);
+    std::vector<std::vector<int32_t>> pr, pc;
+    std::vector<std::vector<float>> ps;
+    {
+        py::gil_scoped_release release;
+        offers_block(scorer, r, rows.size(), b, static_cast<float>(min_score), pr, pc, ps);
+    }
+    return pair_result(pr, pc, ps);
+}
+
+py::tuple pair_result(const std::vector<std::vector<int32_t>>& pr, const std::vector<std::vector<int32_t>>& pc,
+                      const std::vector<std::vector<float>>& ps) {
     int64_t total = 0;
     for (const auto& v : pr) total += static_cast<int64_t>(v.size());
     py::array_t<int32_t> out_r(total), out_c(total);
@@ -317,6 +338,12 @@ void bind_scoring(py::module_& m) {
         if (kind == "edit") return run_pairs(make_edit(t), rows, min_score);
         throw py::value_error("unknown scorer kind " + kind);
     }, "Threshold join: (rows, cols, scores) of pairs (i, j > i) with s > 0 and s >= min_score, unordered");
+    m.def("offers", [](const py::object& t, py::array rows, py::array bar, double min_score) {
+        const std::string kind = py::cast<std::string>(t.attr("kind"));
+        if (kind == "set") return run_offers(make_sets(t), rows, bar, min_score);
+        if (kind == "edit") return run_offers(make_edit(t), rows, bar, min_score);
+        throw py::value_error("no offers for scorer kind " + kind);
+    }, "Per row i: (rows, cols, scores) of every j with s > 0, s >= min_score and s >= bar[j] (an update's offers)");
     m.def("score_pairs", [](const py::object& t, py::array row_ids, py::array ptr, py::array cols) {
         const std::string kind = py::cast<std::string>(t.attr("kind"));
         if (kind == "set") return run_listed(make_sets(t), row_ids, ptr, cols);

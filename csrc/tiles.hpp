@@ -583,6 +583,52 @@ void pairs_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, float
     }
 }
 
+// Offer sink: (row, j, s) for every j with s >= bar[j] and s >= min_score, the entries a row may add to the
+// lists of the others (an update). floor_ is the least of those bounds, what the scorer may prune below.
+struct OfferSink {
+    float floor_;
+    float min_score;
+    const float* bar;
+    int32_t row;
+    std::vector<int32_t>* rows;
+    std::vector<int32_t>* cols;
+    std::vector<float>* scores;
+    float floor() const { return floor_; }
+    bool selective(int64_t) const { return floor_ >= 0.1f; }
+    int64_t wanted() const { return 0; }
+    void push(int32_t j, float s) {
+        if (s < min_score || s < bar[j]) return;
+        rows->push_back(row);
+        cols->push_back(j);
+        scores->push_back(s);
+    }
+};
+
+// Offers of rows[r]: (rows[r], j) for every j (either side) not excluded with s > 0, s >= min_score, s >= bar[j].
+template <class Scorer>
+void offers_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, const float* bar, float min_score,
+                  std::vector<std::vector<int32_t>>& out_rows, std::vector<std::vector<int32_t>>& out_cols,
+                  std::vector<std::vector<float>>& out_scores) {
+    const int nthreads = max_threads();
+    out_rows.assign(nthreads, {});
+    out_cols.assign(nthreads, {});
+    out_scores.assign(nthreads, {});
+    float least = std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < scorer.n; ++j) least = std::min(least, bar[j]);
+    const float floor_ = std::max(min_score, std::max(least, 0.0f));
+#pragma omp parallel
+    {
+        const int tid = thread_id();
+        typename Scorer::Scratch scratch(scorer);
+        OfferSink sink{floor_, min_score, bar, 0, &out_rows[tid], &out_cols[tid], &out_scores[tid]};
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t r = 0; r < nrows; ++r) {
+            sink.row = static_cast<int32_t>(rows[r]);
+            scorer.score_row(rows[r], 0, scratch, sink);
+        }
+    }
+}
+
 // Listed pairs: scores[t] = s(rows_i[t], cols[t]) for pairs grouped by row (CSR ptr over distinct rows).
 // Each scorer spreads row i once (score_listed_begin), scores its columns, then clears (…_end).
 template <class Scorer>

@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 from .anchors import encode_sorted, owner_codes
 from .config import BuildConfig, config_of_output
 from .csr import best_first, first_k, ranges
-from .engines.local import WeakResult, capacity_blocks, make_plan, select_anchors, selection_request
+from .engines.local import WeakResult, capacity_blocks, make_plan, selection_request
 from .errors import InputError
-from .io import read_manifest, sha256_file
+from .io import fault_point, read_manifest, sha256_file
 from .pipeline import build_in_memory, finish, make_anchors, make_features, make_mining_plan, write_mined, \
     write_sequences
 from .positives import Positives
@@ -71,8 +71,8 @@ def chain_info(chain: list) -> dict:
 
 def read_chain(config: BuildConfig, params: dict, chain: list, new: str, out: str) -> Log:
     """The logs of the chain and the new one as one log, in that order (what a build of the files
-    concatenated reads); the new log must have the same columns and types and no event older than the
-    build's last."""
+    concatenated reads), and the users of the new one; the new log must have the same columns and types and
+    no event older than the build's last."""
     def read(path):
         return read_log(path, params["format"], config.user_col, config.item_col, params["time_col"],
                         config.bucket_by)
@@ -94,8 +94,8 @@ def read_chain(config: BuildConfig, params: dict, chain: list, new: str, out: st
                              f"older than the last event of {out} ({last:g}); an update appends later events")
     tables = [log.table.replace_schema_metadata(None) for log in logs + [new_log]]
     head = logs[0]
-    return Log(new, head.fmt, pa.concat_tables(tables), head.user_col, head.item_col, head.time_col,
-               head.bucket_cols, 0)
+    return (Log(new, head.fmt, pa.concat_tables(tables), head.user_col, head.item_col, head.time_col,
+                head.bucket_cols, 0), pc.unique(new_log.table.column(head.user_col)))
 
 
 # ---------------------------------------------------------------------------------------------- the command
@@ -132,24 +132,23 @@ def run_update(out: str, input: str, new_out: Optional[str] = None, rebuild: boo
     run = Run(config, get_backend(manifest["params"]["backend"]), make_progress(quiet))
     entry = {"path": new["path"], "bytes": new["bytes"], "sha256": new["sha256"]}
     info = chain_info([{k: e[k] for k in ("path", "bytes", "sha256")} for e in chain] + [entry])
-    log = run.stage("load", read_chain, config, manifest["params"], chain, input, out)
+    log, delta_users = run.stage("load", read_chain, config, manifest["params"], chain, input, out)
     loaded = Loaded(log, info)
     if why:
         return build_in_memory(run, lambda _: loaded)
     run.input_info = info
     run.resolved.update(resolved_input(config, log.fmt, log.time_col))
-    return update_in_memory(run, loaded, Positives(out))
+    return update_in_memory(run, loaded, Positives(out), delta_users)
 
 
-def update_in_memory(run: Run, loaded: Loaded, old: Positives) -> str:
+def update_in_memory(run: Run, loaded: Loaded, old: Positives, delta_users: pa.Array) -> str:
     """The incremental route: anchors and features of the whole log, lists re-mined only where they changed."""
     config = run.config
     seqs = run.stage("anchors", make_anchors, config, loaded)
     features = run.stage("features", make_features, config, replace(seqs, stream=None))
     plan = run.stage("plan", make_mining_plan, run, seqs, features)
-    old_table = old.sequences()
-    new_from_old = run.stage("plan", match_anchors, old_table, seqs)
-    k_old, others_old = run.stage("plan", old_selection, config, old_table)
+    new_from_old = run.stage("plan", match_anchors, old, seqs, delta_users)
+    k_old, others_old = run.stage("plan", old_selection, config, old)
     stored = old.gather_weak(np.arange(len(old), dtype=np.int64))
     weak, stats = run.stage("mine", updated_lists, features, plan, config.selection, run.backend, stored,
                             new_from_old, k_old, others_old)
@@ -157,6 +156,7 @@ def update_in_memory(run: Run, loaded: Loaded, old: Positives) -> str:
     try:
         run.stage("write", write_sequences, run, seqs)
         mined = write_mined(run, seqs, weak, features.owners)
+        fault_point("SIMMINE_KILL_AFTER_STAGE", "update")
         counts = {"n_anchors": seqs.n, "n_users": seqs.n_users, "skipped": seqs.skipped,
                   "n_buckets": len(plan.members),
                   "pairs": {"compared": plan.compared_pairs, "weak_kept": mined.weak_kept,
@@ -169,21 +169,24 @@ def update_in_memory(run: Run, loaded: Loaded, old: Positives) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- matching
-def match_anchors(old_table: pa.Table, seqs) -> np.ndarray:
-    """Per new anchor, the old seq_id of the anchor it equals (same user and position, history, target and
-    bucket), or -1 where it is new or changed. Matched old seq_ids ascend with the new ones."""
-    n_old, n = old_table.num_rows, seqs.n
-    users = pc.dictionary_encode(pa.concat_arrays([old_table.column("user_id").combine_chunks(),
-                                                   seqs.user_values])).indices.to_numpy().astype(np.int64)
-    pos_old = old_table.column("position").to_numpy().astype(np.int64)
-    pos_new = np.asarray(seqs.positions, dtype=np.int64)
+def match_anchors(old: Positives, seqs, delta_users: pa.Array) -> np.ndarray:
+    """Per new anchor, the old seq_id of the anchor it equals, or -1 where it is new or changed. An anchor of a
+    user without events in the delta is the same anchor (the same events, split the same way); one of a user
+    with new events is compared: history, target and bucket. Matched old seq_ids ascend with the new ones."""
+    n_old, n = len(old), seqs.n
+    users = pc.dictionary_encode(pa.concat_arrays([old.user_ids(), seqs.user_values])).indices
+    users = users.to_numpy().astype(np.int64)
+    pos_old, pos_new = old.positions(), np.asarray(seqs.positions, dtype=np.int64)
     width = int(max(pos_old.max(initial=0), pos_new.max(initial=0))) + 1
     key_old, key_new = users[:n_old] * width + pos_old, users[n_old:] * width + pos_new
     order = np.argsort(key_old, kind="stable")
     at = np.minimum(np.searchsorted(key_old[order], key_new), max(n_old - 1, 0))
     found = np.flatnonzero(key_old[order][at] == key_new) if n_old else np.zeros(0, np.int64)
     cand = order[at[found]]
-    same = same_anchors(old_table, seqs, cand, found)
+    moved = pc.is_in(seqs.user_values.take(pa.array(found)),
+                     value_set=pc.cast(delta_users, seqs.user_values.type)).to_numpy(zero_copy_only=False)
+    same = np.ones(len(found), dtype=bool)
+    same[moved] = same_anchors(old, seqs, cand[moved], found[moved])
     new_from_old = np.full(n, -1, dtype=np.int64)
     new_from_old[found[same]] = cand[same]
     kept = new_from_old[new_from_old >= 0]
@@ -192,43 +195,44 @@ def match_anchors(old_table: pa.Table, seqs) -> np.ndarray:
     return new_from_old
 
 
-def same_anchors(old_table: pa.Table, seqs, old_ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
+def same_anchors(old: Positives, seqs, old_ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
     """Whether old anchor old_ids[m] and new anchor new_ids[m] have the same history, target and bucket."""
-    old_hist = old_table.column("history").combine_chunks()
-    new_hist = seqs.history_lists()
-    old_off, new_off = old_hist.offsets.to_numpy().astype(np.int64), new_hist.offsets.to_numpy().astype(np.int64)
-    old_len, new_len = np.diff(old_off)[old_ids], np.diff(new_off)[new_ids]
-    same = old_len == new_len
-    m = np.flatnonzero(same)
-    values_equal = pc.equal(old_hist.values.take(pa.array(ranges(old_off[old_ids[m]], old_len[m]))),
-                            new_hist.values.take(pa.array(ranges(new_off[new_ids[m]], new_len[m]))))
-    differ = ~values_equal.to_numpy(zero_copy_only=False)
-    same[m[np.bincount(np.repeat(np.arange(len(m)), old_len[m]), weights=differ, minlength=len(m)) > 0]] = False
-    targets = pc.equal(old_table.column("target").combine_chunks().take(pa.array(old_ids)),
-                       seqs.target_values.take(pa.array(new_ids)))
-    same &= targets.to_numpy(zero_copy_only=False)
     from .io import bucket_column
 
-    a = old_table.column("bucket").combine_chunks().take(pa.array(old_ids))
+    table = old.sequences(old_ids)
+    old_hist = table.column("history").combine_chunks()
+    old_off = old_hist.offsets.to_numpy().astype(np.int64)
+    old_len = np.diff(old_off)
+    new_len = seqs.indptr[new_ids + 1] - seqs.indptr[new_ids]
+    same = old_len == new_len
+    m = np.flatnonzero(same)
+    new_values = seqs.item_values.take(pa.array(seqs.items[ranges(seqs.indptr[new_ids[m]], new_len[m])]))
+    differ = ~pc.equal(old_hist.values.take(pa.array(ranges(old_off[m], old_len[m]))), new_values) \
+        .to_numpy(zero_copy_only=False)
+    same[m[np.bincount(np.repeat(np.arange(len(m)), old_len[m]), weights=differ, minlength=len(m)) > 0]] = False
+    same &= pc.equal(table.column("target").combine_chunks(),
+                     seqs.target_values.take(pa.array(new_ids))).to_numpy(zero_copy_only=False)
+    a = table.column("bucket").combine_chunks()
     b = bucket_column(seqs.bucket_codes, seqs.bucket_labels, seqs.n).take(pa.array(new_ids))
     both_null = pc.and_(pc.is_null(a), pc.is_null(b)).to_numpy(zero_copy_only=False)
-    equal = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
-    return same & (both_null | equal)
+    return same & (both_null | pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False))
 
 
-def old_selection(config: BuildConfig, old_table: pa.Table) -> tuple:
+def old_selection(config: BuildConfig, old: Positives) -> tuple:
     """(k, comparable anchors) per old anchor, from the old build's buckets and users."""
-    bucket = old_table.column("bucket")
+    from .io import map_table
+
+    bucket = map_table(os.path.join(old.path, "sequences.arrow")).column("bucket")
     codes = encode_sorted(bucket)[0] if bucket.null_count < len(bucket) else None
-    owners = owner_codes(old_table.column("user_id")) if config.excludes_same_user else None
-    others = make_plan(old_table.num_rows, codes, owners).others
+    owners = owner_codes(old.user_ids()) if config.excludes_same_user else None
+    others = make_plan(len(old), codes, owners).others
     return k_per_anchor(config.selection, others), others
 
 
 # ---------------------------------------------------------------------------------------------- re-mining
 def updated_lists(features, plan, sel, backend, stored, new_from_old, k_old, others_old) -> tuple:
-    """Every new anchor's weak list (a WeakResult) from the stored lists, and how many were copied, repaired
-    and scored again."""
+    """Every new anchor's weak list (a WeakResult) from the stored lists, bucket by bucket, and how many were
+    copied, repaired and scored again. A bucket without a changed anchor or a list to repair is not scored."""
     n = features.n
     k_new, min_score = selection_request(sel, plan)
     off, nbr, score = np.asarray(stored[0], np.int64), np.asarray(stored[1], np.int64), stored[2]
@@ -236,55 +240,67 @@ def updated_lists(features, plan, sel, backend, stored, new_from_old, k_old, oth
     kept = new_from_old >= 0
     old_to_new = np.full(n_old, -1, dtype=np.int64)
     old_to_new[new_from_old[kept]] = np.flatnonzero(kept)
+    mapped = old_to_new[nbr]
     # a full list may have left comparable anchors out: each ranks below its last entry
     full = (length >= k_old) & (k_old < others_old)
     last = np.full(n_old, np.inf, dtype=np.float64)
     last[length > 0] = score[off[1:][length > 0] - 1]
+    rows = new_from_old[kept]
     bar = np.full(n, np.inf)  # what an offer must score to enter an unchanged anchor's list
-    bar[kept] = np.where(full[new_from_old[kept]], last[new_from_old[kept]], -np.inf)
-    own, offers = changed_rows(features, plan, backend, ~kept, k_new, min_score, bar)
-    mapped = old_to_new[nbr]
+    bar[kept] = np.where(full[rows], last[rows], -np.inf)
     lost = np.bincount(np.repeat(np.arange(n_old), length)[mapped < 0], minlength=n_old)
-    ids = np.flatnonzero(kept)
-    rows = new_from_old[ids]
-    k_moved = np.where(full[rows], k_new[ids] != k_old[rows], k_new[ids] < length[rows])  # the cut moves
-    touched = (lost[rows] > 0) | (np.bincount(offers[0], minlength=n)[ids] > 0) | k_moved
-    copy = stored_entries(ids[~touched], rows[~touched], off, mapped, score)
-    merged, again = repair(n, ids[touched], rows[touched], (off, mapped, score), offers, k_new, full, last)
-    rescored = select_anchors(features, plan, sel, backend, again)
-    redo = np.asarray(sorted(rescored), dtype=np.int64)
-    lists = [rescored[a] for a in redo.tolist()]
-    redo_piece = (np.repeat(redo, [len(x[0]) for x in lists]),
-                  np.concatenate([x[0] for x in lists]) if lists else np.zeros(0, np.int64),
-                  np.concatenate([x[1] for x in lists]) if lists else np.zeros(0, np.float32))
-    stats = {"anchors_new_or_changed": int(n - len(ids)), "anchors_gone": int(n_old - len(ids)),
-             "lists_copied": int(np.count_nonzero(~touched)), "lists_repaired": int(touched.sum() - len(again)),
-             "lists_rescored": int(len(again))}
-    return assemble(n, [own, copy, merged, redo_piece]), stats
-
-
-def changed_rows(features, plan, backend, changed, k_new, min_score, bar) -> tuple:
-    """Scores every changed anchor against its whole bucket: (its own list: the first k_new of its row;
-    its offers: the entries of its row that may enter an unchanged anchor's list, score >= that anchor's
-    bar, as (that anchor, the changed anchor, score)), each as entry arrays (anchor, neighbour, score)."""
-    own, offers = [], []
+    must = np.zeros(n, dtype=bool)  # lists that change without any offer: a neighbour left, or the cut moved
+    must[kept] = (lost[rows] > 0) | np.where(full[rows], k_new[kept] != k_old[rows], k_new[kept] < length[rows])
+    stored = (off, mapped, score)
+    pieces, copied, again_total = [], [], 0
     for members in plan.members:
-        local = np.flatnonzero(changed[members])
-        if not len(local) or len(members) < 2:
+        changed = members[~kept[members]]
+        unchanged = members[kept[members]]
+        if len(members) < 2 or not (len(changed) or must[unchanged].any()):
+            copied.append(unchanged)  # gone neighbours drop out; nothing else can change
             continue
         tile = features.tile(members)
-        k_all = plan.others[members[local]]
-        for a, b in capacity_blocks(k_all):
-            if not k_all[a:b].any():
-                continue
-            counts, cols, scores = backend.select(tile, local[a:b], k_all[a:b], min_score)
-            anchor = np.repeat(members[local[a:b]], counts)
-            nbrs = members[cols]
-            rank = np.arange(len(cols)) - np.repeat(np.cumsum(counts) - counts, counts)
-            mine = rank < k_new[anchor]
-            own.append((anchor[mine], nbrs[mine], scores[mine]))
-            offer = ~changed[nbrs] & (scores >= bar[nbrs])
-            offers.append((nbrs[offer], anchor[offer], scores[offer]))
+        own, offers = bucket_rows(tile, members, np.searchsorted(members, changed), backend, k_new, min_score, bar,
+                                  plan.others)
+        touched = must[unchanged] | np.isin(unchanged, offers[0])
+        copied.append(unchanged[~touched])
+        fix = unchanged[touched]
+        merged, again = repair(fix, new_from_old[fix], stored, offers, k_new, full, last)
+        counts, cols, scores = backend.select(tile, np.searchsorted(members, again), k_new[again], min_score)
+        pieces += [own, merged, (np.repeat(again, counts), members[cols], scores)]
+        again_total += len(again)
+    ids = np.concatenate(copied) if copied else np.zeros(0, np.int64)
+    pieces.append(stored_entries(ids, new_from_old[ids], *stored))
+    stats = {"anchors_new_or_changed": int(n - kept.sum()), "anchors_gone": int(n_old - kept.sum()),
+             "lists_copied": int(len(ids)), "lists_repaired": int(kept.sum() - len(ids) - again_total),
+             "lists_rescored": int(again_total)}
+    return assemble(n, pieces), stats
+
+
+def bucket_rows(tile, members, local, backend, k_new, min_score, bar, others) -> tuple:
+    """Scores a bucket's changed anchors (``local`` rows of its tile) against the whole bucket: (their own
+    lists, the first k_new of each row; their offers: the entries that may enter an unchanged anchor's list,
+    score >= that anchor's bar, as (that anchor, the changed anchor, score)), each as entry arrays (anchor,
+    neighbour, score). A backend with ``offers`` (the C++ core) keeps only those while scoring; elsewhere a
+    changed row's every positive score is listed, then filtered."""
+    own, offers = [], []
+    if hasattr(backend, "offers"):
+        for a in range(0, len(local), 4096):
+            rows = local[a:a + 4096]
+            counts, cols, scores = backend.select(tile, rows, k_new[members[rows]], min_score)
+            own.append((np.repeat(members[rows], counts), members[cols], scores))
+            r, c, s = backend.offers(tile, rows, bar[members].astype(np.float32), min_score)
+            offers.append((members[c], members[r], s))
+        return concat_entries(own), concat_entries(offers)
+    k_all = others[members[local]]
+    for a, b in capacity_blocks(k_all):
+        counts, cols, scores = backend.select(tile, local[a:b], k_all[a:b], min_score)
+        anchor = np.repeat(members[local[a:b]], counts)
+        nbrs = members[cols]
+        mine = np.arange(len(cols)) - np.repeat(np.cumsum(counts) - counts, counts) < k_new[anchor]
+        own.append((anchor[mine], nbrs[mine], scores[mine]))
+        offer = scores >= bar[nbrs]  # changed anchors' bar is +inf
+        offers.append((nbrs[offer], anchor[offer], scores[offer]))
     return concat_entries(own), concat_entries(offers)
 
 
@@ -303,30 +319,26 @@ def stored_entries(ids, rows, off, mapped, score) -> tuple:
     return anchor[keep], mapped[at][keep], score[at][keep]
 
 
-def repair(n, ids, rows, stored, offers, k_new, full, last) -> tuple:
-    """The lists of unchanged anchors ``ids`` (old seq_ids ``rows``) that gained offers, lost neighbours or
-    changed k: stored entries and offers merged best first and cut to k. Exact where the list was complete
-    or at least k of the merged entries beat everything it left out (its stored entries, and offers scoring
-    above its last entry); returns (the exact ones' entries, the anchors to score again)."""
-    off, mapped, score = stored
-    s_anchor, s_nbr, s_score = stored_entries(ids, rows, off, mapped, score)
-    pick = np.isin(offers[0], ids)
-    o_anchor, o_nbr, o_score = offers[0][pick], offers[1][pick], offers[2][pick]
-    anchor = np.concatenate((s_anchor, o_anchor))
+def repair(ids, rows, stored, offers, k_new, full, last) -> tuple:
+    """The lists of unchanged anchors ``ids`` (ascending; old seq_ids ``rows``) that gained offers, lost
+    neighbours or changed k: stored entries and offers merged best first and cut to k. Exact where the list
+    was complete, or where at least k of the merged entries beat everything it left out (its stored entries,
+    and offers scoring above its last entry); returns (the exact ones' entries, the anchors to score again)."""
+    s_anchor, s_nbr, s_score = stored_entries(ids, rows, *stored)
+    o_anchor, o_nbr, o_score = offers
+    s_pos, o_pos = np.searchsorted(ids, s_anchor), np.searchsorted(ids, o_anchor)
+    pos = np.concatenate((s_pos, o_pos))
     nbr = np.concatenate((s_nbr, o_nbr))
     sc = np.concatenate((s_score, o_score)).astype(np.float32)
-    order = best_first(anchor, nbr, sc)
-    anchor, nbr, sc = anchor[order], nbr[order], sc[order]
-    keep, _ = first_k(anchor, k_new, n)
-    old_of = np.full(n, -1, dtype=np.int64)
-    old_of[ids] = rows
-    beats = np.bincount(s_anchor, minlength=n) + \
-        np.bincount(o_anchor[o_score > last[old_of[o_anchor]]], minlength=n)
-    exact = ~full[rows] | (beats[ids] >= k_new[ids])
-    ok = np.zeros(n, dtype=bool)
-    ok[ids[exact]] = True
-    take = keep & ok[anchor]
-    return (anchor[take], nbr[take], sc[take]), ids[~exact]
+    order = best_first(pos, nbr, sc)
+    pos, nbr, sc = pos[order], nbr[order], sc[order]
+    k = k_new[ids]
+    keep, _ = first_k(pos, k, len(ids))
+    beats = np.bincount(s_pos, minlength=len(ids)) + \
+        np.bincount(o_pos[o_score > last[rows[o_pos]]], minlength=len(ids))
+    exact = ~full[rows] | (beats >= k)
+    take = keep & exact[pos]
+    return (ids[pos[take]], nbr[take], sc[take]), ids[~exact]
 
 
 def assemble(n: int, pieces: list) -> WeakResult:

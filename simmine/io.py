@@ -44,7 +44,9 @@ def write_table(path: str, table: pa.Table) -> None:
 
 def fault_point(variable: str, at) -> None:
     """Fault injection for the resume tests: SIGKILL this process when environment ``variable`` equals ``at``
-    (SIMMINE_KILL_AFTER_SHARDS, _GROUPS: a count of finished ones; _STAGE: a streamed build's stage)."""
+    (SIMMINE_KILL_AFTER_SHARDS, _GROUPS: a count of finished ones; _STAGE: a streamed build's stage, or
+    ``update`` once an update's files are written; SIMMINE_KILL_IN_PUBLISH: between moving an earlier OUT aside
+    and renaming the new one into place)."""
     if os.environ.get(variable) == str(at):
         os.kill(os.getpid(), signal.SIGKILL)
 

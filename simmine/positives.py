@@ -272,21 +272,27 @@ class Positives:
         at = uptr[user[i]]
         return items.take(pa.array(codes[at + start[i]:at + end[i]]))
 
-    def sequences(self) -> pa.Table:
-        """One row per anchor (docs/output.md): seq_id, user_id, position, target, history, bucket. A prefix
-        build stores each user's training sequence once; its histories and targets are derived here."""
+    def sequences(self, rows: Optional[np.ndarray] = None) -> pa.Table:
+        """One row per anchor (docs/output.md), or per seq_id of ``rows``: seq_id, user_id, position, target,
+        history, bucket. A prefix build stores each user's training sequence once; its histories and targets
+        are derived here."""
         table = self._anchor_table()
+        if rows is not None:
+            table = table.take(pa.array(np.asarray(rows, dtype=np.int64)))
         compact = self._compact()
         if compact is None:
             return table
         user, start, end, uptr, codes, items = compact
+        users = self.user_ids()
+        if rows is not None:
+            user, start, end, users = user[rows], start[rows], end[rows], users.take(pa.array(rows))
         at = uptr[user]
         history = codes[ranges(at + start, end - start)]
         offsets = np.concatenate(([0], np.cumsum(end - start))).astype(np.int64)
         position = table.column("position").to_numpy().astype(np.int64)
         return pa.table({
             "seq_id": table.column("seq_id"),
-            "user_id": self.user_ids(),
+            "user_id": users,
             "position": table.column("position"),
             "target": items.take(pa.array(codes[at + position])),
             "history": pa.LargeListArray.from_arrays(pa.array(offsets), items.take(pa.array(history))),

@@ -47,6 +47,8 @@ def summary_lines(out: str) -> list:
     s_counts = _strong_counts(out)
     inp = m["input"]
     source = "built-in demo log" if inp.get("demo") else f"{inp['path']} ({inp['bytes']:,} bytes, {p['format']})"
+    if inp.get("chain"):  # an updated build: its logs, oldest first
+        source = " + ".join(e["path"] for e in inp["chain"]) + f" ({inp['bytes']:,} bytes, {p['format']}; updated)"
     if p["selection"] == "k":
         how = f"k={p['k']}"
     elif p["selection"] == "min_sim":

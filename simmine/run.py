@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Callable, Optional
 
 from .errors import InputError
-from .io import sha256_file, write_json
+from .io import fault_point, sha256_file, write_json
 from .readers import Log, read_log
 from .version import __version__
 
@@ -110,6 +110,7 @@ class Run:
         if os.path.isdir(out):  # moved aside, not deleted first: OUT is never absent with nothing to restore
             shutil.rmtree(replaced, ignore_errors=True)
             os.replace(out, replaced)
+            fault_point("SIMMINE_KILL_IN_PUBLISH", 1)
         os.replace(self.partial, out)
         shutil.rmtree(replaced, ignore_errors=True)
         return out

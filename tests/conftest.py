@@ -64,6 +64,8 @@ SLOW = {
     "test_embedding_faiss.py": ("test_faiss_with_every_candidate_equals_exact",),
     "test_cuda.py": ("test_kernels_compile_with_nvcc",),
     "test_cli.py": ("test_verify_recomputes_bucketed_builds",),
+    "test_update.py": ("test_update_equals_rebuild[prefix", "test_kill_during_update",
+                       "test_modes_without_an_incremental_route"),
     "test_backends.py": ("test_levenshtein_sequences_longer_than_a_word", "test_levenshtein_alignment_lanes"),
     "test_items.py": ("test_continuous_embedding_neighbours",),
 }

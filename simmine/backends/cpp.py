@@ -45,6 +45,12 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     return _native.core.select(_scorer(tile, min_score), rows, k_row, min_score)
 
 
+def offers(tile: Tile, rows: np.ndarray, bar: np.ndarray, min_score: float):
+    """Per row i: every j (either side) with s > 0, s >= min_score and s >= bar[j] -> (rows, cols, scores)."""
+    return _native.core.offers(tile, np.ascontiguousarray(rows, dtype=np.int64),
+                               np.ascontiguousarray(bar, dtype=np.float32), float(np.float32(min_score)))
+
+
 def _sizes(tile: Tile) -> np.ndarray:
     return np.diff(tile.indptr).astype(np.uint16)
 
