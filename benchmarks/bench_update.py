@@ -4,12 +4,14 @@ Two cases, each end to end as a user runs them (a fresh `simmine` process, log f
 - user anchors: a `simmine synth` log with city×day buckets (the shape of bench_scale.py), built, then
   updated with new events for 1% and for 10% of its users (1-3 each, after the log's last timestamp);
 - prefix anchors: Amazon Beauty (one user per line, no timestamps: a line's order is time), its last events
-  held out as the delta: the final event of randomly drawn users until 1% of all events are drawn.
+  held out as the delta: the final event of randomly drawn users until 1% of all events are drawn; and
+  MovieLens-100k (RecBole's atomic file) with its last 1% of events by timestamp as the delta.
 Each update writes a new directory (--out), so the base build is reused; the rebuild reads the logs
 concatenated into one file, as `simmine build --like OUT --input OLD+NEW` would.
 
     python benchmarks/bench_update.py --out bench-out [--users 1000000] [--fractions 0.01,0.1]
     python benchmarks/bench_update.py --out bench-out --skip-synth --beauty ../shared/data/beauty.txt
+    python benchmarks/bench_update.py --out bench-out --skip-synth --beauty '' --ml100k ml-100k.inter
 """
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ def synth_delta(base: str, fraction: float, seed: int, path: str) -> int:
 
 
 def concat(paths: list, out: str) -> None:
+    if out.endswith(".inter"):
+        concat_inter(paths, out)
+        return
     if out.endswith(".parquet"):
         pq.write_table(pa.concat_tables([pq.read_table(p) for p in paths]), out)
         return
@@ -75,6 +80,28 @@ def beauty_split(src: str, fraction: float, seed: int, base: str, delta: str) ->
         for i in sorted(held):
             d.write(f"{lines[i][0]} {lines[i][-1]}\n")
     return len(held)
+
+
+def time_split(src: str, fraction: float, base: str, delta: str) -> int:
+    """A RecBole atomic file (.inter) cut at a time: the last ``fraction`` of its events by timestamp (all ties of
+    the cut's timestamp included) become the delta; returns the events held out."""
+    lines = open(src).read().splitlines()
+    header, rows = lines[0], lines[1:]
+    col = [name.split(":")[0] for name in header.split("\t")].index("timestamp")
+    ts = np.array([float(r.split("\t")[col]) for r in rows])
+    cut = np.sort(ts)[int(len(ts) * (1 - fraction))]
+    for path, keep in ((base, ts < cut), (delta, ts >= cut)):
+        with open(path, "w") as f:
+            f.write("\n".join([header] + [r for r, k in zip(rows, keep) if k]) + "\n")
+    return int((ts >= cut).sum())
+
+
+def concat_inter(paths: list, out: str) -> None:
+    """Atomic files joined under one header."""
+    with open(out, "w") as f:
+        for i, p in enumerate(paths):
+            lines = open(p).read().splitlines()
+            f.write("\n".join(lines if i == 0 else lines[1:]) + "\n")
 
 
 def compare(work: str, tag: str, base_log: str, delta: str, build_flags: list, update_flags=()) -> dict:
@@ -122,6 +149,9 @@ def main() -> None:
     ap.add_argument("--beauty", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                                                      "beauty.txt"))
     ap.add_argument("--beauty-metrics", default="jaccard,levenshtein")
+    ap.add_argument("--ml100k", default=None, help="ml-100k.inter (RecBole's atomic file; its last 1%% of events "
+                                                   "by time are the delta)")
+    ap.add_argument("--ml100k-metrics", default="jaccard,ngram,levenshtein")
     args = ap.parse_args()
     work = os.path.join(args.out, "update-work")
     os.makedirs(work, exist_ok=True)
@@ -145,6 +175,13 @@ def main() -> None:
         for metric in args.beauty_metrics.split(","):
             flags = ["--metric", metric, "--k", "10", "--anchors", "prefix"]
             rows.append(compare(work, f"prefix, Beauty {metric}, {held:,} events", base, delta, flags))
+            print(line(rows[-1]), flush=True)
+    if args.ml100k and os.path.exists(args.ml100k):
+        base, delta = os.path.join(work, "ml100k-base.inter"), os.path.join(work, "ml100k-delta.inter")
+        held = time_split(args.ml100k, 0.01, base, delta)
+        for metric in args.ml100k_metrics.split(","):
+            flags = ["--metric", metric, "--k", "10", "--anchors", "prefix"]
+            rows.append(compare(work, f"prefix, ML-100k {metric}, {held:,} events", base, delta, flags))
             print(line(rows[-1]), flush=True)
     write_report(args.out, "bench_update", {"rows": rows, "command": "python " + " ".join(sys.argv)},
                  [line(r) for r in rows])

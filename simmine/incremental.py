@@ -10,7 +10,6 @@ every anchor it never stored; otherwise that anchor alone is scored again.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -145,7 +144,7 @@ def update_in_memory(run: Run, loaded: Loaded, old: Positives, delta_users: pa.A
     """The incremental route: anchors and features of the whole log, lists re-mined only where they changed."""
     config = run.config
     seqs = run.stage("anchors", make_anchors, config, loaded)
-    features = run.stage("features", make_features, config, replace(seqs, stream=None))
+    features = run.stage("features", make_features, config, seqs)
     plan = run.stage("plan", make_mining_plan, run, seqs, features)
     new_from_old = run.stage("plan", match_anchors, old, seqs, delta_users)
     k_old, others_old = run.stage("plan", old_selection, config, old)
