@@ -259,3 +259,15 @@ def test_update_on_a_backend_without_offers(logs, anchors):
     simmine.build(logs["old+d1"], out=str(d / "re"), **kw)
     assert_same_files(d / "up", d / "re")
     assert simmine.open(str(d / "up")).manifest["backend"] == "python"
+
+
+@pytest.mark.parametrize("options", [{"split": "none", "max_len": 3}, {"compare": "full", "max_len": 4},
+                                     {"anchors": "prefix", "same_user": "keep", "max_len": 3},
+                                     {"anchors": "prefix", "compare": "full", "split": "none"}])
+def test_update_other_splits_windows_and_same_user(logs, options):
+    d = logs["dir"]
+    kw = dict(metric="jaccard", k=3, bucket_by="city", quiet=True, **options)
+    simmine.build(logs["old"], out=str(d / "up"), **kw)
+    simmine.update(str(d / "up"), logs["d1"])
+    simmine.build(logs["old+d1"], out=str(d / "re"), **kw)
+    assert_same_files(d / "up", d / "re")
