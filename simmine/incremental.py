@@ -125,10 +125,11 @@ def run_update(out: str, input: str, new_out: Optional[str] = None, rebuild: boo
     if why and not rebuild:
         raise InputError(f"{out}: {why}, so an update would recompute every pair; add --rebuild to rebuild it "
                          f"from its logs and {input}")
+    backend = get_backend(manifest["params"]["backend"])
     if threads:
         set_num_threads(threads)
     check_out(target)
-    run = Run(config, get_backend(manifest["params"]["backend"]), make_progress(quiet))
+    run = Run(config, backend, make_progress(quiet))
     entry = {"path": new["path"], "bytes": new["bytes"], "sha256": new["sha256"]}
     info = chain_info([{k: e[k] for k in ("path", "bytes", "sha256")} for e in chain] + [entry])
     log, delta_users = run.stage("load", read_chain, config, manifest["params"], chain, input, out)

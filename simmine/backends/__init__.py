@@ -58,8 +58,13 @@ def get_backend(name: str | None = None) -> ModuleType:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads for the native backends (OpenMP and Numba)."""
+    """Threads for the native backends (OpenMP, and Numba once a build has picked it: importing Numba takes a
+    fifth of a second, so a backend not in use is not imported for this)."""
+    import sys
+
     for name in ("cpp", "numba"):  # the GPU backend has no CPU thread pool
+        if name == "numba" and f"{__name__}.numba_" not in sys.modules:
+            continue
         mod = _module(name)
         if mod.available():
             mod.set_num_threads(n)

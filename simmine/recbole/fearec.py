@@ -26,11 +26,13 @@ class SameTargetSampler:
     """
 
     def __init__(self, dataset, seed: int = 0, cache: str = None, **params):
-        params = dict({"k": 1, "metric": "jaccard"}, **params, same_user="keep")
+        # only the strong groups are read: the cheapest weak selection (identical sets, by prefix filtering)
+        params = dict({"min_sim": 1.0, "metric": "jaccard"}, **params, same_user="keep")
         self.rp = attach_positives(dataset, cache=cache, **params)
         self.pos, self.seed = self.rp.positives, int(seed)
         hist = self.rp.hist.numpy()
-        _, self.hist_id = np.unique(hist, axis=0, return_inverse=True)
+        rows = np.ascontiguousarray(hist).view(np.dtype((np.void, hist.dtype.itemsize * hist.shape[1])))
+        _, self.hist_id = np.unique(rows.reshape(-1), return_inverse=True)  # one key per row: equal lists
         self.hist_id = self.hist_id.reshape(-1)
         targets = self.rp.targets.numpy()
         key = targets.astype(np.int64) * (int(self.hist_id.max(initial=0)) + 1) + self.hist_id
