@@ -36,6 +36,7 @@ class Run:
     input_info: dict = field(default_factory=dict)
     partial: Optional[str] = None
     state: dict = field(default_factory=dict)
+    memo: dict = field(default_factory=dict)  # what stages read once and reuse (a streamed build's columns)
 
     def stage(self, name: str, fn: Callable, *args):
         """``fn(*args)``, its seconds added to stage ``name`` (a stage may run in several pieces)."""

@@ -38,16 +38,24 @@ def _load_group(spill, g: int):
 def _group_stream(run, ids: np.ndarray) -> Stream:
     """The prefix sweep's stream of a group's anchors (seq_ids ascending): their users' training sequences
     from users.arrow and their windows from sequences.arrow, both written in stage D."""
-    table = map_file(run.path("sequences.arrow"))
-    user, start, end = (table.column(name).to_numpy()[ids].astype(np.int64) for name in ("user", "start", "end"))
-    sequences = map_file(run.path("users.arrow")).column("sequence")
-    offsets, values = list_parts(sequences)
+    (user, start, end), (offsets, values) = _stream_columns(run)
+    user, start, end = user[ids], start[ids], end[ids]
     present = np.unique(user)  # users are numbered in seq_id order, so this is their order here too
     lengths = offsets[present + 1] - offsets[present]
     user_ptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
     at = user_ptr[np.searchsorted(present, user)]
     return Stream(values[ranges(offsets[present], lengths)].astype(np.int32), np.stack((at + start, at + end), axis=1),
                   user_ptr)
+
+
+def _stream_columns(run) -> tuple:
+    """((user, start, end) per anchor, (offsets, values) of users.arrow's sequences), read once per run rather
+    than once per group: O(N) each time."""
+    if "prefix_stream" not in run.memo:
+        table = map_file(run.path("sequences.arrow"))
+        windows = tuple(table.column(name).to_numpy().astype(np.int64) for name in ("user", "start", "end"))
+        run.memo["prefix_stream"] = (windows, list_parts(map_file(run.path("users.arrow")).column("sequence")))
+    return run.memo["prefix_stream"]
 
 
 def _group_features(run, g: int, df):
