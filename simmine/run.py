@@ -37,6 +37,19 @@ class Run:
     partial: Optional[str] = None
     state: dict = field(default_factory=dict)
     memo: dict = field(default_factory=dict)  # what stages read once and reuse (a streamed build's columns)
+    routes_before: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.routes_before = dict(getattr(self.backend, "routes", {}))
+
+    def routes(self) -> Optional[dict]:
+        """Rows the backend scored per route during this run (None where it does not count them, or where
+        Ray workers scored them)."""
+        if not hasattr(self.backend, "routes") or getattr(self.config, "engine", "local") == "ray":
+            return None
+        now = self.backend.routes
+        diff = {k: v - self.routes_before.get(k, 0) for k, v in now.items() if v != self.routes_before.get(k, 0)}
+        return diff or None
 
     def stage(self, name: str, fn: Callable, *args):
         """``fn(*args)``, its seconds added to stage ``name`` (a stage may run in several pieces)."""
@@ -100,6 +113,7 @@ class Run:
             "params": self.params(),
             "config": self.config.to_dict(),
             **body,
+            **({} if kind else {"routes": self.routes()}),
             "elapsed_s": {**{k: round(self.timings[k], 6) for k in timings},
                           "total": round(time.perf_counter() - self.started, 6)},
             "files": {name: {"sha256": sha256_file(self.path(name)), "bytes": os.path.getsize(self.path(name)),

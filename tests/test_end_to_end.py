@@ -93,3 +93,22 @@ def test_ngram_sizes(tmp_path, ngram_n):
     want_weak, want_strong, _ = mine(anchors, "ngram", k=5, n=ngram_n)
     weak, strong = load_weak(out)
     _compare(weak, strong, want_weak, want_strong, "ngram")
+
+
+def test_manifest_records_the_routes_taken(tmp_path):
+    """The rows the C++ core scored per route: the sweep for Jaccard prefix anchors, the inverted index for
+    user anchors, the prefix filter for a high threshold."""
+    from simmine.backends import available_backends
+
+    if "cpp" not in available_backends():
+        pytest.skip("the C++ core is not built")
+    cases = [({"k": 5, "anchors": "prefix"}, "prefix sweep"), ({"k": 5}, "inverted index + bitmaps"),
+             ({"min_sim": 0.5}, "prefix filter"), ({"k": 5, "metric": "levenshtein"}, "bit-parallel alignment")]
+    for kw, route in cases:
+        out = simmine.build(out=str(tmp_path / "o"), backend="cpp", quiet=True, **kw)
+        routes = simmine.open(out).manifest["routes"]
+        assert list(routes) == [route] and routes[route] >= 3000
+    log = tmp_path / "small.txt"
+    log.write_text("".join(f"{u} {u % 7} {u % 5 + 10} {u % 3 + 20} {u % 4 + 30} 40\n" for u in range(40)))
+    out = simmine.build(str(log), out=str(tmp_path / "p"), backend="python", k=5, quiet=True)
+    assert simmine.open(out).manifest["routes"] is None

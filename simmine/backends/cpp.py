@@ -13,6 +13,13 @@ SWEEP_POOL_PER_K = 2        # a sweep refill puts at least max(2k, 32) columns i
 SWEEP_POOL_MIN = 32
 SWEEP_MAX_SET = 65535       # the sweep counts in 16 bits; larger sets take the inverted index
 stats = {"sweep_refills": 0, "sweep_rows": 0}
+routes = {}                 # rows scored per route, read into the manifest (docs/output.md)
+ROUTE_OF_KIND = {"set": "inverted index + bitmaps", "prefix": "prefix filter", "cosine": "inverted index, bounded",
+                 "edit": "bit-parallel alignment"}
+
+
+def _count(route: str, rows) -> None:
+    routes[route] = routes.get(route, 0) + len(rows)
 
 
 def available() -> bool:
@@ -41,8 +48,11 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
                                                                   k_row, min_score)
         stats["sweep_refills"] += int(refills)
         stats["sweep_rows"] += len(rows)
+        _count("prefix sweep", rows)
         return counts, cols, scores
-    return _native.core.select(_scorer(tile, min_score), rows, k_row, min_score)
+    scorer = _scorer(tile, min_score)
+    _count(ROUTE_OF_KIND[scorer.kind], rows)
+    return _native.core.select(scorer, rows, k_row, min_score)
 
 
 def offers(tile: Tile, rows: np.ndarray, bar: np.ndarray, min_score: float):
@@ -57,7 +67,9 @@ def _sizes(tile: Tile) -> np.ndarray:
 
 def pairs(tile: Tile, rows: np.ndarray, min_score: float):
     min_score = float(np.float32(min_score))
-    return _native.core.pairs(_scorer(tile, min_score), np.ascontiguousarray(rows, dtype=np.int64), min_score)
+    scorer = _scorer(tile, min_score)
+    _count(ROUTE_OF_KIND[scorer.kind], rows)
+    return _native.core.pairs(scorer, np.ascontiguousarray(rows, dtype=np.int64), min_score)
 
 
 def score_pairs(tile: Tile, row_ids: np.ndarray, ptr: np.ndarray, cols: np.ndarray) -> np.ndarray:
