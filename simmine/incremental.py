@@ -235,10 +235,10 @@ def updated_lists(features, plan, sel, backend, stored, new_from_old, k_old, oth
     copied, repaired and scored again. A bucket without a changed anchor or a list to repair is not scored."""
     n = features.n
     k_new, min_score = selection_request(sel, plan)
-    off, nbr, score = np.asarray(stored[0], np.int64), np.asarray(stored[1], np.int64), stored[2]
+    off, nbr, score = np.asarray(stored[0], np.int64), stored[1], stored[2]
     n_old, length = len(off) - 1, np.diff(off)
     kept = new_from_old >= 0
-    old_to_new = np.full(n_old, -1, dtype=np.int64)
+    old_to_new = np.full(n_old, -1, dtype=np.int64 if n >= 2 ** 31 else np.int32)
     old_to_new[new_from_old[kept]] = np.flatnonzero(kept)
     mapped = old_to_new[nbr]
     # a full list may have left comparable anchors out: each ranks below its last entry
@@ -248,7 +248,8 @@ def updated_lists(features, plan, sel, backend, stored, new_from_old, k_old, oth
     rows = new_from_old[kept]
     bar = np.full(n, np.inf)  # what an offer must score to enter an unchanged anchor's list
     bar[kept] = np.where(full[rows], last[rows], -np.inf)
-    lost = np.bincount(np.repeat(np.arange(n_old), length)[mapped < 0], minlength=n_old)
+    gone_at = np.flatnonzero(mapped < 0)  # stored entries whose neighbour changed, by their row
+    lost = np.bincount(np.searchsorted(off, gone_at, side="right") - 1, minlength=n_old)
     must = np.zeros(n, dtype=bool)  # lists that change without any offer: a neighbour left, or the cut moved
     must[kept] = (lost[rows] > 0) | np.where(full[rows], k_new[kept] != k_old[rows], k_new[kept] < length[rows])
     stored = (off, mapped, score)
