@@ -20,7 +20,7 @@ from .anchors import encode_sorted, owner_codes
 from .config import BuildConfig, config_of_output
 from .csr import best_first, first_k, ranges
 from .engines.local import WeakResult, capacity_blocks, make_plan, selection_request
-from .errors import InputError
+from .errors import BackendUnavailable, InputError
 from .io import fault_point, read_manifest, sha256_file
 from .pipeline import build_in_memory, finish, make_anchors, make_features, make_mining_plan, write_mined, \
     write_sequences
@@ -125,7 +125,10 @@ def run_update(out: str, input: str, new_out: Optional[str] = None, rebuild: boo
     if why and not rebuild:
         raise InputError(f"{out}: {why}, so an update would recompute every pair; add --rebuild to rebuild it "
                          f"from its logs and {input}")
-    backend = get_backend(manifest["params"]["backend"])
+    try:  # the build's backend where it runs here; every backend writes the same files
+        backend = get_backend(manifest["params"]["backend"])
+    except BackendUnavailable:
+        backend = get_backend(None)
     if threads:
         set_num_threads(threads)
     check_out(target)

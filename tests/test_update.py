@@ -271,3 +271,21 @@ def test_update_other_splits_windows_and_same_user(logs, options):
     simmine.update(str(d / "up"), logs["d1"])
     simmine.build(logs["old+d1"], out=str(d / "re"), **kw)
     assert_same_files(d / "up", d / "re")
+
+
+def test_update_of_a_build_made_on_a_backend_missing_here(logs):
+    """A build made on the GPU updates on this machine's backend: every backend writes the same files."""
+    from simmine.backends import available_backends
+
+    d = logs["dir"]
+    out = str(d / "up")
+    simmine.build(logs["old"], out=out, k=3, quiet=True)
+    path = os.path.join(out, "manifest.json")
+    manifest = json.load(open(path))
+    manifest["params"]["backend"] = "cuda"
+    json.dump(manifest, open(path, "w"))
+    if "cuda" in available_backends():
+        pytest.skip("this machine runs the CUDA backend")
+    simmine.update(out, logs["d1"])
+    simmine.build(logs["old+d1"], out=str(d / "re"), k=3, quiet=True)
+    assert_same_files(out, d / "re")
