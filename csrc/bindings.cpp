@@ -443,6 +443,20 @@ void bind_rows(py::module_& m) {
         }
         return order;
     }, "Stable counting-sort order of int32 codes in [0, vocab)", py::arg("codes"), py::arg("vocab"));
+    m.def("first_appearance", [](py::array ids_in, int64_t lo, int64_t span) {
+        const int64_t n = ids_in.size();
+        const int64_t* ids = ptr_of<int64_t>(ids_in, "ids");
+        for (int64_t p = 0; p < n; ++p) {
+            if (ids[p] < lo || ids[p] - lo >= span) throw py::index_error("ids: value outside [lo, lo + span)");
+        }
+        py::array_t<int64_t> codes(n), first(n);
+        int64_t distinct;
+        {
+            py::gil_scoped_release release;
+            distinct = first_appearance(ids, n, lo, span, codes.mutable_data(), first.mutable_data());
+        }
+        return py::make_tuple(codes, first[py::slice(0, distinct, 1)]);
+    }, "Integer ids -> (codes in order of first appearance, the first row of each code)");
     m.def("user_time_order", [](py::array users_in, py::object times_in, int64_t n_users) -> py::object {
         const int64_t n = users_in.size();
         const int64_t* users = ptr_of<int64_t>(users_in, "users");

@@ -43,4 +43,21 @@ void user_time_order(const int64_t* users, const Time* times, int64_t n, int64_t
     }
 }
 
+// Codes of integer ids in order of first appearance, through a table over [lo, lo + span): codes[p] is the
+// number of distinct ids met before ids[p]'s first row; first[c] is the row where code c first appears.
+inline int64_t first_appearance(const int64_t* ids, int64_t n, int64_t lo, int64_t span, int64_t* codes,
+                                int64_t* first) {
+    std::vector<int64_t> code_of(static_cast<size_t>(span), -1);
+    int64_t next = 0;
+    for (int64_t p = 0; p < n; ++p) {
+        int64_t& c = code_of[static_cast<size_t>(ids[p] - lo)];
+        if (c < 0) {
+            first[next] = p;
+            c = next++;
+        }
+        codes[p] = c;
+    }
+    return next;
+}
+
 }  // namespace simmine

@@ -61,6 +61,19 @@ def document_frequency(indptr: np.ndarray, codes: np.ndarray, vocab: int) -> np.
     return np.bincount(unique, minlength=vocab)
 
 
+def first_appearance(ids: np.ndarray, lo: int, span: int):
+    """Integer ids in [lo, lo + span) -> (codes int64 in order of first appearance, the first row of each code):
+    one pass over a table of the span in the core, a sort otherwise."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if core is not None:
+        return core.first_appearance(ids, int(lo), int(span))
+    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    return rank[inverse.reshape(-1)], first[order]
+
+
 def user_time_order(user_codes: np.ndarray, times: Optional[np.ndarray], n_users: int) -> Optional[np.ndarray]:
     """Rows by user, then by time, ties in file order (a stable sort); None when the rows are already in that
     order, as many logs are written (recognised in one pass, nothing sorted or allocated)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._native import user_time_order
+from ._native import first_appearance, user_time_order
 from .csr import ranges
 from .errors import InputError
 from .readers import Log, check_id_type, read_log, time_values
@@ -191,17 +191,23 @@ def training_sequences(log: Log, split: str = "loo") -> TrainingSequences:
 
 def first_appearance_codes(users) -> tuple:
     """(codes int64, dictionary) with codes in order of first appearance, as Arrow's dictionary_encode gives.
-    Integer ids whose rows come user after user (most logs) take one pass over the runs instead of a hash
-    table: a run per user, checked by the runs' values being distinct."""
+    Integer ids over a span of a few per row take one pass over a table of the span, however the rows are
+    ordered; other integer ids whose rows come user after user take one pass over the runs (checked by the
+    runs' values being distinct) instead of a hash table."""
     flat = users.combine_chunks() if isinstance(users, pa.ChunkedArray) else users
     if pa.types.is_integer(flat.type) and flat.null_count == 0 and len(flat) > 1:
         u = flat.to_numpy(zero_copy_only=False)
+        lo, hi = int(u.min()), int(u.max())
+        if hi - lo < 4 * len(u) + 1024 and -2 ** 62 < lo and hi < 2 ** 62:
+            codes, first = first_appearance(u.astype(np.int64, copy=False), lo, hi - lo + 1)
+            return codes, pa.array(u[first], type=flat.type)
         change = np.empty(len(u), dtype=bool)
         change[0] = True
         np.not_equal(u[1:], u[:-1], out=change[1:])
         starts = np.flatnonzero(change)
         runs = u[starts]
-        if len(np.unique(runs)) == len(runs):
+        ordered = np.sort(runs)
+        if 2 * len(runs) <= len(u) and not np.any(ordered[1:] == ordered[:-1]):
             codes = np.cumsum(change, dtype=np.int64) - 1
             return codes, pa.array(runs, type=flat.type)
     enc = pc.dictionary_encode(flat)

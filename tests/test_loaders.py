@@ -283,3 +283,33 @@ def test_first_appearance_codes_equal_arrow_dictionary_encode(layout):
     codes, dictionary = first_appearance_codes(values)
     assert dictionary.equals(enc.dictionary)
     assert np.array_equal(codes, enc.indices.to_numpy().astype(np.int64))
+
+
+@pytest.mark.parametrize("order", ["interleaved", "grouped"])
+@pytest.mark.parametrize("span", [7, 300, 10 ** 12])
+def test_first_appearance_codes_equal_arrow_dictionary_encode(order, span):
+    """Every route (table of the span, runs, hash) numbers users as Arrow's dictionary_encode does, and the
+    table kernel's NumPy route equals the core's."""
+    import pyarrow.compute as pc
+
+    from simmine import _native
+    from simmine.anchors import first_appearance_codes
+
+    rng = np.random.default_rng(span % 1000)
+    for trial in range(20):
+        u = rng.integers(-40, -40 + span, size=int(rng.integers(2, 2000)))
+        if order == "grouped":
+            u = np.sort(u)
+        for typ in (pa.int64(), pa.int32()) if span < 2 ** 31 else (pa.int64(),):
+            arr = pa.array(u, type=typ)
+            codes, dictionary = first_appearance_codes(arr)
+            enc = pc.dictionary_encode(arr)
+            assert np.array_equal(codes, enc.indices.to_numpy()) and dictionary.equals(enc.dictionary)
+        if span < 2 ** 31:
+            fast = _native.first_appearance(u, int(u.min()), int(u.max() - u.min() + 1))
+            core, _native.core = _native.core, None
+            try:
+                slow = _native.first_appearance(u, int(u.min()), int(u.max() - u.min() + 1))
+            finally:
+                _native.core = core
+            assert all(np.array_equal(a, b) for a, b in zip(fast, slow))
