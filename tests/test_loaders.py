@@ -287,7 +287,7 @@ def test_first_appearance_codes_equal_arrow_dictionary_encode(layout):
 
 @pytest.mark.parametrize("order", ["interleaved", "grouped"])
 @pytest.mark.parametrize("span", [7, 300, 10 ** 12])
-def test_first_appearance_codes_equal_arrow_dictionary_encode(order, span):
+def test_every_user_numbering_route_equals_dictionary_encode(order, span):
     """Every route (table of the span, runs, hash) numbers users as Arrow's dictionary_encode does, and the
     table kernel's NumPy route equals the core's."""
     import pyarrow.compute as pc
