@@ -119,7 +119,7 @@ py::tuple run_pairs(const Scorer& scorer, const py::array& rows, double min_scor
     std::vector<std::vector<float>> ps;
     {
         py::gil_scoped_release release;
-        pairs_block(scorer, r, rows.size(), static_cast<float>(min_score), pr, pc, ps);
+        pairs_block(scorer, r, rows.size(), static_cast<float>(min_score), nullptr, pr, pc, ps);
     }
     return pair_result(pr, pc, ps);
 }
@@ -132,7 +132,7 @@ py::tuple run_offers(const Scorer& scorer, const py::array& rows, const py::arra
     std::vector<std::vector<float>> ps;
     {
         py::gil_scoped_release release;
-        offers_block(scorer, r, rows.size(), b, static_cast<float>(min_score), pr, pc, ps);
+        pairs_block(scorer, r, rows.size(), static_cast<float>(min_score), b, pr, pc, ps);
     }
     return pair_result(pr, pc, ps);
 }

@@ -543,49 +543,9 @@ void select_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, cons
     }
 }
 
-// Pair sink: every (i, j, s) with s >= min_score, appended to the calling thread's buffers.
+// Pair sink: every (row, j, s) with s >= min_score and, given bar, s >= bar[j], appended to the calling thread's
+// buffers; floor_ is the least score it can keep, what the scorer may prune below.
 struct PairSink {
-    float min_score;
-    int32_t row;
-    std::vector<int32_t>* rows;
-    std::vector<int32_t>* cols;
-    std::vector<float>* scores;
-    float floor() const { return min_score; }
-    bool selective(int64_t) const { return min_score >= 0.1f; }
-    int64_t wanted() const { return 0; }
-    void push(int32_t j, float s) {
-        if (s < min_score) return;
-        rows->push_back(row);
-        cols->push_back(j);
-        scores->push_back(s);
-    }
-};
-
-// Threshold join, each unordered pair scored once: (rows[r], j) for j > rows[r], s > 0, s >= min_score.
-template <class Scorer>
-void pairs_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, float min_score,
-                 std::vector<std::vector<int32_t>>& out_rows, std::vector<std::vector<int32_t>>& out_cols,
-                 std::vector<std::vector<float>>& out_scores) {
-    const int nthreads = max_threads();
-    out_rows.assign(nthreads, {});
-    out_cols.assign(nthreads, {});
-    out_scores.assign(nthreads, {});
-#pragma omp parallel
-    {
-        const int tid = thread_id();
-        typename Scorer::Scratch scratch(scorer);
-        PairSink sink{min_score, 0, &out_rows[tid], &out_cols[tid], &out_scores[tid]};
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t r = 0; r < nrows; ++r) {
-            sink.row = static_cast<int32_t>(rows[r]);
-            scorer.score_row(rows[r], rows[r] + 1, scratch, sink);
-        }
-    }
-}
-
-// Offer sink: (row, j, s) for every j with s >= bar[j] and s >= min_score, the entries a row may add to the
-// lists of the others (an update). floor_ is the least of those bounds, what the scorer may prune below.
-struct OfferSink {
     float floor_;
     float min_score;
     const float* bar;
@@ -597,34 +557,39 @@ struct OfferSink {
     bool selective(int64_t) const { return floor_ >= 0.1f; }
     int64_t wanted() const { return 0; }
     void push(int32_t j, float s) {
-        if (s < min_score || s < bar[j]) return;
+        if (s < min_score || (bar != nullptr && s < bar[j])) return;
         rows->push_back(row);
         cols->push_back(j);
         scores->push_back(s);
     }
 };
 
-// Offers of rows[r]: (rows[r], j) for every j (either side) not excluded with s > 0, s >= min_score, s >= bar[j].
+// (rows[r], j) not excluded with s > 0 and s >= min_score. Without bar: j > rows[r], each unordered pair once (a
+// threshold join). With bar: every j on either side with s >= bar[j] too (an update's offers: the entries a row
+// may add to the lists of the others).
 template <class Scorer>
-void offers_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, const float* bar, float min_score,
-                  std::vector<std::vector<int32_t>>& out_rows, std::vector<std::vector<int32_t>>& out_cols,
-                  std::vector<std::vector<float>>& out_scores) {
+void pairs_block(const Scorer& scorer, const int64_t* rows, int64_t nrows, float min_score, const float* bar,
+                 std::vector<std::vector<int32_t>>& out_rows, std::vector<std::vector<int32_t>>& out_cols,
+                 std::vector<std::vector<float>>& out_scores) {
     const int nthreads = max_threads();
     out_rows.assign(nthreads, {});
     out_cols.assign(nthreads, {});
     out_scores.assign(nthreads, {});
-    float least = std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < scorer.n; ++j) least = std::min(least, bar[j]);
-    const float floor_ = std::max(min_score, std::max(least, 0.0f));
+    float floor_ = min_score;
+    if (bar != nullptr) {
+        float least = std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < scorer.n; ++j) least = std::min(least, bar[j]);
+        floor_ = std::max(min_score, std::max(least, 0.0f));
+    }
 #pragma omp parallel
     {
         const int tid = thread_id();
         typename Scorer::Scratch scratch(scorer);
-        OfferSink sink{floor_, min_score, bar, 0, &out_rows[tid], &out_cols[tid], &out_scores[tid]};
+        PairSink sink{floor_, min_score, bar, 0, &out_rows[tid], &out_cols[tid], &out_scores[tid]};
 #pragma omp for schedule(dynamic, 4)
         for (int64_t r = 0; r < nrows; ++r) {
             sink.row = static_cast<int32_t>(rows[r]);
-            scorer.score_row(rows[r], 0, scratch, sink);
+            scorer.score_row(rows[r], bar != nullptr ? 0 : rows[r] + 1, scratch, sink);
         }
     }
 }
