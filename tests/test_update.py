@@ -289,3 +289,23 @@ def test_update_of_a_build_made_on_a_backend_missing_here(logs):
     simmine.update(out, logs["d1"])
     simmine.build(logs["old+d1"], out=str(d / "re"), k=3, quiet=True)
     assert_same_files(out, d / "re")
+
+
+@pytest.mark.parametrize("anchors", ["user", "prefix"])
+def test_update_with_a_bucket_the_build_never_had(logs, anchors):
+    """New events in a new city: a bucket of changed anchors only, and every later bucket's code shifts."""
+    d = logs["dir"]
+    cols = [np.array(c) for c in zip(*[(u, (u * 7) % 40, 20_000 + u, -1) for u in range(0, 160, 3)] +
+                                     [(u, (u * 11) % 40, 20_500 + u, -1) for u in range(0, 160, 3)] +
+                                     [(u, (u * 13) % 40, 21_000 + u, -1) for u in range(0, 160, 3)])]
+    order = np.argsort(cols[2], kind="stable")
+    write_csv(d / "newcity.csv", [c[order] for c in cols], slice(None))
+    with open(logs["all"]) as f, open(d / "all_newcity.csv", "w") as g:
+        g.write(f.read())
+        g.write("".join(open(d / "newcity.csv").read().splitlines(True)[1:]))
+    kw = dict(metric="jaccard", anchors=anchors, k=3, bucket_by="city", quiet=True)
+    simmine.build(logs["all"], out=str(d / "up"), **kw)
+    simmine.update(str(d / "up"), str(d / "newcity.csv"))
+    simmine.build(str(d / "all_newcity.csv"), out=str(d / "re"), **kw)
+    assert_same_files(d / "up", d / "re")
+    assert "-1" in simmine.open(str(d / "up")).sequences().column("bucket").to_pylist()
