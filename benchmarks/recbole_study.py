@@ -30,6 +30,8 @@ VARIANTS = {"base": {}, "duorec": {"contrastive": "duorec"}, "rcl": {"contrastiv
 
 
 def _dataset(args) -> tuple:
+    if args.dataset == "ml-100k" and args.last:
+        return _last_events(args.last)
     if args.dataset == "ml-100k":
         return "ml-100k", {}
     import simmine.recbole as sr
@@ -40,9 +42,36 @@ def _dataset(args) -> tuple:
     return "beauty", {"data_path": data_path, "load_col": None}
 
 
+def _last_events(n: int) -> tuple:
+    """ml-100k cut to each user's last n interactions by time (a sparse regime), as an atomic file of its own."""
+    import recbole
+
+    name = f"ml-100k-last{n}"
+    data_path = os.path.join(tempfile.gettempdir(), "simmine-recbole-data")
+    path = os.path.join(data_path, name, f"{name}.inter")
+    if not os.path.exists(path):
+        src = os.path.join(os.path.dirname(recbole.__file__), "dataset_example", "ml-100k", "ml-100k.inter")
+        lines = open(src).read().splitlines()
+        rows = [r.split("\t") for r in lines[1:]]
+        order = sorted(range(len(rows)), key=lambda i: (rows[i][0], float(rows[i][3])))
+        keep, count = set(), {}
+        for i in reversed(order):
+            count[rows[i][0]] = count.get(rows[i][0], 0) + 1
+            if count[rows[i][0]] <= n:
+                keep.add(i)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write("\n".join([lines[0]] + [lines[i + 1] for i in range(len(rows)) if i in keep]) + "\n")
+    return name, {"data_path": data_path, "load_col": None}
+
+
+def _label(args) -> str:
+    return f"{args.dataset}-last{args.last}" if args.last else args.dataset
+
+
 def _name(args, mode, variant, lam, tau, seed) -> str:
     tail = "" if variant == "base" else f"-l{lam:g}-t{tau:g}"
-    return f"{args.dataset}-{mode}-{variant}{tail}{args.tag}-s{seed}.json"
+    return f"{_label(args)}-{mode}-{variant}{tail}{args.tag}-s{seed}.json"
 
 
 def runs(args) -> None:
@@ -62,8 +91,10 @@ def runs(args) -> None:
                     path = os.path.join(args.out, _name(args, mode, variant, lam, tau, seed))
                     if os.path.exists(path):
                         continue
+                    saved = os.path.join(args.work, "saved", os.path.basename(path)[:-5])  # one per run: runs
+                    # side by side would otherwise share checkpoint names (RecBole names them by the second)
                     cfg = dict(extra, seed=seed, epochs=args.epochs, stopping_step=args.stopping_step,
-                               state="WARNING", show_progress=False, checkpoint_dir=os.path.join(args.work, "saved"),
+                               state="WARNING", show_progress=False, checkpoint_dir=saved,
                                simmine_cache=os.path.join(args.work, "cache"), simmine_metric=args.metric,
                                simmine_k=args.k, valid_metric="NDCG@10", topk=[10],
                                metrics=["Recall", "NDCG", "MRR"], every_position=(mode == "every"),
@@ -247,6 +278,7 @@ def main() -> None:
     ap.add_argument("task", choices=("runs", "timing", "fearec", "table"))
     ap.add_argument("--dataset", default="ml-100k", choices=("ml-100k", "beauty"))
     ap.add_argument("--beauty", default="../shared/data/beauty.txt", help="one user per line (Amazon Beauty)")
+    ap.add_argument("--last", type=int, default=0, help="ml-100k: keep each user's last N interactions only")
     ap.add_argument("--modes", default="every", help="every,prefix")
     ap.add_argument("--variants", default="base,duorec,rcl,random")
     ap.add_argument("--seeds", default="0")
