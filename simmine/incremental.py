@@ -68,7 +68,7 @@ def chain_info(chain: list) -> dict:
             "chain": chain}
 
 
-def read_chain(config: BuildConfig, params: dict, chain: list, new: str, out: str) -> Log:
+def read_chain(config: BuildConfig, params: dict, chain: list, new: str, out: str) -> tuple:
     """The logs of the chain and the new one as one log, in that order (what a build of the files
     concatenated reads), and the users of the new one; the new log must have the same columns and types and
     no event older than the build's last."""
@@ -150,8 +150,9 @@ def update_in_memory(run: Run, loaded: Loaded, old: Positives, delta_users: pa.A
     seqs = run.stage("anchors", make_anchors, config, loaded)
     features = run.stage("features", make_features, config, seqs)
     plan = run.stage("plan", make_mining_plan, run, seqs, features)
-    new_from_old = run.stage("plan", match_anchors, old, seqs, delta_users)
-    k_old, others_old = run.stage("plan", old_selection, config, old)
+    old_users = old.user_ids()
+    new_from_old = run.stage("plan", match_anchors, old, old_users, seqs, delta_users)
+    k_old, others_old = run.stage("plan", old_selection, config, old, old_users)
     stored = old.gather_weak(np.arange(len(old), dtype=np.int64))
     weak, stats = run.stage("mine", updated_lists, features, plan, config.selection, run.backend, stored,
                             new_from_old, k_old, others_old)
@@ -172,12 +173,12 @@ def update_in_memory(run: Run, loaded: Loaded, old: Positives, delta_users: pa.A
 
 
 # ---------------------------------------------------------------------------------------------- matching
-def match_anchors(old: Positives, seqs, delta_users: pa.Array) -> np.ndarray:
+def match_anchors(old: Positives, old_users: pa.Array, seqs, delta_users: pa.Array) -> np.ndarray:
     """Per new anchor, the old seq_id of the anchor it equals, or -1 where it is new or changed. An anchor of a
     user without events in the delta is the same anchor (the same events, split the same way); one of a user
     with new events is compared: history, target and bucket. Matched old seq_ids ascend with the new ones."""
     n_old, n = len(old), seqs.n
-    users = pc.dictionary_encode(pa.concat_arrays([old.user_ids(), seqs.user_values])).indices
+    users = pc.dictionary_encode(pa.concat_arrays([old_users, seqs.user_values])).indices
     users = users.to_numpy().astype(np.int64)
     pos_old, pos_new = old.positions(), np.asarray(seqs.positions, dtype=np.int64)
     width = int(max(pos_old.max(initial=0), pos_new.max(initial=0))) + 1
@@ -221,13 +222,13 @@ def same_anchors(old: Positives, seqs, old_ids: np.ndarray, new_ids: np.ndarray)
     return same & (both_null | pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False))
 
 
-def old_selection(config: BuildConfig, old: Positives) -> tuple:
-    """(k, comparable anchors) per old anchor, from the old build's buckets and users."""
+def old_selection(config: BuildConfig, old: Positives, old_users: pa.Array) -> tuple:
+    """(k, comparable anchors) per old anchor, from the old build's buckets and users (``old_users``)."""
     from .io import map_table
 
     bucket = map_table(os.path.join(old.path, "sequences.arrow")).column("bucket")
     codes = encode_sorted(bucket)[0] if bucket.null_count < len(bucket) else None
-    owners = owner_codes(old.user_ids()) if config.excludes_same_user else None
+    owners = owner_codes(old_users) if config.excludes_same_user else None
     others = make_plan(len(old), codes, owners).others
     return k_per_anchor(config.selection, others), others
 
@@ -299,9 +300,9 @@ def bucket_rows(tile, members, local, backend, k_new, min_score, bar, others) ->
     k_all = others[members[local]]
     for a, b in capacity_blocks(k_all):
         counts, cols, scores = backend.select(tile, local[a:b], k_all[a:b], min_score)
-        anchor = np.repeat(members[local[a:b]], counts)
-        nbrs = members[cols]
-        mine = np.arange(len(cols)) - np.repeat(np.cumsum(counts) - counts, counts) < k_new[anchor]
+        row = np.repeat(np.arange(b - a), counts)
+        anchor, nbrs = members[local[a:b]][row], members[cols]
+        mine = first_k(row, k_new[members[local[a:b]]], b - a)[0]  # each row's first k_new, best first
         own.append((anchor[mine], nbrs[mine], scores[mine]))
         offer = scores >= bar[nbrs]  # changed anchors' bar is +inf
         offers.append((nbrs[offer], anchor[offer], scores[offer]))

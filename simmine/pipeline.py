@@ -9,7 +9,7 @@ one place. The in-memory route is here; the bounded-memory route (``--memory-gb`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -161,36 +161,28 @@ def mine_and_write(run: Run, seqs: SequenceSet, features: Features, plan: Plan, 
     if len(ranges) == 1:
         weak = run.stage("mine", runner.mine, 0, seqs.n) if runner else \
             run.stage("mine", mine_all, run, features, plan, seqs.bucket_codes)
-        run.stage("write", write_table, run.path("weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
-        groups = run.stage("strong", make_strong, run, seqs)
-        run.stage("write", write_table, run.path("strong.arrow"), strong_table(groups.group))
-        kept, thr, stats, shards = int(len(weak.neighbors)), weak.threshold, weak.stats, None
-    else:
-        whole = None  # approximate candidates come from the whole build: mine once, write slices
-        if run.config.method != "exact":
-            whole = run.stage("mine", mine_all, run, features, plan, seqs.bucket_codes)
-        groups = run.stage("strong", make_strong, run, seqs)
-        kept = mine_shards(run, ranges, RangeMiner(run, features, plan, thr, whole, runner), groups.group)
-        shards = [{"rows": [lo, hi], "weak": f"weak-{s:05d}.arrow", "strong": f"strong-{s:05d}.arrow"}
-                  for s, (lo, hi) in enumerate(ranges)]
-        stats = whole.stats if whole is not None else {}
-    strong_kept = strong_pairs(groups, features.owners)
-    return Mined(kept, strong_kept, len(groups.offsets) - 1, thr, stats, shards)
+        return replace(write_mined(run, seqs, weak, features.owners), threshold=weak.threshold, stats=weak.stats)
+    whole = None  # approximate candidates come from the whole build: mine once, write slices
+    if run.config.method != "exact":
+        whole = run.stage("mine", mine_all, run, features, plan, seqs.bucket_codes)
+    mined = write_mined(run, seqs, whole, features.owners, RangeMiner(run, features, plan, thr, whole, runner))
+    return replace(mined, threshold=thr, stats=whole.stats if whole is not None else {})
 
 
-def write_mined(run: Run, seqs: SequenceSet, weak: WeakResult, owners) -> Mined:
-    """Stages strong and write for weak lists already mined (an update): the files a build writes of them."""
+def write_mined(run: Run, seqs: SequenceSet, weak: Optional[WeakResult], owners, miner=None) -> Mined:
+    """Stages strong and write: weak lists already mined (``weak``; an update's), or each shard's from
+    ``miner``, into one weak.arrow and strong.arrow, or shards of --shard-rows anchors."""
     ranges = shard_ranges(seqs.n, run.config.shard_rows)
     groups = run.stage("strong", make_strong, run, seqs)
-    shards = None
     if len(ranges) == 1:
         run.stage("write", write_table, run.path("weak.arrow"), weak_table(weak.offsets, weak.neighbors, weak.scores))
         run.stage("write", write_table, run.path("strong.arrow"), strong_table(groups.group))
+        kept, shards = int(len(weak.neighbors)), None
     else:
-        mine_shards(run, ranges, RangeMiner(run, None, None, None, weak, None), groups.group)
+        kept = mine_shards(run, ranges, miner or RangeMiner(run, None, None, None, weak, None), groups.group)
         shards = [{"rows": [lo, hi], "weak": f"weak-{s:05d}.arrow", "strong": f"strong-{s:05d}.arrow"}
                   for s, (lo, hi) in enumerate(ranges)]
-    return Mined(int(len(weak.neighbors)), strong_pairs(groups, owners), len(groups.offsets) - 1, None, {}, shards)
+    return Mined(kept, strong_pairs(groups, owners), len(groups.offsets) - 1, None, {}, shards)
 
 
 @dataclass

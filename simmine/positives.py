@@ -255,13 +255,14 @@ class Positives:
                            map_table(os.path.join(self.path, "vocabulary.arrow")).column("item").combine_chunks())
         return self._users
 
-    def user_ids(self) -> pa.Array:
-        """The user (as given) of every anchor, in seq_id order."""
+    def user_ids(self, rows: Optional[np.ndarray] = None) -> pa.Array:
+        """The user (as given) of every anchor in seq_id order, or of the seq_ids ``rows``."""
         compact = self._compact()
         if compact is None:
-            return self._anchor_table().column("user_id").combine_chunks()
+            users = self._anchor_table().column("user_id").combine_chunks()
+            return users if rows is None else users.take(pa.array(rows))
         users = map_table(os.path.join(self.path, "users.arrow")).column("user_id").combine_chunks()
-        return users.take(pa.array(compact[0]))
+        return users.take(pa.array(compact[0] if rows is None else compact[0][rows]))
 
     def history(self, i: int) -> pa.Array:
         """The items (as given) anchor i was compared on, in order."""
@@ -283,9 +284,9 @@ class Positives:
         if compact is None:
             return table
         user, start, end, uptr, codes, items = compact
-        users = self.user_ids()
+        users = self.user_ids(rows)
         if rows is not None:
-            user, start, end, users = user[rows], start[rows], end[rows], users.take(pa.array(rows))
+            user, start, end = user[rows], start[rows], end[rows]
         at = uptr[user]
         history = codes[ranges(at + start, end - start)]
         offsets = np.concatenate(([0], np.cumsum(end - start))).astype(np.int64)

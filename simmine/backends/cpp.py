@@ -57,6 +57,7 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
 
 def offers(tile: Tile, rows: np.ndarray, bar: np.ndarray, min_score: float):
     """Per row i: every j (either side) with s > 0, s >= min_score and s >= bar[j] -> (rows, cols, scores)."""
+    _count(ROUTE_OF_KIND[tile.kind], rows)
     return _native.core.offers(tile, np.ascontiguousarray(rows, dtype=np.int64),
                                np.ascontiguousarray(bar, dtype=np.float32), float(np.float32(min_score)))
 
