@@ -15,6 +15,7 @@
 #include "minhash.hpp"
 #include "rows.hpp"
 #include "sweep.hpp"
+#include "sweep_cosine.hpp"
 #include "text.hpp"
 #include "tiles.hpp"
 
@@ -271,38 +272,64 @@ EditScorer make_edit(const py::object& t) {
                       vocab_of(t), excluded_of(t)};
 }
 
+// The windows, families and ranges of a tile's Sweep (simmine/tiles.py), checked against its n rows.
+struct SweepArrays {
+    const int32_t* stream;
+    const int64_t *ws, *we, *family, *code_ptr, *cover;
+    const int32_t *range_lo, *range_hi;
+};
+SweepArrays sweep_arrays(const py::object& w, int64_t n, int64_t vocab, bool gaps) {
+    const py::array stream = arr(w, "stream");
+    SweepArrays a{ptr_of<int32_t>(stream, "stream"), ptr_of<int64_t>(arr(w, "ws"), "ws", n),
+                  ptr_of<int64_t>(arr(w, "we"), "we", n), ptr_of<int64_t>(arr(w, "family"), "family", n),
+                  ptr_of<int64_t>(arr(w, "code_ptr"), "code_ptr", vocab + 1),
+                  ptr_of<int64_t>(arr(w, "cover"), "cover", vocab), nullptr, nullptr};
+    a.range_lo = ptr_of<int32_t>(arr(w, "range_lo"), "range_lo", a.code_ptr[vocab]);
+    a.range_hi = ptr_of<int32_t>(arr(w, "range_hi"), "range_hi", a.code_ptr[vocab]);
+    for (int64_t i = 0; i < n; ++i) {
+        if (a.ws[i] < 0 || a.we[i] < a.ws[i] || a.we[i] > stream.size()) throw py::value_error("sweep: bad window");
+    }
+    for (int64_t q = 0; q < a.code_ptr[vocab]; ++q) {
+        if (a.range_lo[q] < 0 || a.range_hi[q] > n || a.range_lo[q] > a.range_hi[q]) {
+            throw py::value_error("sweep: bad range");
+        }
+    }
+    for (int64_t p = 0; p < stream.size(); ++p) {
+        if (a.stream[p] < -1 || a.stream[p] >= vocab) throw py::value_error("sweep: bad stream code");
+    }
+    if (!gaps) {
+        for (int64_t i = 0; i < n; ++i) {  // every position of a window holds a code of the tile
+            for (int64_t p = a.ws[i]; p < a.we[i]; ++p) {
+                if (a.stream[p] < 0) throw py::value_error("sweep: a window holds a code outside the tile");
+            }
+        }
+    }
+    return a;
+}
+
+// The TF-IDF prefix sweep of a cosine tile with nested windows, from each local code's idf.
+CosineSweep make_cosine_sweep(const py::object& t, const py::object& w, int64_t pool_target) {
+    const int64_t n = rows_of(t);
+    const int64_t vocab = vocab_of(t);
+    const SweepArrays a = sweep_arrays(w, n, vocab, true);
+    const double* idf = ptr_of<double>(arr(t, "code_idf"), "code_idf", vocab);
+    CosineSweep sweep{n, a.stream, a.ws, a.we, a.family, a.code_ptr, a.range_lo, a.range_hi, a.cover, vocab,
+                      make_cosine(t), excluded_of(t), pool_target};
+    sweep.prepare(idf);
+    return sweep;
+}
+
 // The prefix sweep of a set tile with nested windows (simmine/tiles.py: Sweep), with each row's set size.
 PrefixSweep make_sweep(const py::object& t, const py::object& w, const py::array& sizes, int64_t pool_target) {
     const int64_t n = rows_of(t);
     const int64_t vocab = vocab_of(t);
-    const py::array lo = arr(w, "range_lo"), stream = arr(w, "stream");
-    const int64_t* ptr = ptr_of<int64_t>(arr(w, "code_ptr"), "code_ptr", vocab + 1);
-    const int32_t* rlo = ptr_of<int32_t>(lo, "range_lo", ptr[vocab]);
-    const int32_t* rhi = ptr_of<int32_t>(arr(w, "range_hi"), "range_hi", ptr[vocab]);
-    const int64_t* ws = ptr_of<int64_t>(arr(w, "ws"), "ws", n);
-    const int64_t* we = ptr_of<int64_t>(arr(w, "we"), "we", n);
-    const int32_t* st = ptr_of<int32_t>(stream, "stream");
+    const SweepArrays a = sweep_arrays(w, n, vocab, false);
     const uint16_t* size = ptr_of<uint16_t>(sizes, "size", n);
     int32_t max_size = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        if (ws[i] < 0 || we[i] < ws[i] || we[i] > stream.size()) throw py::value_error("sweep: bad window");
-        max_size = std::max<int32_t>(max_size, size[i]);
-    }
+    for (int64_t i = 0; i < n; ++i) max_size = std::max<int32_t>(max_size, size[i]);
     if (max_size >= 65535) throw py::value_error("sweep: sets of at most 65,534 codes");
-    for (int64_t q = 0; q < ptr[vocab]; ++q) {
-        if (rlo[q] < 0 || rhi[q] > n || rlo[q] > rhi[q]) throw py::value_error("sweep: bad range");
-    }
-    for (int64_t p = 0; p < stream.size(); ++p) {
-        if (st[p] < -1 || st[p] >= vocab) throw py::value_error("sweep: bad stream code");
-    }
-    for (int64_t i = 0; i < n; ++i) {  // every position of a window holds a code of the tile
-        for (int64_t p = ws[i]; p < we[i]; ++p) {
-            if (st[p] < 0) throw py::value_error("sweep: a window holds a code outside the tile");
-        }
-    }
-    return PrefixSweep{n, size, st, ws, we, ptr_of<int64_t>(arr(w, "family"), "family", n), ptr, rlo, rhi,
-                       ptr_of<int64_t>(arr(w, "cover"), "cover", vocab), vocab, max_size, excluded_of(t),
-                       pool_target};
+    return PrefixSweep{n, size, a.stream, a.ws, a.we, a.family, a.code_ptr, a.range_lo, a.range_hi, a.cover, vocab,
+                       max_size, excluded_of(t), pool_target};
 }
 
 // Scoring one bucket's tile (tiles.hpp, sweep.hpp) and assembling per-anchor lists (topk.hpp).
@@ -330,6 +357,21 @@ void bind_scoring(py::module_& m) {
         py::tuple res = block_result(out, nrows);
         return py::make_tuple(res[0], res[1], res[2], refills);
     }, "Prefix sweep (Jaccard over nested windows): per row, the best k_row -> (counts, cols, scores, refills)");
+    m.def("cosine_sweep_select", [](const py::object& t, const py::object& w, int64_t pool_target, py::array rows,
+                                    py::array k_row, double min_score) {
+        const CosineSweep sweep = make_cosine_sweep(t, w, pool_target);
+        const int64_t nrows = rows.size();
+        const int64_t* r = checked_rows(rows, sweep.n);
+        const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
+        BlockOutput out;
+        int64_t refills = 0;
+        {
+            py::gil_scoped_release release;
+            cosine_sweep_block(sweep, r, nrows, k, static_cast<float>(min_score), out, &refills);
+        }
+        py::tuple res = block_result(out, nrows);
+        return py::make_tuple(res[0], res[1], res[2], refills);
+    }, "Prefix sweep (TF-IDF over nested windows): per row, the best k_row -> (counts, cols, scores, refills)");
     m.def("pairs", [](const py::object& t, py::array rows, double min_score) {
         const std::string kind = py::cast<std::string>(t.attr("kind"));
         if (kind == "set") return run_pairs(make_sets(t), rows, min_score);

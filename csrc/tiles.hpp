@@ -249,28 +249,36 @@ struct CosineScorer {
         sc.touched = 0;
     }
 
-    void listed_begin(int64_t i, Scratch& sc) const {
-        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.table[idx[p]] = w[p];
+    // Row i spread by code into ``table`` (its weights; zeros elsewhere), and the table zeroed again.
+    void spread(int64_t i, double* table) const {
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) table[idx[p]] = w[p];
     }
-    float listed_score(int64_t i, int64_t j, Scratch& sc) const {
-        return cosine_from_dot(dot_with(sc, j), norms[i], norms[j]);
+    void unspread(int64_t i, double* table) const {
+        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) table[idx[p]] = 0.0;
     }
-    void listed_end(int64_t i, Scratch& sc) const {
-        for (int64_t p = indptr[i]; p < indptr[i + 1]; ++p) sc.table[idx[p]] = 0.0;
+    // The cosine of row i (spread in ``table``) with row j.
+    float spread_score(const double* table, int64_t i, int64_t j) const {
+        return cosine_from_dot(table_dot(table, idx, w, indptr[j], indptr[j + 1]), norms[i], norms[j]);
     }
 
-    // Row i (spread in sc.table) against entries [lo, hi) of a CSR (codes, weights): products added in
+    void listed_begin(int64_t i, Scratch& sc) const { spread(i, sc.table.data()); }
+    float listed_score(int64_t i, int64_t j, Scratch& sc) const { return spread_score(sc.table.data(), i, j); }
+    void listed_end(int64_t i, Scratch& sc) const { unspread(i, sc.table.data()); }
+
+    // Row i (spread in a table) against entries [lo, hi) of a CSR (codes, weights): products added in
     // ascending code order, non-common codes adding an exact 0.0, so the sum rounds as the accumulation does.
-    static double table_dot(const Scratch& sc, const int32_t* codes, const double* weights, int64_t lo, int64_t hi) {
+    static double table_dot(const double* table, const int32_t* codes, const double* weights, int64_t lo, int64_t hi) {
         double dot = 0.0;
-        for (int64_t p = lo; p < hi; ++p) dot += sc.table[codes[p]] * weights[p];
+        for (int64_t p = lo; p < hi; ++p) dot += table[codes[p]] * weights[p];
         return dot;
     }
     // Exact dot of row i with row j.
-    double dot_with(const Scratch& sc, int64_t j) const { return table_dot(sc, idx, w, indptr[j], indptr[j + 1]); }
+    double dot_with(const Scratch& sc, int64_t j) const {
+        return table_dot(sc.table.data(), idx, w, indptr[j], indptr[j + 1]);
+    }
     // Exact dot of row i with row j's heavy part (which is all of it when the two share no light code).
     double heavy_dot(const Scratch& sc, int64_t j) const {
-        return table_dot(sc, heavy_idx, heavy_w, heavy_ptr[j], heavy_ptr[j + 1]);
+        return table_dot(sc.table.data(), heavy_idx, heavy_w, heavy_ptr[j], heavy_ptr[j + 1]);
     }
 
     template <class Sink>

@@ -59,8 +59,9 @@ class Features:
     norms: Optional[np.ndarray] = None     # float64 per row (cosine, dense)
     vectors: Optional[np.ndarray] = None   # float64 [N, d] (dense)
     owners: Optional[np.ndarray] = None    # int64 user per anchor when anchors of one user never pair
-    stream: Optional[object] = None        # prefix anchors' nested windows (anchors.Stream), jaccard only
+    stream: Optional[object] = None        # prefix anchors' nested windows (anchors.Stream): set and cosine
     families: Optional[np.ndarray] = None  # int64 user per anchor, with the stream
+    idf: Optional[np.ndarray] = None       # float64 per code (cosine): ln(N / df), 0 where unseen
     _last_tile: tuple = field(default=(None, None), repr=False)
 
     @property
@@ -105,6 +106,9 @@ class Features:
             tile.post_ptr, tile.post_rows, order = postings(tile.indptr, tile.indices, tile.vocab)
             tile.post_weights = np.ascontiguousarray(tile.weights[order])
             tile.add_heavy_bounds()
+            if self.stream is not None:
+                tile.code_idf = np.ascontiguousarray(self.idf[np.flatnonzero(present)])
+                tile.sweep = sweep_index(self.stream, self.families, members, present, remap, occurrences=True)
         else:
             tile.post_ptr, tile.post_rows, _ = postings(tile.indptr, tile.indices, tile.vocab)
             tile.add_dense_bitmaps()
@@ -113,11 +117,14 @@ class Features:
         return tile
 
 
-def sweep_index(stream, families: np.ndarray, members: np.ndarray, present: np.ndarray, remap: np.ndarray) -> Sweep:
-    """What the prefix sweep (csrc/sweep.hpp) needs of a set tile whose rows are nested windows: the tile's
-    part of the users' streams (local codes; -1 where no row's window reaches), each row's window in it, its
-    family (user), and per code the row ranges holding one of its occurrences as their latest: occurrence p
-    counts for rows whose window [ws, we) contains p and no later occurrence (ws <= p < we <= next(p))."""
+def sweep_index(stream, families: np.ndarray, members: np.ndarray, present: np.ndarray, remap: np.ndarray,
+                occurrences: bool = False) -> Sweep:
+    """What the prefix sweeps (csrc/sweep.hpp, csrc/sweep_cosine.hpp) need of a tile whose rows are nested
+    windows: the tile's part of the users' streams (local codes; -1 where no row's window reaches or the code
+    is not in the tile), each row's window in it, its family (user), and per code the row ranges holding one
+    of its occurrences as their latest: occurrence p counts for rows whose window [ws, we) contains p and no
+    later occurrence (ws <= p < we <= next(p)). With ``occurrences`` (term counts, TF-IDF) every occurrence
+    counts for every row whose window contains it."""
     ws, we = stream.windows[members, 0], stream.windows[members, 1]
     fam = families[members]
     n = len(members)
@@ -132,9 +139,10 @@ def sweep_index(stream, families: np.ndarray, members: np.ndarray, present: np.n
     codes = stream.codes[pos].astype(np.int64)
     big = int(len(stream.codes)) + 2
     nxt = np.full(len(pos), big - 1, dtype=np.int64)  # next occurrence of the code in the run, or past every window
-    order = np.lexsort((pos, codes, pos_run))
-    same = (pos_run[order[1:]] == pos_run[order[:-1]]) & (codes[order[1:]] == codes[order[:-1]])
-    nxt[order[:-1][same]] = pos[order[1:][same]]
+    if not occurrences:
+        order = np.lexsort((pos, codes, pos_run))
+        same = (pos_run[order[1:]] == pos_run[order[:-1]]) & (codes[order[1:]] == codes[order[:-1]])
+        nxt[order[:-1][same]] = pos[order[1:][same]]
     key_we, key_ws, key_p = run * big + we, run * big + ws, pos_run * big + pos
     lo = np.searchsorted(key_we, key_p, side="right")
     hi = np.minimum(np.searchsorted(key_we, pos_run * big + nxt, side="right"),
@@ -219,7 +227,8 @@ def prepare_features(seqs: SequenceSet, metric: Metric, ngram_n: int = 2, df: Op
     w, codes = w[keep], codes[keep]
     indptr = np.concatenate(([0], np.cumsum(np.bincount(row_of, minlength=n)))).astype(np.int64)
     norms = np.sqrt(np.bincount(row_of, weights=w * w, minlength=n))
-    return Features("cosine", indptr, codes, w, norms)
+    return Features("cosine", indptr, codes, w, norms, stream=seqs.stream,
+                    families=seqs.owners if seqs.stream is not None else None, idf=idf)
 
 
 def dense_features(vectors: np.ndarray) -> Features:

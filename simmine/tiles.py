@@ -147,6 +147,8 @@ class CosineTile(Tile):
     heavy_ptr: Optional[np.ndarray] = None     # CSR of each row's popular codes and weights
     heavy_idx: Optional[np.ndarray] = None
     heavy_w: Optional[np.ndarray] = None
+    code_idf: Optional[np.ndarray] = None      # float64 per local code, with the sweep
+    sweep: Optional["Sweep"] = None            # prefix anchors' nested windows (every occurrence counts)
 
     def add_heavy_bounds(self) -> None:
         """Marks popular codes; gives every row its popular codes and weights (a CSR), its

@@ -138,7 +138,7 @@ def test_prefix_routes_are_byte_identical(tmp_path, kw):
     low = simmine.build(input=path, out=str(tmp_path / "low"), anchors="prefix", quiet=True, memory_gb=0.00002, **kw)
     assert _tables(mem) == _tables(low)
     assert simmine.open(low).manifest["streamed"]["partitions"] > 1
-    if "cpp" in BACKENDS and kw.get("metric", "jaccard") in ("jaccard", "ngram") and "backend" not in kw:
+    if "cpp" in BACKENDS and kw.get("metric", "jaccard") in ("jaccard", "ngram", "tfidf") and "backend" not in kw:
         assert cpp.stats["sweep_rows"] > swept  # streamed groups slide the sweep as the in-memory build does
     for key in ("pairs", "strong_groups", "tau", "n_anchors", "skipped"):
         assert simmine.open(mem).manifest[key] == simmine.open(low).manifest[key], key
@@ -272,12 +272,13 @@ def test_output_size_ignores_strong_group_sizes(tmp_path):
 
 
 @pytest.mark.skipif("cpp" not in BACKENDS, reason="the sweep is the C++ core's")
-@pytest.mark.parametrize("metric", ["jaccard", "ngram"])
+@pytest.mark.parametrize("metric", ["jaccard", "ngram", "tfidf"])
 @pytest.mark.parametrize("seed", range(6))
 def test_prefix_sweep_equals_the_reference(tmp_path, seed, metric):
-    """The C++ core's sweep over nested windows (long users, repeated items, sliding windows, buckets that
+    """The C++ core's sweeps over nested windows (long users, repeated items, sliding windows, buckets that
     make windows jump, both same-user modes, small and large k) against the reference backend; for n-grams
-    the windows of the gram stream, empty where a history is shorter than n."""
+    the windows of the gram stream, empty where a history is shorter than n; for TF-IDF term counts above 1
+    and many tied scores (small vocabularies)."""
     from simmine.backends import cpp
 
     rng = np.random.default_rng(seed)
@@ -296,6 +297,31 @@ def test_prefix_sweep_equals_the_reference(tmp_path, seed, metric):
     a, b = load_weak(fast), load_weak(slow)
     for (na, sa), (nb, sb) in zip(a[0], b[0]):
         assert na.tolist() == nb.tolist() and sa.tolist() == sb.tolist()
+
+
+@pytest.mark.skipif("cpp" not in BACKENDS, reason="the sweep is the C++ core's")
+@pytest.mark.parametrize("min_sim", [0.05, 0.3])
+def test_tfidf_sweep_with_weightless_items_and_thresholds(tmp_path, min_sim):
+    """An item in every history weighs 0 (it sits in the sweep's windows as a gap); users whose histories
+    are nothing else have a zero vector and no neighbours; --min-sim with top-k and alpha's per-anchor k
+    take the sweep as well, equal to the reference backend."""
+    from simmine.backends import cpp
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for u in range(25):
+        items = [0] + [int(rng.integers(1, 9)) if u % 5 else 0 for _ in range(int(rng.integers(3, 30)))]
+        rows += [(f"u{u}", x, t) for t, x in enumerate(items)]
+    path = write_parquet(tmp_path / "log.parquet", rows)
+    for sel in (dict(k=5), dict(min_sim=min_sim, max_per_anchor=5), dict(alpha=0.2)):
+        kw = dict(anchors="prefix", metric="tfidf", max_len=12, **sel)
+        before = cpp.stats["sweep_rows"]
+        fast = simmine.build(input=path, out=str(tmp_path / "cpp"), backend="cpp", quiet=True, **kw)
+        assert cpp.stats["sweep_rows"] > before
+        slow = simmine.build(input=path, out=str(tmp_path / "ref"), backend="python", quiet=True, **kw)
+        a, b = load_weak(fast), load_weak(slow)
+        assert [x.tolist() for x, _ in a[0]] == [x.tolist() for x, _ in b[0]]
+        assert [x.tolist() for _, x in a[0]] == [x.tolist() for _, x in b[0]]
 
 
 def test_prefix_outputs_store_each_training_sequence_once(tmp_path):

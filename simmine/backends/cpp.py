@@ -43,9 +43,16 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     k_row = np.ascontiguousarray(k_row, dtype=np.int64)
     if tile.kind == "set" and tile.sweep is not None and tile.n and np.diff(tile.indptr).max() < SWEEP_MAX_SET:
         # prefix anchors: the sweep over nested windows (csrc/sweep.hpp)
-        pool = int(max(SWEEP_POOL_PER_K * (int(k_row.max()) if len(k_row) else 0), SWEEP_POOL_MIN))
-        counts, cols, scores, refills = _native.core.sweep_select(tile, tile.sweep, _sizes(tile), pool, rows,
+        counts, cols, scores, refills = _native.core.sweep_select(tile, tile.sweep, _sizes(tile), _pool(k_row), rows,
                                                                   k_row, min_score)
+        stats["sweep_refills"] += int(refills)
+        stats["sweep_rows"] += len(rows)
+        _count("prefix sweep", rows)
+        return counts, cols, scores
+    if tile.kind == "cosine" and tile.sweep is not None and tile.n:
+        # prefix anchors, TF-IDF: the sweep over nested windows in fixed point, exact on its candidates
+        counts, cols, scores, refills = _native.core.cosine_sweep_select(tile, tile.sweep, _pool(k_row), rows, k_row,
+                                                                         min_score)
         stats["sweep_refills"] += int(refills)
         stats["sweep_rows"] += len(rows)
         _count("prefix sweep", rows)
@@ -60,6 +67,11 @@ def offers(tile: Tile, rows: np.ndarray, bar: np.ndarray, min_score: float):
     _count(ROUTE_OF_KIND[tile.kind], rows)
     return _native.core.offers(tile, np.ascontiguousarray(rows, dtype=np.int64),
                                np.ascontiguousarray(bar, dtype=np.float32), float(np.float32(min_score)))
+
+
+def _pool(k_row: np.ndarray) -> int:
+    """Columns a sweep refill puts in its pool, at least."""
+    return int(max(SWEEP_POOL_PER_K * (int(k_row.max()) if len(k_row) else 0), SWEEP_POOL_MIN))
 
 
 def _sizes(tile: Tile) -> np.ndarray:

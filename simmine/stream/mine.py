@@ -60,9 +60,9 @@ def _stream_columns(run) -> tuple:
 
 def _group_features(run, g: int, df):
     """(seq_ids, anchors, features, plan) of group g; TF-IDF with the whole build's N and df; prefix anchors
-    of the set metrics with their stream, so the sweep mines them as in memory."""
+    of the set metrics and TF-IDF with their stream, so the sweeps mine them as in memory."""
     ids, seqs = _load_group(spill_dir(run), g)
-    if run.config.anchors == "prefix" and run.config.metric in ("jaccard", "ngram"):
+    if run.config.anchors == "prefix" and run.config.metric in ("jaccard", "ngram", "tfidf"):
         seqs.stream = _group_stream(run, ids)
     features = prepare_features(seqs, run.config.metric_def, run.config.ngram_n, df=df, n_total=run.state["n"])
     if run.config.excludes_same_user:

@@ -1,0 +1,315 @@
+// Prefix sweep for TF-IDF: exact cosine top-k for prefix anchors (nested windows over their users' sequences).
+// As for Jaccard (sweep.hpp), one thread takes one family (a user's consecutive rows) at a time and slides
+// its window along them. Each column keeps its dot product with the window in fixed point: code x weighs
+// q(x) = idf(x)² in units of 2^-scale, an integer, so dot(j) = Σ tf_window(x) · tf_j(x) · q(x) is exact
+// integer arithmetic and an item entering or leaving the window adds or subtracts q(x) over the row
+// ranges that hold one of its occurrences. A column's ratio r(j) = dot(j) / ‖j‖ orders the columns as
+// their cosines with the window do (the window's own norm is common to all), and does not move when the
+// window's other items do. A pool holds every column with r >= G; columns whose dot rose are checked
+// against G; a scan refills the pool when too few members remain. The fixed-point dot is within a known
+// bound of the true one, so the pool only selects: candidates near the k-th are scored exactly (the
+// tile's own weights, summed in ascending code order as every backend does), and the best k of those
+// exact float32 scores are kept, ties by column.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <vector>
+
+#include "metrics.hpp"
+#include "tiles.hpp"
+#include "topk.hpp"
+
+namespace simmine {
+
+struct CosineSweep {
+    int64_t n;                // rows (= columns) of the tile
+    const int32_t* stream;    // local code at every stream position; -1: an item of weight 0 (in every history)
+    const int64_t* ws;        // row r's window: stream positions [ws[r], we[r]), nondecreasing along a family
+    const int64_t* we;
+    const int64_t* family;    // per row: its family (user); a family's rows are consecutive
+    const int64_t* code_ptr;  // code x's occurrences cover rows [range_lo[q], range_hi[q]), q in [code_ptr[x], code_ptr[x+1])
+    const int32_t* range_lo;
+    const int32_t* range_hi;
+    const int64_t* cover;     // per code: rows its ranges cover in all
+    int64_t vocab;
+    CosineScorer exact;       // the tile's weighted sets: exact scores of the candidates
+    Excluded excluded;        // with same-user exclusion, a row's run is its family's rows
+    int64_t pool_target;      // columns a refill puts in the pool, at least (more on ties)
+    std::vector<int64_t> q;   // per code: idf² · 2^scale, rounded, at least 1
+    double unit = 0.0;        // 2^-scale
+    std::vector<double> inv_norm;  // per column: 1 / ‖j‖ (0 for a zero row)
+    double err_per_item = 0.0;     // |r̃(j) − r(j)| <= err_per_item · |window| for every column
+
+    // Fixed-point weights from each code's idf (the scale leaves the largest dot product below 2^62).
+    void prepare(const double* idf) {
+        int64_t max_len = 1;
+        for (int64_t r = 0; r < n; ++r) max_len = std::max<int64_t>(max_len, we[r] - ws[r]);
+        double max_w = 0.0;
+        for (int64_t x = 0; x < vocab; ++x) max_w = std::max(max_w, idf[x] * idf[x]);
+        const double top = static_cast<double>(max_len) * static_cast<double>(max_len) * std::max(max_w, 1.0);
+        const int scale = std::clamp(61 - static_cast<int>(std::ceil(std::log2(top))), 0, 52);
+        unit = std::ldexp(1.0, -scale);
+        q.resize(vocab);
+        for (int64_t x = 0; x < vocab; ++x) {
+            q[x] = std::max<int64_t>(1, std::llround(idf[x] * idf[x] / unit));
+        }
+        inv_norm.resize(n);
+        double worst = 0.0;  // max over columns of |j| / ‖j‖: a product's rounding error is at most unit / 2
+        for (int64_t j = 0; j < n; ++j) {
+            inv_norm[j] = exact.norms[j] > 0.0 ? 1.0 / exact.norms[j] : 0.0;
+            worst = std::max(worst, static_cast<double>(we[j] - ws[j]) * inv_norm[j]);
+        }
+        err_per_item = worst * unit;  // twice the bound: also covers the double arithmetic around it
+    }
+
+    struct Scratch {
+        std::vector<int64_t> dot;   // per column: fixed-point dot with the window
+        std::vector<int64_t> bar;   // per column: the dot that joins the pool (max for members)
+        std::vector<int32_t> pool, touched;
+        std::vector<uint8_t> mark;
+        std::vector<double> ratios;
+        std::vector<double> table;  // the window's exact weights by code (CosineScorer::spread)
+        std::vector<Cand> cands;
+        int64_t cur_ws = 0, cur_we = 0;
+        double g = 0.0;             // the pool's floor G, in units of r
+        int64_t refills = 0;
+        explicit Scratch(const CosineSweep& s)
+            : dot(s.n, 0), bar(s.n, 1), mark(s.n, 0), table(s.vocab, 0.0) {}
+    };
+
+    bool skipped(int64_t i, int64_t j) const {  // never in the pool: the family's own run
+        return excluded.lo != nullptr && j >= excluded.lo[i] && j < excluded.hi[i];
+    }
+    double ratio(int64_t j, const Scratch& sc) const { return static_cast<double>(sc.dot[j]) * unit * inv_norm[j]; }
+    // The smallest dot with r >= g (g in units of r); never reached by a zero row.
+    int64_t bar_of(int64_t j, double g) const {
+        if (inv_norm[j] <= 0.0) return std::numeric_limits<int64_t>::max();
+        if (g <= 0.0) return 1;
+        const double d = std::ceil(g * exact.norms[j] / unit);
+        return d >= 9.0e18 ? std::numeric_limits<int64_t>::max() : std::max<int64_t>(1, static_cast<int64_t>(d));
+    }
+
+    // dot[j] += delta · q(x) over the columns holding an occurrence of x; with ``check`` (from row i),
+    // columns that reach their bar join the pool.
+    void apply(int64_t i, int32_t x, int64_t delta, bool check, Scratch& sc) const {
+        const int64_t w = delta * q[x];
+        int64_t* dot = sc.dot.data();
+        const int64_t* bar = sc.bar.data();
+        for (int64_t r = code_ptr[x]; r < code_ptr[x + 1]; ++r) {
+            for (int64_t j = range_lo[r]; j < range_hi[r]; ++j) {
+                const int64_t v = dot[j] += w;
+                if (check && v >= bar[j] && !skipped(i, j)) {
+                    sc.bar[j] = std::numeric_limits<int64_t>::max();
+                    sc.pool.push_back(static_cast<int32_t>(j));
+                }
+            }
+        }
+    }
+
+    // Moves the window to row i's (entering items first, so a column's last rise sees its highest dot).
+    void slide(int64_t i, bool check, Scratch& sc) const {
+        const int64_t s = ws[i], e = we[i];
+        for (int64_t p = std::max(sc.cur_we, s); p < e; ++p) {
+            const int32_t x = stream[p];
+            if (x < 0) continue;
+            apply(i, x, 1, check, sc);
+        }
+        for (int64_t p = sc.cur_ws; p < std::min(s, sc.cur_we); ++p) {
+            const int32_t x = stream[p];
+            if (x < 0) continue;
+            apply(i, x, -1, false, sc);
+        }
+        sc.cur_ws = s;
+        sc.cur_we = e;
+    }
+
+    // Empties the window (dots back to zero, exactly) and the pool.
+    void clear(Scratch& sc) const {
+        for (int64_t p = sc.cur_ws; p < sc.cur_we; ++p) {
+            const int32_t x = stream[p];
+            if (x < 0) continue;
+            apply(0, x, -1, false, sc);
+        }
+        sc.cur_ws = sc.cur_we = 0;
+        for (int32_t j : sc.pool) sc.bar[j] = 1;
+        sc.pool.clear();
+    }
+
+    // The columns sharing a code with the window, in sc.touched, when they are fewer than all n (rare items,
+    // short windows); returns whether they are.
+    bool list_touched(Scratch& sc) const {
+        int64_t cost = 0;
+        for (int64_t p = sc.cur_ws; p < sc.cur_we && cost < n; ++p) {
+            if (stream[p] >= 0) cost += cover[stream[p]];
+        }
+        sc.touched.clear();
+        if (cost >= n) return false;
+        for (int64_t p = sc.cur_ws; p < sc.cur_we; ++p) {
+            const int32_t x = stream[p];
+            if (x < 0) continue;
+            for (int64_t r = code_ptr[x]; r < code_ptr[x + 1]; ++r) {
+                for (int64_t j = range_lo[r]; j < range_hi[r]; ++j) {
+                    if (!sc.mark[j]) {
+                        sc.mark[j] = 1;
+                        sc.touched.push_back(static_cast<int32_t>(j));
+                    }
+                }
+            }
+        }
+        for (int32_t j : sc.touched) sc.mark[j] = 0;
+        return true;
+    }
+
+    // Refills the pool for row i: G the pool_target-th best r of the columns (or ``cap`` when lower), and
+    // every column with r >= G a member; every other column's bar set for G.
+    void refill(int64_t i, double cap, Scratch& sc) const {
+        ++sc.refills;
+        sc.pool.clear();
+        const bool listed = list_touched(sc);
+        sc.ratios.clear();
+        auto offer = [&](int64_t j) {
+            if (sc.dot[j] > 0 && !skipped(i, j)) sc.ratios.push_back(ratio(j, sc));
+        };
+        if (listed) {
+            for (int32_t j : sc.touched) offer(j);
+        } else {
+            for (int64_t j = 0; j < n; ++j) offer(j);
+        }
+        double g = 0.0;
+        if (static_cast<int64_t>(sc.ratios.size()) > pool_target) {
+            std::nth_element(sc.ratios.begin(), sc.ratios.begin() + pool_target - 1, sc.ratios.end(),
+                             std::greater<double>());
+            g = sc.ratios[pool_target - 1];
+        }
+        sc.g = std::max(0.0, std::min(g, cap));
+        for (int64_t j = 0; j < n; ++j) {
+            sc.bar[j] = bar_of(j, sc.g);
+            if (sc.dot[j] >= sc.bar[j] && !skipped(i, j)) {
+                sc.bar[j] = std::numeric_limits<int64_t>::max();
+                sc.pool.push_back(static_cast<int32_t>(j));
+            }
+        }
+    }
+
+    // While the window grows, every dot rises and the pool with it: past this many times its target, G rises.
+    static constexpr int64_t kPoolGrowth = 4;
+
+    // The pool_target-th best of sc.ratios, whose k-th best is in place (nth_element).
+    double pool_floor(int64_t k, Scratch& sc) const {
+        std::nth_element(sc.ratios.begin() + k, sc.ratios.begin() + pool_target - 1, sc.ratios.end(),
+                         std::greater<double>());
+        return sc.ratios[pool_target - 1];
+    }
+
+    // G raised to g (no higher than the cut, so the pool still proves the best k): members below leave.
+    // Columns outside keep the lower bar of the old G, so some join early and leave at the next take_best.
+    void raise_floor(double g, Scratch& sc) const {
+        if (g <= sc.g) return;
+        sc.g = g;
+        size_t kept = 0;
+        for (int32_t j : sc.pool) {
+            const int64_t b = bar_of(j, g);
+            if (sc.dot[j] < b) sc.bar[j] = b;
+            else sc.pool[kept++] = j;
+        }
+        sc.pool.resize(kept);
+    }
+
+    // Row i's best k into sc.cands from the pool (members below G leave it), or false when the pool cannot
+    // prove them: fewer than k members provably ahead of every column outside. Sets *cap to a floor that
+    // would.
+    bool take_best(int64_t i, int64_t k, float min_score, Scratch& sc, double* cap) const {
+        const double norm_i = exact.norms[i];
+        const double err = err_per_item * static_cast<double>(we[i] - ws[i]);
+        size_t kept = 0;
+        sc.ratios.clear();
+        for (int32_t j : sc.pool) {
+            if (sc.dot[j] < bar_of(j, sc.g)) {
+                sc.bar[j] = bar_of(j, sc.g);
+                continue;
+            }
+            sc.pool[kept++] = j;
+            if (!excluded(i, j)) sc.ratios.push_back(ratio(j, sc));
+        }
+        sc.pool.resize(kept);
+        // Every column outside has r < G + err. The pool proves the best k when G + err stays below the
+        // k-th best member's r − err (float32 ties allowed for), or below what min_score lets in.
+        const double floor_r = static_cast<double>(min_score) * norm_i * kBelow;
+        const int64_t m = static_cast<int64_t>(sc.ratios.size());
+        double cut = 0.0;  // members below it cannot be among the best k
+        bool proven = sc.g <= 0.0 || sc.g + err <= floor_r;
+        if (k > 0 && m >= k) {
+            std::nth_element(sc.ratios.begin(), sc.ratios.begin() + k - 1, sc.ratios.end(), std::greater<double>());
+            cut = (sc.ratios[k - 1] - err) * kBelow - err;
+            proven = proven || sc.g <= cut;
+            if (proven && m > kPoolGrowth * pool_target) raise_floor(std::min(cut, pool_floor(k, sc)), sc);
+        }
+        *cap = std::max(cut, floor_r - err);
+        sc.cands.clear();
+        if (!proven || k <= 0 || norm_i <= 0.0) return proven;
+        cut = std::max(cut, floor_r - err);
+        exact.spread(i, sc.table.data());
+        for (int32_t j : sc.pool) {
+            if (excluded(i, j) || ratio(j, sc) < cut) continue;
+            const float s = exact.spread_score(sc.table.data(), i, j);
+            if (s > 0.0f && s >= min_score) sc.cands.push_back(Cand{s, j});
+        }
+        exact.unspread(i, sc.table.data());
+        return true;
+    }
+};
+
+// Rows of one block (ascending, families consecutive): per row, columns not excluded with s > 0 and
+// s >= min_score, the best k_row[r]. Threads take whole families.
+inline void cosine_sweep_block(const CosineSweep& sw, const int64_t* rows, int64_t nrows, const int64_t* k_row,
+                               float min_score, BlockOutput& out, int64_t* refills) {
+    const int nthreads = max_threads();
+    out.reset(nthreads, nrows);
+    std::vector<int64_t> runs{0};  // [runs[f], runs[f+1]): rows of one family
+    for (int64_t r = 1; r < nrows; ++r) {
+        if (sw.family[rows[r]] != sw.family[rows[r - 1]]) runs.push_back(r);
+    }
+    runs.push_back(nrows);
+    const int64_t nruns = static_cast<int64_t>(runs.size()) - 1;
+    int64_t total_refills = 0;
+#pragma omp parallel reduction(+ : total_refills)
+    {
+        const int tid = thread_id();
+        CosineSweep::Scratch sc(sw);
+        std::vector<int32_t>& cols = out.cols[tid];
+        std::vector<float>& scores = out.scores[tid];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t f = 0; f < nruns; ++f) {
+            for (int64_t r = runs[f]; r < runs[f + 1]; ++r) {
+                const int64_t i = rows[r];
+                const int64_t k = std::max<int64_t>(0, std::min<int64_t>(k_row[r], sw.n - 1));
+                const bool fresh = r == runs[f];
+                sw.slide(i, !fresh, sc);  // columns whose dot rose to their bar join the pool on the way
+                const double open = std::numeric_limits<double>::infinity();
+                double cap = open;
+                if (fresh) sw.refill(i, open, sc);
+                // a refill at the pool's own target, then one capped where take_best says, then all columns
+                for (int attempt = fresh; !sw.take_best(i, k, min_score, sc, &cap); ++attempt) {
+                    sw.refill(i, attempt == 0 ? open : (attempt == 1 ? cap : 0.0), sc);
+                }
+                const int64_t m = keep_best(sc.cands.begin(), sc.cands.end(), k);
+                const int64_t at = static_cast<int64_t>(cols.size());
+                for (int64_t t = 0; t < m; ++t) {
+                    cols.push_back(sc.cands[t].col);
+                    scores.push_back(sc.cands[t].score);
+                }
+                out.thread_of[r] = tid;
+                out.start[r] = at;
+                out.count[r] = m;
+            }
+            sw.clear(sc);
+        }
+        total_refills += sc.refills;
+    }
+    if (refills) *refills += total_refills;
+}
+
+}  // namespace simmine
