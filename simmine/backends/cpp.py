@@ -11,6 +11,8 @@ name = "cpp"
 PREFIX_MIN_THRESHOLD = 0.4  # below it, prefix candidates are many and plain accumulation is faster
 SWEEP_POOL_PER_K = 2        # a sweep refill puts at least max(2k, 32) columns in its pool (fastest on ML-1M)
 SWEEP_POOL_MIN = 32
+COSINE_POOL_PER_K = 16      # the TF-IDF sweep's pool: at least max(16k, 256) (MovieLens-100k: 2.9 s against
+COSINE_POOL_MIN = 256       # 5.0 s at 2k/32, whose many refills each scan every column)
 SWEEP_MAX_SET = 65535       # the sweep counts in 16 bits; larger sets take the inverted index
 stats = {"sweep_refills": 0, "sweep_rows": 0}
 routes = {}                 # rows scored per route, read into the manifest (docs/output.md)
@@ -51,8 +53,8 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
         return counts, cols, scores
     if tile.kind == "cosine" and tile.sweep is not None and tile.n:
         # prefix anchors, TF-IDF: the sweep over nested windows in fixed point, exact on its candidates
-        counts, cols, scores, refills = _native.core.cosine_sweep_select(tile, tile.sweep, _pool(k_row), rows, k_row,
-                                                                         min_score)
+        pool = _pool(k_row, COSINE_POOL_PER_K, COSINE_POOL_MIN)
+        counts, cols, scores, refills = _native.core.cosine_sweep_select(tile, tile.sweep, pool, rows, k_row, min_score)
         stats["sweep_refills"] += int(refills)
         stats["sweep_rows"] += len(rows)
         _count("prefix sweep", rows)
@@ -69,9 +71,9 @@ def offers(tile: Tile, rows: np.ndarray, bar: np.ndarray, min_score: float):
                                np.ascontiguousarray(bar, dtype=np.float32), float(np.float32(min_score)))
 
 
-def _pool(k_row: np.ndarray) -> int:
+def _pool(k_row: np.ndarray, per_k: int = SWEEP_POOL_PER_K, least: int = SWEEP_POOL_MIN) -> int:
     """Columns a sweep refill puts in its pool, at least."""
-    return int(max(SWEEP_POOL_PER_K * (int(k_row.max()) if len(k_row) else 0), SWEEP_POOL_MIN))
+    return int(max(per_k * (int(k_row.max()) if len(k_row) else 0), least))
 
 
 def _sizes(tile: Tile) -> np.ndarray:
