@@ -48,10 +48,10 @@ def machine() -> dict:
 def write_report(out_dir: str, name: str, results: dict, lines: list) -> None:
     """Prints the report and writes NAME.json (raw figures, with the machine) and NAME.md (the report) under
     out_dir."""
-    results = {**results, "machine": results.get("machine", machine())}
+    results = {**results, "machine": {**machine(), **results.get("machine", {})}}
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:  # the raw figures first, whatever the report does
+        json.dump(results, f, indent=1, default=str)
     lines = [f"machine: {results['machine']['cpu']}, {results['machine']['cpus']} cores"] + lines
     print("\n".join(lines))
-    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write("```\n" + "\n".join(lines) + "\n```\n")

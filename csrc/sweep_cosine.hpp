@@ -223,6 +223,8 @@ struct CosineSweep {
     // would.
     bool take_best(int64_t i, int64_t k, float min_score, Scratch& sc, double* cap) const {
         const double norm_i = exact.norms[i];
+        sc.cands.clear();
+        if (k <= 0 || norm_i <= 0.0) return true;  // nothing to choose, or a zero vector: similarity 0 with all
         const double err = err_per_item * static_cast<double>(we[i] - ws[i]);
         size_t kept = 0;
         sc.ratios.clear();
@@ -241,15 +243,14 @@ struct CosineSweep {
         const int64_t m = static_cast<int64_t>(sc.ratios.size());
         double cut = 0.0;  // members below it cannot be among the best k
         bool proven = sc.g <= 0.0 || sc.g + err <= floor_r;
-        if (k > 0 && m >= k) {
+        if (m >= k) {
             std::nth_element(sc.ratios.begin(), sc.ratios.begin() + k - 1, sc.ratios.end(), std::greater<double>());
             cut = (sc.ratios[k - 1] - err) * kBelow - err;
             proven = proven || sc.g <= cut;
             if (proven && m > kPoolGrowth * pool_target) raise_floor(std::min(cut, pool_floor(k, sc)), sc);
         }
         *cap = std::max(cut, floor_r - err);
-        sc.cands.clear();
-        if (!proven || k <= 0 || norm_i <= 0.0) return proven;
+        if (!proven) return false;
         cut = std::max(cut, floor_r - err);
         exact.spread(i, sc.table.data());
         for (int32_t j : sc.pool) {
