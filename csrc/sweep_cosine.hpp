@@ -67,44 +67,39 @@ struct CosineSweep {
 
     struct Scratch {
         std::vector<int64_t> dot;   // per column: fixed-point dot with the window
-        std::vector<int64_t> bar;   // per column: the dot that joins the pool (max for members)
+        std::vector<uint8_t> mark;  // per column: 1 in the pool, 2 listed as touched (list_touched)
         std::vector<int32_t> pool, touched;
-        std::vector<uint8_t> mark;
         std::vector<double> ratios;
         std::vector<double> table;  // the window's exact weights by code (CosineScorer::spread)
         std::vector<Cand> cands;
         int64_t cur_ws = 0, cur_we = 0;
         double g = 0.0;             // the pool's floor G, in units of r
         int64_t refills = 0;
-        explicit Scratch(const CosineSweep& s)
-            : dot(s.n, 0), bar(s.n, 1), mark(s.n, 0), table(s.vocab, 0.0) {}
+        explicit Scratch(const CosineSweep& s) : dot(s.n, 0), mark(s.n, 0), table(s.vocab, 0.0) {}
     };
 
     bool skipped(int64_t i, int64_t j) const {  // never in the pool: the family's own run
         return excluded.lo != nullptr && j >= excluded.lo[i] && j < excluded.hi[i];
     }
+    // r̃(j) = dot(j) / ‖j‖, the one expression every pool test uses.
     double ratio(int64_t j, const Scratch& sc) const { return static_cast<double>(sc.dot[j]) * unit * inv_norm[j]; }
-    // The smallest dot with r >= g (g in units of r); never reached by a zero row.
-    int64_t bar_of(int64_t j, double g) const {
-        if (inv_norm[j] <= 0.0) return std::numeric_limits<int64_t>::max();
-        if (g <= 0.0) return 1;
-        const double d = std::ceil(g * exact.norms[j] / unit);
-        return d >= 9.0e18 ? std::numeric_limits<int64_t>::max() : std::max<int64_t>(1, static_cast<int64_t>(d));
+    // Whether column j belongs in a pool with floor g: it shares a weighted item with the window and r̃ >= g.
+    bool above(int64_t j, double g, const Scratch& sc) const { return sc.dot[j] > 0 && ratio(j, sc) >= g; }
+
+    void join(int64_t j, Scratch& sc) const {
+        sc.mark[j] = 1;
+        sc.pool.push_back(static_cast<int32_t>(j));
     }
 
     // dot[j] += delta · q(x) over the columns holding an occurrence of x; with ``check`` (from row i),
-    // columns that reach their bar join the pool.
+    // columns that reach G join the pool.
     void apply(int64_t i, int32_t x, int64_t delta, bool check, Scratch& sc) const {
         const int64_t w = delta * q[x];
         int64_t* dot = sc.dot.data();
-        const int64_t* bar = sc.bar.data();
         for (int64_t r = code_ptr[x]; r < code_ptr[x + 1]; ++r) {
             for (int64_t j = range_lo[r]; j < range_hi[r]; ++j) {
-                const int64_t v = dot[j] += w;
-                if (check && v >= bar[j] && !skipped(i, j)) {
-                    sc.bar[j] = std::numeric_limits<int64_t>::max();
-                    sc.pool.push_back(static_cast<int32_t>(j));
-                }
+                dot[j] += w;
+                if (check && !sc.mark[j] && above(j, sc.g, sc) && !skipped(i, j)) join(j, sc);
             }
         }
     }
@@ -113,33 +108,31 @@ struct CosineSweep {
     void slide(int64_t i, bool check, Scratch& sc) const {
         const int64_t s = ws[i], e = we[i];
         for (int64_t p = std::max(sc.cur_we, s); p < e; ++p) {
-            const int32_t x = stream[p];
-            if (x < 0) continue;
-            apply(i, x, 1, check, sc);
+            if (stream[p] >= 0) apply(i, stream[p], 1, check, sc);
         }
         for (int64_t p = sc.cur_ws; p < std::min(s, sc.cur_we); ++p) {
-            const int32_t x = stream[p];
-            if (x < 0) continue;
-            apply(i, x, -1, false, sc);
+            if (stream[p] >= 0) apply(i, stream[p], -1, false, sc);
         }
         sc.cur_ws = s;
         sc.cur_we = e;
     }
 
-    // Empties the window (dots back to zero, exactly) and the pool.
-    void clear(Scratch& sc) const {
-        for (int64_t p = sc.cur_ws; p < sc.cur_we; ++p) {
-            const int32_t x = stream[p];
-            if (x < 0) continue;
-            apply(0, x, -1, false, sc);
-        }
-        sc.cur_ws = sc.cur_we = 0;
-        for (int32_t j : sc.pool) sc.bar[j] = 1;
+    void empty_pool(Scratch& sc) const {
+        for (int32_t j : sc.pool) sc.mark[j] = 0;
         sc.pool.clear();
     }
 
-    // The columns sharing a code with the window, in sc.touched, when they are fewer than all n (rare items,
-    // short windows); returns whether they are.
+    // Empties the window (dots back to zero, exactly) and the pool.
+    void clear(Scratch& sc) const {
+        for (int64_t p = sc.cur_ws; p < sc.cur_we; ++p) {
+            if (stream[p] >= 0) apply(0, stream[p], -1, false, sc);
+        }
+        sc.cur_ws = sc.cur_we = 0;
+        empty_pool(sc);
+    }
+
+    // The columns sharing a weighted item with the window, in sc.touched, when they are fewer than all n
+    // (rare items, short windows); returns whether they are. The pool must be empty.
     bool list_touched(Scratch& sc) const {
         int64_t cost = 0;
         for (int64_t p = sc.cur_ws; p < sc.cur_we && cost < n; ++p) {
@@ -153,7 +146,7 @@ struct CosineSweep {
             for (int64_t r = code_ptr[x]; r < code_ptr[x + 1]; ++r) {
                 for (int64_t j = range_lo[r]; j < range_hi[r]; ++j) {
                     if (!sc.mark[j]) {
-                        sc.mark[j] = 1;
+                        sc.mark[j] = 2;
                         sc.touched.push_back(static_cast<int32_t>(j));
                     }
                 }
@@ -163,21 +156,23 @@ struct CosineSweep {
         return true;
     }
 
-    // Refills the pool for row i: G the pool_target-th best r of the columns (or ``cap`` when lower), and
-    // every column with r >= G a member; every other column's bar set for G.
+    // Refills the pool for row i: G the pool_target-th best r̃ of the columns (or ``cap`` when lower), every
+    // column with r̃ >= G a member. O(columns sharing an item with the window) when they are fewer than all.
     void refill(int64_t i, double cap, Scratch& sc) const {
         ++sc.refills;
-        sc.pool.clear();
+        empty_pool(sc);
         const bool listed = list_touched(sc);
-        sc.ratios.clear();
-        auto offer = [&](int64_t j) {
-            if (sc.dot[j] > 0 && !skipped(i, j)) sc.ratios.push_back(ratio(j, sc));
+        auto each = [&](auto&& f) {
+            if (listed) {
+                for (int32_t j : sc.touched) f(j);
+            } else {
+                for (int64_t j = 0; j < n; ++j) f(j);
+            }
         };
-        if (listed) {
-            for (int32_t j : sc.touched) offer(j);
-        } else {
-            for (int64_t j = 0; j < n; ++j) offer(j);
-        }
+        sc.ratios.clear();
+        each([&](int64_t j) {
+            if (sc.dot[j] > 0 && !skipped(i, j)) sc.ratios.push_back(ratio(j, sc));
+        });
         double g = 0.0;
         if (static_cast<int64_t>(sc.ratios.size()) > pool_target) {
             std::nth_element(sc.ratios.begin(), sc.ratios.begin() + pool_target - 1, sc.ratios.end(),
@@ -185,13 +180,9 @@ struct CosineSweep {
             g = sc.ratios[pool_target - 1];
         }
         sc.g = std::max(0.0, std::min(g, cap));
-        for (int64_t j = 0; j < n; ++j) {
-            sc.bar[j] = bar_of(j, sc.g);
-            if (sc.dot[j] >= sc.bar[j] && !skipped(i, j)) {
-                sc.bar[j] = std::numeric_limits<int64_t>::max();
-                sc.pool.push_back(static_cast<int32_t>(j));
-            }
-        }
+        each([&](int64_t j) {
+            if (above(j, sc.g, sc) && !skipped(i, j)) join(j, sc);
+        });
     }
 
     // While the window grows, every dot rises and the pool with it: past this many times its target, G rises.
@@ -204,39 +195,29 @@ struct CosineSweep {
         return sc.ratios[pool_target - 1];
     }
 
-    // G raised to g (no higher than the cut, so the pool still proves the best k): members below leave.
-    // Columns outside keep the lower bar of the old G, so some join early and leave at the next take_best.
-    void raise_floor(double g, Scratch& sc) const {
-        if (g <= sc.g) return;
-        sc.g = g;
+    // Members below g leave the pool (those below G, or below a G raised to g).
+    void keep_above(double g, Scratch& sc) const {
+        sc.g = std::max(sc.g, g);
         size_t kept = 0;
         for (int32_t j : sc.pool) {
-            const int64_t b = bar_of(j, g);
-            if (sc.dot[j] < b) sc.bar[j] = b;
-            else sc.pool[kept++] = j;
+            if (above(j, sc.g, sc)) sc.pool[kept++] = j;
+            else sc.mark[j] = 0;
         }
         sc.pool.resize(kept);
     }
 
-    // Row i's best k into sc.cands from the pool (members below G leave it), or false when the pool cannot
-    // prove them: fewer than k members provably ahead of every column outside. Sets *cap to a floor that
-    // would.
+    // Row i's best k into sc.cands from the pool, or false when the pool cannot prove them: fewer than k
+    // members provably ahead of every column outside. Sets *cap to a floor that would.
     bool take_best(int64_t i, int64_t k, float min_score, Scratch& sc, double* cap) const {
         const double norm_i = exact.norms[i];
         sc.cands.clear();
         if (k <= 0 || norm_i <= 0.0) return true;  // nothing to choose, or a zero vector: similarity 0 with all
         const double err = err_per_item * static_cast<double>(we[i] - ws[i]);
-        size_t kept = 0;
+        keep_above(sc.g, sc);
         sc.ratios.clear();
         for (int32_t j : sc.pool) {
-            if (sc.dot[j] < bar_of(j, sc.g)) {
-                sc.bar[j] = bar_of(j, sc.g);
-                continue;
-            }
-            sc.pool[kept++] = j;
             if (!excluded(i, j)) sc.ratios.push_back(ratio(j, sc));
         }
-        sc.pool.resize(kept);
         // Every column outside has r < G + err. The pool proves the best k when G + err stays below the
         // k-th best member's r − err (float32 ties allowed for), or below what min_score lets in.
         const double floor_r = static_cast<double>(min_score) * norm_i * kBelow;
@@ -247,7 +228,7 @@ struct CosineSweep {
             std::nth_element(sc.ratios.begin(), sc.ratios.begin() + k - 1, sc.ratios.end(), std::greater<double>());
             cut = (sc.ratios[k - 1] - err) * kBelow - err;
             proven = proven || sc.g <= cut;
-            if (proven && m > kPoolGrowth * pool_target) raise_floor(std::min(cut, pool_floor(k, sc)), sc);
+            if (proven && m > kPoolGrowth * pool_target) keep_above(std::min(cut, pool_floor(k, sc)), sc);
         }
         *cap = std::max(cut, floor_r - err);
         if (!proven) return false;
@@ -288,7 +269,7 @@ inline void cosine_sweep_block(const CosineSweep& sw, const int64_t* rows, int64
                 const int64_t i = rows[r];
                 const int64_t k = std::max<int64_t>(0, std::min<int64_t>(k_row[r], sw.n - 1));
                 const bool fresh = r == runs[f];
-                sw.slide(i, !fresh, sc);  // columns whose dot rose to their bar join the pool on the way
+                sw.slide(i, !fresh, sc);  // columns whose dot rose to G join the pool on the way
                 const double open = std::numeric_limits<double>::infinity();
                 double cap = open;
                 if (fresh) sw.refill(i, open, sc);
