@@ -332,6 +332,22 @@ PrefixSweep make_sweep(const py::object& t, const py::object& w, const py::array
                        max_size, excluded_of(t), pool_target};
 }
 
+// A prefix sweep over rows (ascending, families consecutive) -> (counts, cols, scores, refills).
+template <class Sweep>
+py::tuple run_sweep(const Sweep& sweep, const py::array& rows, const py::array& k_row, double min_score) {
+    const int64_t nrows = rows.size();
+    const int64_t* r = checked_rows(rows, sweep.n);
+    const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
+    BlockOutput out;
+    int64_t refills = 0;
+    {
+        py::gil_scoped_release release;
+        sweep_block(sweep, r, nrows, k, static_cast<float>(min_score), out, &refills);
+    }
+    py::tuple res = block_result(out, nrows);
+    return py::make_tuple(res[0], res[1], res[2], refills);
+}
+
 // Scoring one bucket's tile (tiles.hpp, sweep.hpp) and assembling per-anchor lists (topk.hpp).
 void bind_scoring(py::module_& m) {
     m.def("select", [](const py::object& t, py::array rows, py::array k_row, double min_score) {
@@ -344,33 +360,11 @@ void bind_scoring(py::module_& m) {
     }, "Per row: columns with s > 0 and s >= min_score, best k_row first -> (counts, cols, scores)");
     m.def("sweep_select", [](const py::object& t, const py::object& w, py::array sizes, int64_t pool_target,
                              py::array rows, py::array k_row, double min_score) {
-        const PrefixSweep sweep = make_sweep(t, w, sizes, pool_target);
-        const int64_t nrows = rows.size();
-        const int64_t* r = checked_rows(rows, sweep.n);
-        const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
-        BlockOutput out;
-        int64_t refills = 0;
-        {
-            py::gil_scoped_release release;
-            sweep_block(sweep, r, nrows, k, static_cast<float>(min_score), out, &refills);
-        }
-        py::tuple res = block_result(out, nrows);
-        return py::make_tuple(res[0], res[1], res[2], refills);
+        return run_sweep(make_sweep(t, w, sizes, pool_target), rows, k_row, min_score);
     }, "Prefix sweep (Jaccard over nested windows): per row, the best k_row -> (counts, cols, scores, refills)");
     m.def("cosine_sweep_select", [](const py::object& t, const py::object& w, int64_t pool_target, py::array rows,
                                     py::array k_row, double min_score) {
-        const CosineSweep sweep = make_cosine_sweep(t, w, pool_target);
-        const int64_t nrows = rows.size();
-        const int64_t* r = checked_rows(rows, sweep.n);
-        const int64_t* k = ptr_of<int64_t>(k_row, "k_row", nrows);
-        BlockOutput out;
-        int64_t refills = 0;
-        {
-            py::gil_scoped_release release;
-            cosine_sweep_block(sweep, r, nrows, k, static_cast<float>(min_score), out, &refills);
-        }
-        py::tuple res = block_result(out, nrows);
-        return py::make_tuple(res[0], res[1], res[2], refills);
+        return run_sweep(make_cosine_sweep(t, w, pool_target), rows, k_row, min_score);
     }, "Prefix sweep (TF-IDF over nested windows): per row, the best k_row -> (counts, cols, scores, refills)");
     m.def("pairs", [](const py::object& t, py::array rows, double min_score) {
         const std::string kind = py::cast<std::string>(t.attr("kind"));

@@ -45,6 +45,8 @@ struct PrefixSweep {
         std::vector<int64_t> hist;          // columns per (b, c) cell, for a refill
         std::vector<Cand> cands;
         int64_t cur_ws = 0, cur_we = 0, table_a = -1;
+        int64_t prev_a = -1;  // the previous row's set size
+        float g = 0.0f;       // the pool's floor G
         int64_t refills = 0;
         explicit Scratch(const PrefixSweep& s)
             : cs(s.n), mult(s.vocab, 0), cmin(s.max_size + 1, 0), inpool(s.n, 0) {
@@ -285,12 +287,30 @@ struct PrefixSweep {
         }
         return true;
     }
+
+    // Row i's candidates in sc.cands. The window moves from the previous row's unless the family starts
+    // here; a smaller set than the previous row's can raise untouched scores, so it refills too.
+    void row(int64_t i, int64_t k, bool family_start, float floor, Scratch& sc) const {
+        const int64_t a = size[i];
+        const bool fresh = family_start || a < sc.prev_a;
+        set_table(a, sc);
+        if (!fresh && a != sc.prev_a) thresholds(a, sc.g, sc);
+        slide(i, !fresh, sc);  // columns whose count rose to g join the pool on the way
+        if (fresh || !take_best(i, a, k, sc.g, floor, sc)) {
+            sc.g = refill(i, a, floor, sc);
+            take_best(i, a, k, sc.g, floor, sc);
+        }
+        sc.prev_a = a;
+    }
 };
 
 // Rows of one block (ascending, families consecutive): per row, columns not excluded with s > 0 and
-// s >= min_score, the best k_row[r]. Threads take whole families.
-inline void sweep_block(const PrefixSweep& sw, const int64_t* rows, int64_t nrows, const int64_t* k_row,
-                        float min_score, BlockOutput& out, int64_t* refills) {
+// s >= min_score, the best k_row[r]. Threads take whole families. A sweep offers Scratch, row(i, k,
+// family_start, min_score, scratch) leaving row i's candidates in scratch.cands, clear(scratch), and
+// scratch.refills.
+template <class Sweep>
+inline void sweep_block(const Sweep& sw, const int64_t* rows, int64_t nrows, const int64_t* k_row, float min_score,
+                        BlockOutput& out, int64_t* refills) {
     const int nthreads = max_threads();
     out.reset(nthreads, nrows);
     std::vector<int64_t> runs{0};  // [runs[f], runs[f+1]): rows of one family
@@ -303,27 +323,15 @@ inline void sweep_block(const PrefixSweep& sw, const int64_t* rows, int64_t nrow
 #pragma omp parallel reduction(+ : total_refills)
     {
         const int tid = thread_id();
-        PrefixSweep::Scratch sc(sw);
+        typename Sweep::Scratch sc(sw);
         std::vector<int32_t>& cols = out.cols[tid];
         std::vector<float>& scores = out.scores[tid];
 #pragma omp for schedule(dynamic, 1)
         for (int64_t f = 0; f < nruns; ++f) {
-            float g = 0.0f;
-            int64_t prev_a = -1;
-            const float floor = min_score;
             for (int64_t r = runs[f]; r < runs[f + 1]; ++r) {
                 const int64_t i = rows[r];
                 const int64_t k = std::max<int64_t>(0, std::min<int64_t>(k_row[r], sw.n - 1));
-                const int64_t a = sw.size[i];
-                const bool fresh = r == runs[f] || a < prev_a;  // a smaller set can raise untouched scores
-                sw.set_table(a, sc);
-                if (!fresh && a != prev_a) sw.thresholds(a, g, sc);
-                sw.slide(i, !fresh, sc);  // columns whose count rose to g join the pool on the way
-                if (fresh || !sw.take_best(i, a, k, g, floor, sc)) {
-                    g = sw.refill(i, a, floor, sc);
-                    sw.take_best(i, a, k, g, floor, sc);
-                }
-                prev_a = a;
+                sw.row(i, k, r == runs[f], min_score, sc);
                 const int64_t m = keep_best(sc.cands.begin(), sc.cands.end(), k);
                 const int64_t at = static_cast<int64_t>(cols.size());
                 for (int64_t t = 0; t < m; ++t) {

@@ -20,6 +20,7 @@
 
 #include "metrics.hpp"
 #include "tiles.hpp"
+#include "sweep.hpp"
 #include "topk.hpp"
 
 namespace simmine {
@@ -242,56 +243,18 @@ struct CosineSweep {
         exact.unspread(i, sc.table.data());
         return true;
     }
-};
 
-// Rows of one block (ascending, families consecutive): per row, columns not excluded with s > 0 and
-// s >= min_score, the best k_row[r]. Threads take whole families.
-inline void cosine_sweep_block(const CosineSweep& sw, const int64_t* rows, int64_t nrows, const int64_t* k_row,
-                               float min_score, BlockOutput& out, int64_t* refills) {
-    const int nthreads = max_threads();
-    out.reset(nthreads, nrows);
-    std::vector<int64_t> runs{0};  // [runs[f], runs[f+1]): rows of one family
-    for (int64_t r = 1; r < nrows; ++r) {
-        if (sw.family[rows[r]] != sw.family[rows[r - 1]]) runs.push_back(r);
-    }
-    runs.push_back(nrows);
-    const int64_t nruns = static_cast<int64_t>(runs.size()) - 1;
-    int64_t total_refills = 0;
-#pragma omp parallel reduction(+ : total_refills)
-    {
-        const int tid = thread_id();
-        CosineSweep::Scratch sc(sw);
-        std::vector<int32_t>& cols = out.cols[tid];
-        std::vector<float>& scores = out.scores[tid];
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t f = 0; f < nruns; ++f) {
-            for (int64_t r = runs[f]; r < runs[f + 1]; ++r) {
-                const int64_t i = rows[r];
-                const int64_t k = std::max<int64_t>(0, std::min<int64_t>(k_row[r], sw.n - 1));
-                const bool fresh = r == runs[f];
-                sw.slide(i, !fresh, sc);  // columns whose dot rose to G join the pool on the way
-                const double open = std::numeric_limits<double>::infinity();
-                double cap = open;
-                if (fresh) sw.refill(i, open, sc);
-                // a refill at the pool's own target, then one capped where take_best says, then all columns
-                for (int attempt = fresh; !sw.take_best(i, k, min_score, sc, &cap); ++attempt) {
-                    sw.refill(i, attempt == 0 ? open : (attempt == 1 ? cap : 0.0), sc);
-                }
-                const int64_t m = keep_best(sc.cands.begin(), sc.cands.end(), k);
-                const int64_t at = static_cast<int64_t>(cols.size());
-                for (int64_t t = 0; t < m; ++t) {
-                    cols.push_back(sc.cands[t].col);
-                    scores.push_back(sc.cands[t].score);
-                }
-                out.thread_of[r] = tid;
-                out.start[r] = at;
-                out.count[r] = m;
-            }
-            sw.clear(sc);
+    // Row i's candidates in sc.cands; the window moves from the previous row's unless the family starts here.
+    void row(int64_t i, int64_t k, bool family_start, float min_score, Scratch& sc) const {
+        slide(i, !family_start, sc);  // columns whose dot rose to G join the pool on the way
+        const double open = std::numeric_limits<double>::infinity();
+        double cap = open;
+        if (family_start) refill(i, open, sc);
+        // a refill at the pool's own target, then one capped where take_best says, then all columns
+        for (int attempt = family_start; !take_best(i, k, min_score, sc, &cap); ++attempt) {
+            refill(i, attempt == 0 ? open : (attempt == 1 ? cap : 0.0), sc);
         }
-        total_refills += sc.refills;
     }
-    if (refills) *refills += total_refills;
-}
+};
 
 }  // namespace simmine
