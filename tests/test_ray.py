@@ -31,7 +31,8 @@ def _tables(path):
 
 
 @pytest.mark.parametrize("sel", [dict(k=5), dict(min_sim=0.3, metric="tfidf"), dict(alpha=0.01, alpha_scope="global"),
-                                 dict(alpha=0.05, bucket_by="city"), dict(k=5, anchors="prefix", max_len=10)], ids=str)
+                                 dict(alpha=0.05, bucket_by="city"), dict(k=5, anchors="prefix", max_len=10),
+                                 dict(k=5, anchors="prefix", max_len=10, metric="tfidf")], ids=str)
 def test_ray_equals_local(tmp_path, sel):
     local = simmine.build(out=str(tmp_path / "local"), quiet=True, **sel)
     remote = simmine.build(out=str(tmp_path / "ray"), quiet=True, engine="ray", **sel)
