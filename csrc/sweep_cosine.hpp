@@ -44,7 +44,7 @@ struct CosineSweep {
     std::vector<double> inv_norm;  // per column: 1 / ‖j‖ (0 for a zero row)
     double err_per_item = 0.0;     // |r̃(j) − r(j)| <= err_per_item · |window| for every column
 
-    // Fixed-point weights from each code's idf (the scale leaves the largest dot product below 2^62).
+    // Fixed-point weights from each code's idf (the scale leaves the largest dot product below 2^61).
     void prepare(const double* idf) {
         int64_t max_len = 1;
         for (int64_t r = 0; r < n; ++r) max_len = std::max<int64_t>(max_len, we[r] - ws[r]);

@@ -198,9 +198,9 @@ class DenseTile(Tile):
 
 @dataclass
 class Sweep:
-    """What the prefix sweep (csrc/sweep.hpp) reads of a set tile whose rows are nested windows
-    (metrics.sweep_index): the users' streams in local codes, each row's window and family (user), and per
-    code the row ranges holding one of its occurrences as their latest."""
+    """What the prefix sweeps (csrc/sweep.hpp, csrc/sweep_cosine.hpp) read of a tile whose rows are nested
+    windows (metrics.sweep_index): the users' streams in local codes, each row's window and family (user), and
+    per code the row ranges holding one of its occurrences as their latest (a set tile) or at all (TF-IDF)."""
 
     stream: np.ndarray      # int32 local codes, -1 where no row's window reaches
     ws: np.ndarray          # int64 window start per row

@@ -43,18 +43,17 @@ def select(tile: Tile, rows: np.ndarray, k_row: np.ndarray, min_score: float):
     min_score = float(np.float32(min_score))
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     k_row = np.ascontiguousarray(k_row, dtype=np.int64)
-    if tile.kind == "set" and tile.sweep is not None and tile.n and np.diff(tile.indptr).max() < SWEEP_MAX_SET:
-        # prefix anchors: the sweep over nested windows (csrc/sweep.hpp)
-        counts, cols, scores, refills = _native.core.sweep_select(tile, tile.sweep, _sizes(tile), _pool(k_row), rows,
-                                                                  k_row, min_score)
-        stats["sweep_refills"] += int(refills)
-        stats["sweep_rows"] += len(rows)
-        _count("prefix sweep", rows)
-        return counts, cols, scores
-    if tile.kind == "cosine" and tile.sweep is not None and tile.n:
-        # prefix anchors, TF-IDF: the sweep over nested windows in fixed point, exact on its candidates
-        pool = _pool(k_row, COSINE_POOL_PER_K, COSINE_POOL_MIN)
-        counts, cols, scores, refills = _native.core.cosine_sweep_select(tile, tile.sweep, pool, rows, k_row, min_score)
+    sweep = getattr(tile, "sweep", None)  # set and cosine tiles of prefix anchors
+    if sweep is not None and tile.n and (tile.kind == "cosine" or np.diff(tile.indptr).max() < SWEEP_MAX_SET):
+        # prefix anchors: the sweep over nested windows (csrc/sweep.hpp; TF-IDF's in fixed point,
+        # csrc/sweep_cosine.hpp, exact on its candidates)
+        if tile.kind == "set":
+            counts, cols, scores, refills = _native.core.sweep_select(tile, sweep, _sizes(tile), _pool(k_row),
+                                                                      rows, k_row, min_score)
+        else:
+            pool = _pool(k_row, COSINE_POOL_PER_K, COSINE_POOL_MIN)
+            counts, cols, scores, refills = _native.core.cosine_sweep_select(tile, sweep, pool, rows, k_row,
+                                                                             min_score)
         stats["sweep_refills"] += int(refills)
         stats["sweep_rows"] += len(rows)
         _count("prefix sweep", rows)
